@@ -1,0 +1,68 @@
+package ktserver
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures a Server. The zero value is not valid; start from
+// DefaultConfig and change what you need.
+type Config struct {
+	// DBs are Kyoto Tycoon database arguments ("casket.kch", "*#capsiz=1g",
+	// "+", ...), ids 0..N-1 in order. Empty means one on-memory stash DB ":".
+	DBs []string
+
+	// Threads is KT's -th: the number of worker threads reported by
+	// report (serv_thread_count). Default 16.
+	Threads int
+
+	// Timeout is KT's -tout: the bound on each read of a request and each
+	// write of a response. Idle keep-alive connections are never closed.
+	// Default 30 s.
+	Timeout time.Duration
+
+	// MaxConns caps open client connections; connections beyond it are
+	// closed at once. Default 4096; negative means no cap.
+	MaxConns int
+
+	// NoSync acknowledges writes before Pebble has synced them. Default
+	// false: an acknowledged write survives kill -9.
+	NoSync bool
+
+	// ReadOnly is KT's -ord: every write fails with
+	// "DB: 4: no permission: permission denied".
+	ReadOnly bool
+
+	// ScriptPath is KT's -scr. ktd embeds no Lua: with a script set,
+	// play_script answers only the procedures ktd provides itself.
+	ScriptPath string
+
+	// RTSPath is KT's -rts, the replication timestamp file.
+	RTSPath string
+
+	// ServerHeader is the value of the Server response header.
+	// Default "KyotoTycoon/0.9.56".
+	ServerHeader string
+
+	// Now is the clock for expiry and report; nil means time.Now.
+	Now func() time.Time
+
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+
+	// Registry, when set, receives the server's Prometheus metrics.
+	Registry *prometheus.Registry
+}
+
+// DefaultConfig returns the configuration ktserver uses when started with
+// no flags: one ":" database, 16 threads, a 30 s timeout, synced writes.
+func DefaultConfig() Config {
+	return Config{
+		Threads:      16,
+		Timeout:      30 * time.Second,
+		MaxConns:     4096,
+		ServerHeader: "KyotoTycoon/0.9.56",
+	}
+}
