@@ -8,6 +8,13 @@
 // project's protocol reference; the recordings of the real server decide where
 // the reference is unsure.
 //
+// Bug compatibility is deliberate: URLDecode drops raw bytes >= 0x80 like
+// KC does on x86 (signed char), form and colenc decoding stop at NUL (C
+// strings), request lines longer than 8191 bytes are split like KT's 8 KiB
+// line buffer splits them, and a TSV colenc applies to the whole input map
+// (query parameters included). Each such place cites the recording or KC
+// code it follows.
+//
 // Binary frames (all integers big-endian):
 //
 //	0xB8 set_bulk     req: B8 u32 flags u32 rnum {u16 dbidx u32 ksiz u32 vsiz i64 xt key value}
