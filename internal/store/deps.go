@@ -1,3 +1,0 @@
-package store
-
-import _ "github.com/cockroachdb/pebble/v2" // placeholder until the store lands

@@ -1,0 +1,577 @@
+// Package store keeps KT databases in Pebble. It is the only package that imports pebble.
+//
+// One Pebble instance backs each database argument. Records live under the key prefix
+// 0x01 followed by the user key; the value is KT's stored form (a 5-byte big-endian
+// absolute expiry followed by the user value, or the value alone with ktopts=p).
+// Prefix 0x00 is reserved for meta keys and 0x02 and above for the update log.
+//
+// Every mutation is one Pebble batch committed through DB.commit, which also receives the
+// logical changes (what KT writes to its update log). Read-modify-write operations hold a
+// per-key striped mutex, never a global one, so concurrent synced commits are grouped by
+// Pebble's commit pipeline.
+//
+// Count and Size are exact: each write reads the old record under its key lock and applies
+// the count/size delta after its commit; Open recomputes both by a scan. Size is the sum of
+// len(key)+len(stored value) over all records (KT's on-memory tree DB reports exactly this,
+// key size + 5 + value size); expired records count until Sweep removes them.
+package store
+
+import (
+	"container/list"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"io/fs"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Key prefixes inside Pebble.
+const (
+	prefixMeta byte = 0x00 // meta keys (reserved)
+	prefixData byte = 0x01 // records: prefixData + user key
+	prefixEnd  byte = 0x02 // first byte after the data range; 0x02.. is the update log's
+)
+
+// Default Pebble tuning.
+const (
+	defaultCacheSize   = 32 << 20
+	fileMemTableSize   = 32 << 20
+	memoryMemTableSize = 4 << 20
+	numStripes         = 1024
+)
+
+// Config configures Open.
+type Config struct {
+	Spec Spec
+	// NoSync commits without fsync (relaxed durability: a process crash may lose recent
+	// acknowledged writes). The default, false, syncs every write; Pebble groups the
+	// fsyncs of concurrent commits. In-memory databases never sync.
+	NoSync    bool
+	ReadOnly  bool             // -ord: every write returns ErrNoPermission
+	Now       func() time.Time // clock for expiry; nil = time.Now
+	Logger    *slog.Logger     // nil = discard
+	FS        vfs.FS           // nil = vfs.Default for file DBs; in-memory DBs always use vfs.NewMem()
+	CacheSize int64            // Pebble block cache bytes; 0 = 32 MiB
+}
+
+// DB is one KT database stored in Pebble. All methods are safe for concurrent use.
+type DB struct {
+	spec     Spec
+	pdb      *pebble.DB
+	now      func() time.Time
+	log      *slog.Logger
+	sync     bool // commit data changes with pebble.Sync
+	readOnly bool
+	seed     maphash.Seed
+
+	// mu guards the lifetime of pdb and excludes writers during Clear: every operation
+	// holds it shared; Clear and Close hold it exclusively.
+	mu     sync.RWMutex
+	closed bool
+
+	stripes [numStripes]sync.Mutex // per-key locks for read-modify-write
+
+	count atomic.Int64 // records, including expired ones not yet swept
+	size  atomic.Int64 // sum of len(key)+len(stored value)
+
+	// sweepMu serialises Sweep; sweepPos is the user key where the next Sweep starts
+	// (nil = the beginning).
+	sweepMu  sync.Mutex
+	sweepPos []byte
+
+	// lru tracks recency for cache DBs with capcnt/capsiz (nil otherwise).
+	lru *lruList
+}
+
+// Open opens (creating if needed) the store described by cfg.Spec. A file DB is a Pebble
+// directory at Spec.Path; its parent directory must exist, and a regular file at the path
+// (probably a Kyoto Cabinet file) is an error. In-memory types live on a private in-memory
+// file system. Open starts no goroutines of its own; Count and Size are computed by a scan.
+func Open(cfg Config) (*DB, error) {
+	spec := cfg.Spec
+	if spec.Type == 0 {
+		return nil, fmt.Errorf("store: open %q: no database type", spec.Arg)
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	db := &DB{
+		spec:     spec,
+		now:      cfg.Now,
+		log:      logger,
+		sync:     !cfg.NoSync && !spec.InMemory,
+		readOnly: cfg.ReadOnly,
+		seed:     maphash.MakeSeed(),
+	}
+	if db.now == nil {
+		db.now = time.Now
+	}
+	if spec.isCache() && (spec.CapCount > 0 || spec.CapSize > 0) {
+		db.lru = newLRU()
+	}
+
+	cacheSize := cfg.CacheSize
+	if cacheSize <= 0 {
+		cacheSize = defaultCacheSize
+	}
+	cache := pebble.NewCache(cacheSize)
+	defer cache.Unref() // the DB holds its own reference
+	opts := &pebble.Options{
+		FormatMajorVersion: pebble.FormatNewest,
+		Cache:              cache,
+		Logger:             pebbleLogger{logger.With("db", spec.Path)},
+	}
+	dir := spec.Path
+	if spec.InMemory {
+		opts.FS = vfs.NewMem()
+		opts.MemTableSize = memoryMemTableSize
+		opts.DisableWAL = true // nothing survives the process anyway
+		dir = "db"
+	} else {
+		opts.FS = cfg.FS
+		if opts.FS == nil {
+			opts.FS = vfs.Default
+		}
+		opts.MemTableSize = fileMemTableSize
+		if err := checkDir(opts.FS, dir); err != nil {
+			return nil, err
+		}
+	}
+	pdb, err := pebble.Open(dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", spec.Path, err)
+	}
+	db.pdb = pdb
+	if err := db.recount(); err != nil {
+		pdb.Close()
+		return nil, fmt.Errorf("store: open %s: %w", spec.Path, err)
+	}
+	return db, nil
+}
+
+// checkDir refuses a regular file at path and a missing parent directory (KT does not
+// create parent directories).
+func checkDir(fsys vfs.FS, path string) error {
+	if fi, err := fsys.Stat(path); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("store: open %s: a regular file is in the way (a Kyoto Cabinet file?); ktd keeps a Pebble directory there", path)
+		}
+		names, err := fsys.List(path)
+		if err != nil {
+			return fmt.Errorf("store: open %s: %w", path, err)
+		}
+		if len(names) > 0 && !slices.ContainsFunc(names, isPebbleFile) {
+			return fmt.Errorf("store: open %s: the directory holds no Pebble store (a Kyoto Cabinet directory database?)", path)
+		}
+		return nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("store: open %s: %w", path, err)
+	}
+	parent := filepath.Dir(path)
+	fi, err := fsys.Stat(parent)
+	if err != nil {
+		return fmt.Errorf("store: open %s: parent directory: %w", path, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("store: open %s: parent %s is not a directory", path, parent)
+	}
+	return nil
+}
+
+// isPebbleFile reports whether name is one of Pebble's bookkeeping files.
+func isPebbleFile(name string) bool {
+	for _, p := range []string{"MANIFEST-", "OPTIONS-", "marker.", "CURRENT"} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// recount computes count and size by scanning every record.
+func (db *DB) recount() error {
+	it, err := db.pdb.NewIter(dataBounds(nil))
+	if err != nil {
+		return err
+	}
+	var n, sz int64
+	for it.First(); it.Valid(); it.Next() {
+		n++
+		sz += int64(len(it.Key())-1) + int64(len(it.Value()))
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return fmt.Errorf("count records: %w", err)
+	}
+	db.count.Store(n)
+	db.size.Store(sz)
+	return nil
+}
+
+// Close closes the database. It waits for operations in flight; afterwards every method
+// returns ErrClosed. Pebble reports leaked iterators or snapshots as an error here.
+func (db *DB) Close() error {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.closed {
+		return ErrClosed
+	}
+	db.closed = true
+	if err := db.pdb.Close(); err != nil {
+		return fmt.Errorf("store: close %s: %w", db.spec.Path, err)
+	}
+	return nil
+}
+
+// Spec returns the parsed database argument.
+func (db *DB) Spec() Spec { return db.spec }
+
+// Count returns the number of records, including expired ones not yet swept.
+func (db *DB) Count() int64 { return db.count.Load() }
+
+// Size returns the sum of len(key)+len(stored value) over all records (the stored value
+// is the 5-byte expiry plus the user value unless Persistent), including expired records
+// not yet swept.
+func (db *DB) Size() int64 { return db.size.Load() }
+
+// Synchronize makes every acknowledged write durable: it syncs the WAL, and with hard also
+// flushes the memtables to sstables. In-memory databases have nothing to do.
+func (db *DB) Synchronize(hard bool) error {
+	if err := db.rlock(); err != nil {
+		return err
+	}
+	defer db.mu.RUnlock()
+	if db.spec.InMemory {
+		return nil
+	}
+	// An empty LogData with Sync syncs the WAL up to everything committed before it.
+	if err := db.pdb.LogData(nil, pebble.Sync); err != nil {
+		return sysErr("sync", err)
+	}
+	if hard {
+		if err := db.pdb.Flush(); err != nil {
+			return sysErr("flush", err)
+		}
+	}
+	return nil
+}
+
+// PebbleMetrics returns Pebble's metrics table as text.
+func (db *DB) PebbleMetrics() string {
+	if err := db.rlock(); err != nil {
+		return ""
+	}
+	defer db.mu.RUnlock()
+	return db.pdb.Metrics().String()
+}
+
+// DiskUsage returns the bytes Pebble uses on its file system (sstables, WAL, manifests;
+// for in-memory databases the bytes held by the in-memory file system).
+func (db *DB) DiskUsage() uint64 {
+	if err := db.rlock(); err != nil {
+		return 0
+	}
+	defer db.mu.RUnlock()
+	return db.pdb.Metrics().DiskSpaceUsage()
+}
+
+// rlock takes db.mu shared and fails if the database is closed.
+func (db *DB) rlock() error {
+	db.mu.RLock()
+	if db.closed {
+		db.mu.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+// wlock is rlock for writers: it also refuses writes on a read-only database.
+func (db *DB) wlock() error {
+	if db.readOnly {
+		return ErrNoPermission
+	}
+	return db.rlock()
+}
+
+// nowUnix returns the current time in epoch seconds from the injected clock.
+func (db *DB) nowUnix() int64 { return db.now().Unix() }
+
+// dataKey returns the Pebble key of a user key.
+func dataKey(key []byte) []byte {
+	k := make([]byte, 1+len(key))
+	k[0] = prefixData
+	copy(k[1:], key)
+	return k
+}
+
+// dataBounds returns iterator bounds for the records whose user key starts with prefix.
+func dataBounds(prefix []byte) *pebble.IterOptions {
+	lower := dataKey(prefix)
+	return &pebble.IterOptions{LowerBound: lower, UpperBound: prefixSuccessor(lower)}
+}
+
+// prefixSuccessor returns the smallest key greater than every key starting with p (p is
+// never empty and never all 0xFF here, since it starts with prefixData).
+func prefixSuccessor(p []byte) []byte {
+	s := slices.Clone(p)
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] != 0xFF {
+			s[i]++
+			return s[:i+1]
+		}
+	}
+	return nil
+}
+
+// stripe returns the index of the lock guarding key.
+func (db *DB) stripe(key []byte) int {
+	return int(maphash.Bytes(db.seed, key) % numStripes)
+}
+
+// lockKey locks the stripe of one key and returns the unlock function.
+func (db *DB) lockKey(key []byte) func() {
+	m := &db.stripes[db.stripe(key)]
+	m.Lock()
+	return m.Unlock
+}
+
+// lockKeys locks the stripes of several keys in index order (no deadlock between bulk
+// operations) and returns the unlock function.
+func (db *DB) lockKeys(keys [][]byte) func() {
+	idx := make([]int, 0, len(keys))
+	for _, k := range keys {
+		idx = append(idx, db.stripe(k))
+	}
+	slices.Sort(idx)
+	idx = slices.Compact(idx)
+	for _, i := range idx {
+		db.stripes[i].Lock()
+	}
+	return func() {
+		for _, i := range idx {
+			db.stripes[i].Unlock()
+		}
+	}
+}
+
+// getStored reads the stored form of key and calls fn with it (nil, false when absent).
+// stored is valid only during fn.
+func (db *DB) getStored(key []byte, fn func(stored []byte, found bool)) error {
+	v, closer, err := db.pdb.Get(dataKey(key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		fn(nil, false)
+		return nil
+	}
+	if err != nil {
+		return sysErr("get", err)
+	}
+	fn(v, true)
+	return closeQuietly(closer)
+}
+
+func isNotFound(err error) bool { return errors.Is(err, pebble.ErrNotFound) }
+
+func closeQuietly(c io.Closer) error {
+	if err := c.Close(); err != nil {
+		return sysErr("close", err)
+	}
+	return nil
+}
+
+// txn accumulates one Pebble batch with its logical changes and the count/size deltas.
+// For bulk operations it remembers the state of keys it already wrote (seen), so a key
+// repeated in one batch is accounted exactly.
+type txn struct {
+	db      *DB
+	b       *pebble.Batch
+	changes []Change
+	dCount  int64
+	dSize   int64
+	seen    map[string][]byte // bulk only: stored value written so far (nil = removed)
+	cleared bool              // a Clear is in this batch: unseen keys are absent
+	touched [][]byte          // keys set, for LRU bookkeeping (cache DBs only)
+	removed [][]byte          // keys removed, for LRU bookkeeping (cache DBs only)
+}
+
+func (db *DB) newTxn(bulk bool) *txn {
+	t := &txn{db: db, b: db.pdb.NewBatch()}
+	if bulk {
+		t.seen = map[string][]byte{}
+	}
+	return t
+}
+
+// old reads the current stored form of key as this transaction sees it and calls fn.
+func (t *txn) old(key []byte, fn func(stored []byte, found bool)) error {
+	if t.seen != nil {
+		if v, ok := t.seen[string(key)]; ok {
+			fn(v, v != nil)
+			return nil
+		}
+		if t.cleared {
+			fn(nil, false)
+			return nil
+		}
+	}
+	return t.db.getStored(key, fn)
+}
+
+// set writes key=stored, replacing a record of oldLen bytes (oldLen < 0: none). logged
+// says whether the write is a logical change (GC and evictions are not logged).
+func (t *txn) set(key, stored []byte, oldLen int) error {
+	if err := t.b.Set(dataKey(key), stored, nil); err != nil {
+		return sysErr("batch set", err)
+	}
+	if oldLen < 0 {
+		t.dCount++
+		t.dSize += int64(len(key) + len(stored))
+	} else {
+		t.dSize += int64(len(stored) - oldLen)
+	}
+	t.changes = append(t.changes, Change{Op: OpSet, Key: key, Value: stored})
+	if t.seen != nil {
+		t.seen[string(key)] = stored
+	}
+	if t.db.lru != nil {
+		t.touched = append(t.touched, key)
+	}
+	return nil
+}
+
+// del deletes key, a record of oldLen stored bytes. logged is false for GC and evictions.
+func (t *txn) del(key []byte, oldLen int, logged bool) error {
+	if err := t.b.Delete(dataKey(key), nil); err != nil {
+		return sysErr("batch delete", err)
+	}
+	t.dCount--
+	t.dSize -= int64(len(key) + oldLen)
+	if logged {
+		t.changes = append(t.changes, Change{Op: OpRemove, Key: key})
+	}
+	if t.seen != nil {
+		t.seen[string(key)] = nil
+	}
+	if t.db.lru != nil {
+		t.removed = append(t.removed, key)
+	}
+	return nil
+}
+
+// close releases the batch.
+func (t *txn) close() { t.b.Close() }
+
+// commit commits t through db.commit with the database's data durability.
+func (t *txn) commit() error {
+	if t.b.Empty() && len(t.changes) == 0 {
+		return nil
+	}
+	return t.db.commit(t.b, t.changes, t.dCount, t.dSize, t.db.writeOpts())
+}
+
+// writeOpts returns the options for logical writes: pebble.Sync unless NoSync or in-memory.
+func (db *DB) writeOpts() *pebble.WriteOptions {
+	if db.sync {
+		return pebble.Sync
+	}
+	return pebble.NoSync
+}
+
+// commit is the single place where data batches are committed. changes are the logical
+// changes of the batch, what KT writes to its update log (empty for expiry GC and
+// capacity evictions, which KT does not log); the update log will append its record to b
+// here, so data and log commit atomically. After a successful commit the count/size
+// deltas are applied; callers hold the locks of every key in b, so the deltas are exact.
+func (db *DB) commit(b *pebble.Batch, changes []Change, dCount, dSize int64, opts *pebble.WriteOptions) error {
+	_ = changes // the update log (next issue) appends to b here
+	if err := b.Commit(opts); err != nil {
+		return sysErr("commit", err)
+	}
+	db.count.Add(dCount)
+	db.size.Add(dSize)
+	return nil
+}
+
+// afterWrite does the bookkeeping that follows a committed transaction, outside the key
+// locks but inside db.mu: LRU recency, then capacity eviction.
+func (db *DB) afterWrite(t *txn) {
+	if db.lru != nil {
+		for _, k := range t.removed {
+			db.lru.remove(k)
+		}
+		for _, k := range t.touched {
+			db.lru.touch(k)
+		}
+	}
+	db.enforceCaps()
+}
+
+// lruList is a least-recently-used list of keys for cache DBs with capcnt/capsiz.
+type lruList struct {
+	mu    sync.Mutex
+	order *list.List               // front = most recent; values are string keys
+	elems map[string]*list.Element // key -> element
+}
+
+func newLRU() *lruList {
+	return &lruList{order: list.New(), elems: map[string]*list.Element{}}
+}
+
+// touch marks key as most recently used, adding it if new.
+func (l *lruList) touch(key []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e, ok := l.elems[string(key)]; ok {
+		l.order.MoveToFront(e)
+		return
+	}
+	k := string(key)
+	l.elems[k] = l.order.PushFront(k)
+}
+
+// touchIfPresent marks an existing key as used (reads must not add keys).
+func (l *lruList) touchIfPresent(key []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e, ok := l.elems[string(key)]; ok {
+		l.order.MoveToFront(e)
+	}
+}
+
+func (l *lruList) remove(key []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e, ok := l.elems[string(key)]; ok {
+		l.order.Remove(e)
+		delete(l.elems, string(key))
+	}
+}
+
+// popOldest removes and returns the least recently used key.
+func (l *lruList) popOldest() ([]byte, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.order.Back()
+	if e == nil {
+		return nil, false
+	}
+	k := l.order.Remove(e).(string)
+	delete(l.elems, k)
+	return []byte(k), true
+}
+
+func (l *lruList) reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.order.Init()
+	clear(l.elems)
+}
