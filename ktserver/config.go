@@ -42,6 +42,21 @@ type Config struct {
 	// RTSPath is KT's -rts, the replication timestamp file.
 	RTSPath string
 
+	// CommandDir is KT's -cmd: where synchronize finds its commands.
+	// Default ".".
+	CommandDir string
+
+	// SyncInterval is KT's -asi: synchronize every database this often
+	// (meaningful with NoSync). Zero means never.
+	SyncInterval time.Duration
+
+	// SyncHard is KT's -ash: make the periodic synchronization physical.
+	SyncHard bool
+
+	// CacheSize is the Pebble block cache of each file database, in bytes;
+	// zero means the store's default.
+	CacheSize int64
+
 	// ServerHeader is the value of the Server response header.
 	// Default "KyotoTycoon/0.9.56".
 	ServerHeader string

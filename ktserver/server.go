@@ -1,35 +1,360 @@
 // Package ktserver is a Kyoto Tycoon-compatible server on Pebble: HTTP RPC,
-// REST and the binary protocol on one TCP port.
+// REST and the binary protocol on one TCP port, byte-compatible with KT
+// 0.9.56 clients.
 //
 // Embedding it takes a few lines:
 //
-//	srv, err := ktserver.New(ktserver.DefaultConfig())
-//	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+//	cfg := ktserver.DefaultConfig()
+//	cfg.DBs = []string{"casket.kct"}
+//	srv, err := ktserver.New(cfg)
+//	if err != nil { ... }
+//	ln, err := net.Listen("tcp", "127.0.0.1:0")
 //	go srv.Serve(ln)
 //	defer srv.Close()
 package ktserver
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"ktd/internal/store"
 )
 
+// maxDBs is KT's limit on database arguments ("too much databases").
+const maxDBs = 200
+
+// ErrServerClosed is returned by Serve after Close.
+var ErrServerClosed = errors.New("ktserver: server closed")
+
 // Server serves the KT protocols. Create it with New, start it with Serve
-// and stop it with Close.
+// and stop it with Close. All methods are safe for concurrent use.
 type Server struct {
-	cfg Config
-	ln  net.Listener
+	cfg    Config
+	logger *slog.Logger
+	now    func() time.Time
+	start  time.Time
+
+	dbs    []*store.DB
+	byName map[string]int // DB name -> index; a later DB wins a shared name
+
+	conds   condTable
+	stats   stats
+	metrics *metrics
+	repl    replState
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// inflight counts requests being processed; lastActive is the unix
+	// nano time the last request ended. The expiry sweep runs when the
+	// server has been idle for a moment, as KT's idle GC does.
+	inflight   atomic.Int64
+	lastActive atomic.Int64
+
+	mu        sync.Mutex // guards the fields below
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	closed    bool
+	sweeping  bool
 }
 
 // New validates cfg, fills in defaults and opens the databases. It starts no
 // goroutines.
-func New(cfg Config) (*Server, error) { return nil, errors.New("ktserver: not implemented yet") }
+func New(cfg Config) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:       cfg,
+		logger:    cfg.Logger,
+		now:       cfg.Now,
+		byName:    make(map[string]int),
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*conn]struct{}),
+	}
+	s.start = s.now()
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.metrics = newMetrics(s, cfg.Registry)
+	s.repl.init(cfg.RTSPath)
 
-// Serve accepts connections on ln until Close. It returns nil after Close.
-func (s *Server) Serve(ln net.Listener) error { return errors.New("not implemented") }
+	for i, arg := range cfg.DBs {
+		spec, err := store.ParseSpec(arg)
+		if err != nil {
+			s.closeDBs()
+			return nil, fmt.Errorf("database %d %q: %w", i, arg, err)
+		}
+		if len(spec.Ignored) > 0 {
+			s.logger.Info("database options have no meaning on Pebble; ignored",
+				"db", spec.Name, "options", spec.Ignored)
+		}
+		db, err := store.Open(store.Config{
+			Spec:      spec,
+			NoSync:    cfg.NoSync,
+			ReadOnly:  cfg.ReadOnly,
+			Now:       cfg.Now,
+			Logger:    s.logger.With("db", spec.Name),
+			CacheSize: cfg.CacheSize,
+		})
+		if err != nil {
+			s.closeDBs()
+			return nil, fmt.Errorf("open database %q: %w", arg, err)
+		}
+		s.dbs = append(s.dbs, db)
+		s.byName[spec.Name] = i
+	}
+	return s, nil
+}
 
-// Addr returns the listener's address once Serve has been called.
-func (s *Server) Addr() net.Addr { return nil }
+func (c Config) withDefaults() (Config, error) {
+	d := DefaultConfig()
+	if len(c.DBs) == 0 {
+		c.DBs = []string{":"}
+	}
+	if len(c.DBs) > maxDBs {
+		return c, errors.New("too much databases")
+	}
+	if c.Threads <= 0 {
+		c.Threads = d.Threads
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = d.Timeout
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = d.MaxConns
+	}
+	if c.ServerHeader == "" {
+		c.ServerHeader = d.ServerHeader
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.CommandDir == "" {
+		c.CommandDir = "."
+	}
+	return c, nil
+}
 
-// Close stops the server and closes the databases.
-func (s *Server) Close() error { return nil }
+// Serve accepts connections on ln until Close, serving each on its own
+// goroutine. It returns ErrServerClosed after Close. Serve may be called
+// with several listeners at once.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	if !s.sweeping {
+		s.sweeping = true
+		s.goFunc(s.sweepLoop)
+		if s.cfg.SyncInterval > 0 {
+			s.goFunc(s.syncLoop)
+		}
+	}
+	s.mu.Unlock()
+	s.logger.Info("listening", "addr", ln.Addr().String())
+
+	var tempDelay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) || isTemporary(err) {
+				// Out of file descriptors and the like: back off rather than
+				// spin, as net/http does.
+				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
+				s.logger.Warn("accept failed; retrying", "err", err, "delay", tempDelay)
+				time.Sleep(tempDelay)
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		tempDelay = 0
+		c := s.newConn(nc)
+		if c == nil {
+			continue
+		}
+		s.goFunc(func() { c.serve() })
+	}
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// ListenAndServe listens on the TCP address addr and serves it.
+func (s *Server) ListenAndServe(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ln)
+}
+
+// Addr returns the address of a listener Serve was called with, or nil.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ln := range s.listeners {
+		return ln.Addr()
+	}
+	return nil
+}
+
+// DB returns the store of database i, or nil. It is meant for tools and
+// tests that run in the same process.
+func (s *Server) DB(i int) *store.DB {
+	if i < 0 || i >= len(s.dbs) {
+		return nil
+	}
+	return s.dbs[i]
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// goFunc starts f on a goroutine that Close waits for.
+func (s *Server) goFunc(f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+}
+
+// Close stops the server. It is idempotent. In order, it:
+//  1. stops accepting (closes every listener);
+//  2. cancels the server context, so WAITs end with 503 and background
+//     loops return;
+//  3. closes every client connection (a request being processed finishes
+//     first; its response may be lost);
+//  4. waits for every goroutine it started;
+//  5. closes the databases, last.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	s.cancel()
+	for c := range s.conns {
+		c.shutdown()
+	}
+	s.mu.Unlock()
+
+	s.wg.Wait()
+	err := s.closeDBs()
+	s.logger.Info("server stopped")
+	return err
+}
+
+func (s *Server) closeDBs() error {
+	var errs []error
+	for _, db := range s.dbs {
+		if err := db.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.dbs = nil
+	return errors.Join(errs...)
+}
+
+// lookupDB resolves KT's DB parameter: empty means DB 0, a leading digit
+// means an index (KC atoi), anything else a name. It returns -1 when no
+// database matches.
+func (s *Server) lookupDB(expr string) int {
+	if expr == "" {
+		return 0
+	}
+	if expr[0] >= '0' && expr[0] <= '9' {
+		i := atoi(expr)
+		if i < 0 || i >= int64(len(s.dbs)) {
+			return -1
+		}
+		return int(i)
+	}
+	if i, ok := s.byName[expr]; ok {
+		return i
+	}
+	return -1
+}
+
+// sweepLoop removes expired records in the background. Like KT's idle GC
+// it works when no request has been seen for a moment, so a burst of
+// pipelined requests sees expired records exactly as KT does; under
+// sustained load it still makes progress once a second, in small steps
+// that never hold a lock for long.
+func (s *Server) sweepLoop() {
+	const (
+		tick      = 50 * time.Millisecond
+		idleAfter = 100 * time.Millisecond
+		busyEvery = time.Second
+		budget    = 2000
+	)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	lastBusySweep := time.Now()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		idle := s.inflight.Load() == 0 &&
+			time.Since(time.Unix(0, s.lastActive.Load())) >= idleAfter
+		if !idle && time.Since(lastBusySweep) < busyEvery {
+			continue
+		}
+		lastBusySweep = time.Now()
+		for _, db := range s.dbs {
+			if s.ctx.Err() != nil {
+				return
+			}
+			if _, err := db.Sweep(budget); err != nil {
+				s.logger.Warn("expiry sweep failed", "db", db.Spec().Name, "err", err)
+			}
+		}
+	}
+}
+
+// syncLoop is KT's -asi: synchronize every database periodically.
+func (s *Server) syncLoop() {
+	t := time.NewTicker(s.cfg.SyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, db := range s.dbs {
+			if err := db.Synchronize(s.cfg.SyncHard); err != nil {
+				s.logger.Warn("periodic synchronize failed", "db", db.Spec().Name, "err", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,264 @@
+// Package cli turns ktserver's command line (KT 0.9.56's, plus a few ktd
+// extensions) into a ktserver.Config and runs the server until a signal.
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"ktd/internal/ktproto"
+)
+
+// Options is the parsed command line.
+type Options struct {
+	Host       string        // -host: bind address; default 127.0.0.1 (KT binds every interface)
+	Port       int           // -port: default 1978
+	Timeout    time.Duration // -tout: per read/write socket timeout
+	Threads    int           // -th
+	LogPath    string        // -log: "" or "-" means stdout
+	LogLevel   slog.Level    // -li/-ls/-le; LevelNone for -lz
+	ULogDir    string        // -ulog
+	ULogLimit  int64         // -ulim (atoix)
+	ULogSync   float64       // -uasi seconds
+	SID        int           // -sid; -1 when unset
+	ReadOnly   bool          // -ord
+	SyncEvery  float64       // -asi seconds
+	SyncHard   bool          // -ash
+	Snapshot   string        // -bgs
+	Daemon     bool          // -dmn
+	PIDPath    string        // -pid
+	CommandDir string        // -cmd
+	ScriptPath string        // -scr
+	MasterHost string        // -mhost
+	MasterPort int           // -mport
+	RTSPath    string        // -rts
+	ReplIV     float64       // -riv
+	DBs        []string      // database arguments
+	Version    bool          // --version
+
+	// ktd extensions.
+	MetricsAddr string // -metrics host:port: serve Prometheus metrics there
+	NoSync      bool   // -nosync: acknowledge writes before they are synced
+	MaxConns    int    // -maxconn: cap on open client connections
+
+	// Notices are one-line messages about flags that are accepted but have
+	// no effect in ktd.
+	Notices []string
+}
+
+// LevelSystem is KT's SYSTEM log kind (lifecycle messages), between INFO
+// and ERROR. LevelNone silences the log (-lz).
+const (
+	LevelSystem = slog.Level(2)
+	LevelNone   = slog.Level(math.MaxInt32)
+)
+
+// ErrUsage means the command line was malformed; the caller prints Usage.
+var ErrUsage = errors.New("invalid command line")
+
+// Usage is ktserver's usage text with ktd's extensions.
+const Usage = `usage: ktd [-host str] [-port num] [-tout num] [-th num] [-log file] [-li|-ls|-le|-lz]
+           [-ulog path] [-ulim num] [-uasi num] [-sid num] [-ord] [-oat|-oas|-onl|-otl|-onr]
+           [-asi num] [-ash] [-bgs path] [-bgsi num] [-bgsc str] [-dmn] [-pid file]
+           [-cmd path] [-scr file] [-mhost str] [-mport num] [-rts file] [-riv num]
+           [-plsv file] [-plex str] [-pldb file]
+           [-metrics host:port] [-nosync] [-maxconn num] [db...]
+       ktd --version
+`
+
+// Parse parses KT's command line. Options are recognised only before the
+// first database argument or "--", as in KT.
+func Parse(args []string) (*Options, error) {
+	o := &Options{
+		Port:       1978,
+		Timeout:    30 * time.Second,
+		Threads:    16,
+		LogLevel:   slog.LevelDebug,
+		ULogLimit:  256 << 20,
+		SID:        -1,
+		CommandDir: ".",
+		MasterPort: 1978,
+		ReplIV:     0.04,
+	}
+	if len(args) > 0 && args[0] == "--version" {
+		o.Version = true
+		return o, nil
+	}
+	i := 0
+	next := func(name string) (string, error) {
+		if i+1 >= len(args) {
+			return "", fmt.Errorf("%w: %s needs a value", ErrUsage, name)
+		}
+		i++
+		return args[i], nil
+	}
+	notice := func(name, why string) {
+		o.Notices = append(o.Notices, fmt.Sprintf("%s is accepted and ignored: %s", name, why))
+	}
+	for ; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			i++
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			break
+		}
+		var v string
+		var err error
+		switch a {
+		case "-host", "-port", "-tout", "-th", "-log", "-ulog", "-ulim", "-uasi", "-sid",
+			"-asi", "-bgs", "-bgsi", "-bgsc", "-pid", "-cmd", "-scr", "-mhost", "-mport",
+			"-rts", "-riv", "-plsv", "-plex", "-pldb", "-metrics", "-maxconn",
+			"-ca", "-pk", "-cert", "-rpk", "-rcert", "-auxhost", "-auxport":
+			if v, err = next(a); err != nil {
+				return nil, err
+			}
+		}
+		switch a {
+		case "-host":
+			o.Host = v
+		case "-port":
+			o.Port = int(ktproto.Atoix(v))
+		case "-tout":
+			o.Timeout = time.Duration(ktproto.Atof(v) * float64(time.Second))
+		case "-th":
+			o.Threads = int(ktproto.Atoix(v))
+		case "-log":
+			o.LogPath = v
+		case "-li":
+			o.LogLevel = slog.LevelInfo
+		case "-ls":
+			o.LogLevel = LevelSystem
+		case "-le":
+			o.LogLevel = slog.LevelError
+		case "-lz":
+			o.LogLevel = LevelNone
+		case "-ulog":
+			o.ULogDir = v
+		case "-ulim":
+			o.ULogLimit = ktproto.Atoix(v)
+		case "-uasi":
+			o.ULogSync = ktproto.Atof(v)
+		case "-sid":
+			o.SID = int(ktproto.Atoix(v))
+		case "-ord":
+			o.ReadOnly = true
+		case "-oat":
+			notice(a, "every ktd write is atomic already")
+		case "-oas":
+			notice(a, "ktd syncs every write unless -nosync is given")
+		case "-onl", "-otl":
+			notice(a, "Pebble locks its directory itself")
+		case "-onr":
+			notice(a, "Pebble recovers from its write-ahead log; there is no auto-repair to turn off")
+		case "-asi":
+			o.SyncEvery = ktproto.Atof(v)
+		case "-ash":
+			o.SyncHard = true
+		case "-bgs":
+			o.Snapshot = v
+			notice(a, "background snapshots are not implemented yet; file databases are durable on their own")
+		case "-bgsi", "-bgsc":
+			notice(a, "background snapshots are not implemented yet")
+		case "-dmn":
+			o.Daemon = true
+		case "-pid":
+			o.PIDPath = v
+		case "-cmd":
+			o.CommandDir = v
+		case "-scr":
+			o.ScriptPath = v
+		case "-mhost":
+			o.MasterHost = v
+		case "-mport":
+			o.MasterPort = int(ktproto.Atoix(v))
+		case "-rts":
+			o.RTSPath = v
+		case "-riv":
+			o.ReplIV = ktproto.Atof(v)
+		case "-plsv", "-plex", "-pldb":
+			notice(a, "ktd loads no plug-ins")
+		case "-sec", "-msec", "-ca", "-pk", "-cert", "-rpk", "-rcert", "-auxhost", "-auxport":
+			notice(a, "a Cloudflare-fork option; ktd has no TLS yet")
+		case "-metrics":
+			o.MetricsAddr = v
+		case "-nosync":
+			o.NoSync = true
+		case "-maxconn":
+			o.MaxConns = int(ktproto.Atoix(v))
+		default:
+			return nil, fmt.Errorf("%w: unknown option %s", ErrUsage, a)
+		}
+	}
+	o.DBs = append(o.DBs, args[i:]...)
+	return o, o.validate()
+}
+
+// validate applies KT's start-up checks, with KT's messages.
+func (o *Options) validate() error {
+	switch {
+	case o.Port < 1 || o.Port > 65535:
+		return fmt.Errorf("%w: -port must be in 1..65535", ErrUsage)
+	case o.Timeout <= 0:
+		return fmt.Errorf("%w: -tout must be positive", ErrUsage)
+	case o.Threads < 1:
+		return fmt.Errorf("%w: -th must be at least 1", ErrUsage)
+	case o.ULogDir != "" && o.SID < 0:
+		return errors.New("update log requires the server ID")
+	case o.MasterHost != "" && o.SID < 0:
+		return errors.New("replication requires the server ID")
+	case o.MasterHost != "" && o.RTSPath == "":
+		return errors.New("replication requires the replication time stamp file")
+	case o.SID > 65535:
+		return fmt.Errorf("%w: -sid must be in 0..65535", ErrUsage)
+	case len(o.DBs) > 200:
+		return errors.New("too much databases")
+	}
+	if o.Daemon {
+		for _, p := range append([]string{o.LogPath, o.ULogDir, o.PIDPath, o.ScriptPath, o.RTSPath}, dbPaths(o.DBs)...) {
+			if p != "" && p != "-" && !filepath.IsAbs(p) {
+				return fmt.Errorf("%s: a daemon can accept absolute path only", p)
+			}
+		}
+	}
+	return nil
+}
+
+// dbPaths returns the file paths among database arguments (on-memory
+// names like "*" or "+" are not paths).
+func dbPaths(dbs []string) []string {
+	var out []string
+	for _, db := range dbs {
+		p := db
+		for i := 0; i < len(p); i++ {
+			if p[i] == '#' {
+				p = p[:i]
+				break
+			}
+		}
+		switch p {
+		case "", ":", "*", "%", "-", "+":
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// Addr is the listen address the options name.
+func (o *Options) Addr() string {
+	return netJoin(o.Host, o.Port)
+}
+
+func netJoin(host string, port int) string {
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return host + ":" + strconv.Itoa(port)
+}

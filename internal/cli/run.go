@@ -1,0 +1,204 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"ktd/ktserver"
+)
+
+// Version is ktd's own version.
+const Version = "0.1.0"
+
+// daemonEnv marks the re-executed child of -dmn.
+const daemonEnv = "KTD_DAEMON_CHILD"
+
+// Main runs ktd with the command-line arguments args (without the program
+// name) and returns the process exit status.
+func Main(args []string, stdout, stderr io.Writer) int {
+	o, err := Parse(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "ktd: %v\n", err)
+		if errors.Is(err, ErrUsage) {
+			fmt.Fprint(stderr, Usage)
+		}
+		return 1
+	}
+	if o.Version {
+		fmt.Fprintf(stdout, "Kyoto Tycoon 0.9.56 (2.19) on %s (ktd %s, %s)\n", osName(), Version, runtime.Version())
+		return 0
+	}
+	if o.Daemon && os.Getenv(daemonEnv) == "" {
+		return daemonize(stderr)
+	}
+	if err := Run(context.Background(), o, stdout); err != nil {
+		fmt.Fprintf(stderr, "ktd: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func osName() string {
+	if runtime.GOOS == "linux" {
+		return "Linux"
+	}
+	return runtime.GOOS
+}
+
+// daemonize re-executes ktd detached from the terminal in a new session,
+// as KT's -dmn does, and returns at once.
+func daemonize(stderr io.Writer) int {
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(stderr, "ktd: daemonize: %v\n", err)
+		return 1
+	}
+	cmd := exec.Command(exe, os.Args[1:]...)
+	cmd.Env = append(os.Environ(), daemonEnv+"=1")
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(stderr, "ktd: daemonize: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// Run starts the server the options describe and serves until ctx ends or
+// a stop signal arrives (SIGINT, SIGTERM, SIGUSR2, and SIGHUP when not a
+// daemon). SIGUSR1 reopens the log file.
+func Run(ctx context.Context, o *Options, stdout io.Writer) error {
+	logw, err := openLog(o.LogPath, stdout)
+	if err != nil {
+		return err
+	}
+	defer logw.Close()
+	logger := newLogger(logw, o.LogLevel)
+
+	for _, n := range o.Notices {
+		logger.Log(ctx, LevelSystem, n)
+	}
+	if o.ScriptPath != "" {
+		if _, err := os.Stat(o.ScriptPath); err != nil {
+			return fmt.Errorf("%s: no such file", o.ScriptPath)
+		}
+	}
+	if st, err := os.Stat(o.CommandDir); err != nil || !st.IsDir() {
+		return fmt.Errorf("%s: no such directory", o.CommandDir)
+	}
+
+	cfg := ktserver.DefaultConfig()
+	cfg.DBs = o.DBs
+	cfg.Threads = o.Threads
+	cfg.Timeout = o.Timeout
+	cfg.NoSync = o.NoSync
+	cfg.ReadOnly = o.ReadOnly
+	cfg.ScriptPath = o.ScriptPath
+	cfg.RTSPath = o.RTSPath
+	cfg.CommandDir = o.CommandDir
+	cfg.SyncInterval = time.Duration(o.SyncEvery * float64(time.Second))
+	cfg.SyncHard = o.SyncHard
+	if o.MaxConns != 0 {
+		cfg.MaxConns = o.MaxConns
+	}
+	cfg.Logger = logger
+	reg := prometheus.NewRegistry()
+	if o.MetricsAddr != "" {
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		cfg.Registry = reg
+	}
+	logger.Log(ctx, LevelSystem, "starting ktd", "version", Version, "addr", o.Addr(),
+		"dbs", cfg.DBs, "threads", cfg.Threads, "timeout", cfg.Timeout, "nosync", cfg.NoSync,
+		"readonly", cfg.ReadOnly, "maxconn", cfg.MaxConns)
+
+	srv, err := ktserver.New(cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.Addr())
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	if o.PIDPath != "" {
+		if err := os.WriteFile(o.PIDPath, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
+			srv.Close()
+			return fmt.Errorf("write pid file: %w", err)
+		}
+		defer os.Remove(o.PIDPath)
+	}
+
+	var wg sync.WaitGroup
+	var metricsSrv *http.Server
+	if o.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", o.MetricsAddr)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		metricsSrv = &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
+		wg.Go(func() { metricsSrv.Serve(mln) })
+		logger.Log(ctx, LevelSystem, "serving metrics", "addr", mln.Addr().String())
+	}
+
+	serveErr := make(chan error, 1)
+	wg.Go(func() { serveErr <- srv.Serve(ln) })
+
+	sigs := make(chan os.Signal, 4)
+	stops := []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR2}
+	if !o.Daemon {
+		stops = append(stops, syscall.SIGHUP)
+	}
+	signal.Notify(sigs, append(stops, syscall.SIGUSR1)...)
+	defer signal.Stop(sigs)
+
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-serveErr:
+			runErr = err
+			break loop
+		case sig := <-sigs:
+			if sig == syscall.SIGUSR1 {
+				if err := logw.Reopen(); err != nil {
+					logger.Error("reopen log", "err", err)
+				}
+				continue
+			}
+			logger.Log(ctx, LevelSystem, "stopping on signal", "signal", sig.String())
+			break loop
+		}
+	}
+	if metricsSrv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		metricsSrv.Shutdown(sctx)
+		cancel()
+	}
+	if err := srv.Close(); err != nil && runErr == nil {
+		runErr = err
+	}
+	wg.Wait()
+	if errors.Is(runErr, ktserver.ErrServerClosed) {
+		runErr = nil
+	}
+	logger.Log(ctx, LevelSystem, "ktd stopped")
+	return runErr
+}

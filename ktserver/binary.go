@@ -1,0 +1,186 @@
+package ktserver
+
+import (
+	"errors"
+	"time"
+
+	"ktd/internal/ktproto"
+	"ktd/internal/store"
+)
+
+// serveBinary reads and answers one binary-protocol request. It reports
+// whether the connection stays open. Bulk operations answer a failure with
+// a single 0xBF and close; play_script keeps the connection; an unknown
+// magic byte closes it without a word.
+func (c *conn) serveBinary() bool {
+	magic, _ := c.br.ReadByte()
+	start := time.Now()
+	var keep bool
+	var proc string
+	switch magic {
+	case ktproto.MagicSetBulk:
+		proc, keep = "bin_set_bulk", c.binSetBulk()
+	case ktproto.MagicRemoveBulk:
+		proc, keep = "bin_remove_bulk", c.binRemoveBulk()
+	case ktproto.MagicGetBulk:
+		proc, keep = "bin_get_bulk", c.binGetBulk()
+	case ktproto.MagicPlayScript:
+		proc, keep = "bin_play_script", c.binPlayScript()
+	case ktproto.MagicReplication:
+		proc, keep = "bin_replication", c.binReplication()
+	default:
+		c.s.logger.Debug("unknown binary magic; closing", "magic", magic, "remote", c.nc.RemoteAddr().String())
+		return false
+	}
+	code := codeOK
+	if !keep {
+		code = codeInternal
+	}
+	c.s.metrics.observe(proc, code, time.Since(start))
+	return keep
+}
+
+// binFail answers a failed bulk operation: 0xBF unless no-reply, then close.
+func (c *conn) binFail(flags uint32) bool {
+	if flags&ktproto.FlagNoReply == 0 {
+		c.out = append(c.out, ktproto.MagicError)
+	}
+	return false
+}
+
+// groupByDB splits records by database index, skipping (as KT does,
+// silently) indexes no database has. It keeps request order within a
+// database.
+func (c *conn) groupByDB(recs []ktproto.BulkRecord) map[uint16][]int {
+	groups := make(map[uint16][]int, 1)
+	for i, r := range recs {
+		if int(r.DBIdx) >= len(c.s.dbs) {
+			continue
+		}
+		groups[r.DBIdx] = append(groups[r.DBIdx], i)
+	}
+	return groups
+}
+
+func (c *conn) binSetBulk() bool {
+	flags, recs, err := ktproto.ReadSetBulk(c.br)
+	if err != nil {
+		return c.binFail(flags)
+	}
+	var hits uint32
+	for dbi, idx := range c.groupByDB(recs) {
+		srecs := make([]store.Record, len(idx))
+		for j, i := range idx {
+			srecs[j] = store.Record{Key: recs[i].Key, Value: recs[i].Value, XT: recs[i].XT}
+		}
+		n, err := c.s.dbs[dbi].SetBulk(srecs, false)
+		c.s.stats.set.Add(int64(len(srecs)))
+		hits += uint32(n)
+		if err != nil {
+			c.s.stats.setMiss.Add(int64(len(srecs) - n))
+			c.s.logger.Warn("binary set_bulk failed", "err", err)
+			return c.binFail(flags)
+		}
+	}
+	if flags&ktproto.FlagNoReply == 0 {
+		c.out = ktproto.AppendCountReply(c.out, ktproto.MagicSetBulk, hits)
+	}
+	return true
+}
+
+func (c *conn) binRemoveBulk() bool {
+	flags, recs, err := ktproto.ReadKeyBulk(c.br)
+	if err != nil {
+		return c.binFail(flags)
+	}
+	var hits uint32
+	for dbi, idx := range c.groupByDB(recs) {
+		keys := make([][]byte, len(idx))
+		for j, i := range idx {
+			keys[j] = recs[i].Key
+		}
+		n, err := c.s.dbs[dbi].RemoveBulk(keys, false)
+		c.s.stats.remove.Add(int64(len(keys)))
+		if err != nil {
+			c.s.logger.Warn("binary remove_bulk failed", "err", err)
+			return c.binFail(flags)
+		}
+		c.s.stats.removeMiss.Add(int64(len(keys) - n))
+		hits += uint32(n)
+	}
+	if flags&ktproto.FlagNoReply == 0 {
+		c.out = ktproto.AppendCountReply(c.out, ktproto.MagicRemoveBulk, hits)
+	}
+	return true
+}
+
+// binGetBulk answers found records in request order. get_bulk ignores the
+// no-reply flag: it always replies.
+func (c *conn) binGetBulk() bool {
+	_, recs, err := ktproto.ReadKeyBulk(c.br)
+	if err != nil {
+		return c.binFail(0)
+	}
+	var found []ktproto.BulkRecord
+	for _, r := range recs {
+		if int(r.DBIdx) >= len(c.s.dbs) {
+			continue
+		}
+		db := c.s.dbs[r.DBIdx]
+		v, xt, err := db.Get(r.Key)
+		c.s.stats.get.Add(1)
+		if err != nil {
+			c.s.stats.getMiss.Add(1)
+			if errors.Is(err, store.ErrNoRecord) {
+				continue
+			}
+			c.s.logger.Warn("binary get_bulk failed", "err", err)
+			return c.binFail(0)
+		}
+		if db.Spec().Persistent {
+			xt = 1<<63 - 1 // KT reports INT64MAX for ktopts=p databases
+		}
+		found = append(found, ktproto.BulkRecord{DBIdx: r.DBIdx, Key: r.Key, Value: v, XT: xt})
+	}
+	c.out = ktproto.AppendGetBulkReply(c.out, found)
+	return true
+}
+
+// binPlayScript answers play_script: a failure is a single 0xBF and the
+// connection stays open; a malformed request closes it.
+func (c *conn) binPlayScript() bool {
+	flags, name, args, err := ktproto.ReadPlayScript(c.br)
+	if err != nil {
+		return false
+	}
+	noReply := flags&ktproto.FlagNoReply != 0
+	in := make(map[string]string, len(args))
+	for _, kv := range args {
+		in[kv.Key] = kv.Value
+	}
+	out, rv, err := c.s.scriptCall(name, in)
+	if err != nil || rv != 0 {
+		if !noReply {
+			c.out = append(c.out, ktproto.MagicError)
+		}
+		return true
+	}
+	if !noReply {
+		kvs := make([]ktproto.KV, 0, len(out))
+		for k, v := range out {
+			kvs = append(kvs, ktproto.KV{Key: k, Value: v})
+		}
+		c.out = ktproto.AppendPlayScriptReply(c.out, kvs)
+	}
+	return true
+}
+
+// binReplication answers a replication request. Without an update log KT
+// answers 0xBF and closes.
+func (c *conn) binReplication() bool {
+	if _, _, _, err := ktproto.ReadReplRequest(c.br); err != nil {
+		return false
+	}
+	c.out = append(c.out, ktproto.MagicError)
+	return false
+}

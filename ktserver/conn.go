@@ -1,0 +1,211 @@
+package ktserver
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"ktd/internal/ktproto"
+	"ktd/internal/store"
+)
+
+// conn is one client connection. Requests on it are served one at a time,
+// in order; responses to pipelined requests are written in one go once the
+// input buffer has been drained.
+type conn struct {
+	s  *Server
+	nc net.Conn
+	br *bufio.Reader
+	// out collects responses not yet written.
+	out []byte
+
+	// cursors are this connection's RPC cursors, by client-chosen id. They
+	// die with the connection, as in KT.
+	cursors map[int64]*cursor
+
+	closeOnce sync.Once
+
+	mu      sync.Mutex // guards closing and the read deadline
+	closing bool       // set by shutdown: finish the current request, then close
+}
+
+// cursor is an RPC cursor bound to the database it was created on.
+type cursor struct {
+	db *store.DB
+	c  *store.Cursor
+}
+
+const readBufSize = 16 << 10
+
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufSize) }}
+
+// newConn registers nc, or refuses it (closing it) when the connection cap
+// is reached or the server is closing.
+func (s *Server) newConn(nc net.Conn) *conn {
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+		tc.SetKeepAlive(true)
+	}
+	c := &conn{s: s, nc: nc}
+	s.mu.Lock()
+	if s.closed || (s.cfg.MaxConns > 0 && len(s.conns) >= s.cfg.MaxConns) {
+		closed := s.closed
+		s.mu.Unlock()
+		if !closed {
+			s.stats.refused.Add(1)
+			s.logger.Warn("connection refused: too many connections", "remote", nc.RemoteAddr().String(), "max", s.cfg.MaxConns)
+		}
+		nc.Close()
+		return nil
+	}
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	s.metrics.conns.Inc()
+	return c
+}
+
+// shutdown makes c finish the request it is serving, if any, write its
+// response and close; a blocked read returns at once.
+func (c *conn) shutdown() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closing = true
+	c.nc.SetReadDeadline(time.Unix(1, 0))
+}
+
+// setReadDeadline sets the read deadline (zero: none) unless the
+// connection is shutting down; it reports whether to go on.
+func (c *conn) setReadDeadline(t time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return false
+	}
+	c.nc.SetReadDeadline(t)
+	return true
+}
+
+func (c *conn) close() {
+	c.closeOnce.Do(func() {
+		c.nc.Close()
+		for _, cur := range c.cursors {
+			cur.c.Close()
+		}
+		c.cursors = nil
+		c.s.mu.Lock()
+		delete(c.s.conns, c)
+		c.s.mu.Unlock()
+		c.s.metrics.conns.Dec()
+	})
+}
+
+// serve is the connection loop: wait (without a deadline: KT never closes
+// idle keep-alive connections) for the first byte of a request, sniff it,
+// then read the request under the -tout deadline and answer it.
+func (c *conn) serve() {
+	c.br = readerPool.Get().(*bufio.Reader)
+	c.br.Reset(c.nc)
+	defer func() {
+		c.close()
+		c.br.Reset(nil)
+		readerPool.Put(c.br)
+	}()
+	tout := c.s.cfg.Timeout
+	for {
+		if c.br.Buffered() == 0 {
+			if !c.flush() {
+				return
+			}
+			// Idle: wait for the next request with no deadline.
+			if !c.setReadDeadline(time.Time{}) {
+				return
+			}
+		}
+		first, err := c.br.Peek(1)
+		if err != nil {
+			c.flush()
+			return
+		}
+		if !c.setReadDeadline(time.Now().Add(tout)) {
+			c.flush()
+			return
+		}
+		c.s.inflight.Add(1)
+		var keep bool
+		if first[0] == 0 || first[0] >= 0x80 {
+			keep = c.serveBinary()
+		} else {
+			keep = c.serveHTTP()
+		}
+		c.s.lastActive.Store(time.Now().UnixNano())
+		c.s.inflight.Add(-1)
+		if !keep {
+			c.flush()
+			return
+		}
+		if len(c.out) >= 64<<10 && !c.flush() {
+			return
+		}
+	}
+}
+
+// flush writes pending responses under the -tout deadline. It reports
+// whether the connection is still usable.
+func (c *conn) flush() bool {
+	if len(c.out) == 0 {
+		return true
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.Timeout))
+	_, err := c.nc.Write(c.out)
+	if cap(c.out) > 1<<20 {
+		c.out = nil // don't pin a huge buffer on an idle connection
+	} else {
+		c.out = c.out[:0]
+	}
+	return err == nil
+}
+
+// serveHTTP reads and answers one HTTP request. It reports whether the
+// connection stays open.
+func (c *conn) serveHTTP() bool {
+	req, err := ktproto.ReadRequest(c.br, ktproto.MaxBody)
+	if err != nil {
+		var se *ktproto.StatusError
+		if errors.As(err, &se) {
+			// KT's transport-level errors: a text/plain body, then close.
+			body := fmt.Appendf(nil, "%d %s (%s)\n", se.Code, ktproto.StatusText(se.Code), se.Reason)
+			c.out = ktproto.AppendResponse(c.out, &ktproto.Response{
+				Code:    se.Code,
+				Server:  c.s.cfg.ServerHeader,
+				Date:    c.s.now(),
+				Close:   true,
+				Headers: []ktproto.Header{{Name: "Content-Type", Value: "text/plain"}},
+				Body:    body,
+			})
+			c.s.logger.Debug("bad request", "remote", c.nc.RemoteAddr().String(), "err", err)
+		} else if !errors.Is(err, io.EOF) {
+			c.s.logger.Debug("request dropped", "remote", c.nc.RemoteAddr().String(), "err", err)
+		}
+		return false
+	}
+	resp := c.handleHTTP(req)
+	resp.Server = c.s.cfg.ServerHeader
+	resp.Date = c.s.now()
+	resp.Close = !req.KeepAlive
+	resp.Head = req.Method == "HEAD"
+	c.out = ktproto.AppendResponse(c.out, resp)
+	return req.KeepAlive
+}
+
+// handleHTTP routes a request: targets starting with /rpc/ are RPC calls
+// whatever the method; everything else is the REST interface.
+func (c *conn) handleHTTP(req *ktproto.Request) *ktproto.Response {
+	if len(req.Path) >= 5 && req.Path[:5] == "/rpc/" {
+		return c.handleRPC(req)
+	}
+	return c.handleREST(req)
+}

@@ -1,0 +1,560 @@
+package ktserver
+
+import (
+	"errors"
+	"strconv"
+	"time"
+
+	"ktd/internal/ktproto"
+	"ktd/internal/store"
+)
+
+// KT's RPC return values (RPCClient::ReturnValue) as HTTP status codes.
+const (
+	codeOK       = 200
+	codeInvalid  = 400 // RVEINVALID
+	codeLogic    = 450 // RVELOGIC
+	codeInternal = 500 // RVEINTERNAL
+	codeNoImpl   = 501 // RVENOIMPL
+	codeTimeout  = 503 // RVETIMEOUT
+)
+
+// KT's fixed error texts (ktserver.cc).
+const (
+	msgNoDB        = "no such database"
+	msgInvalid     = "invalid parameters"
+	msgNoCursor    = "no such cursor"
+	msgTimedOut    = "the condition timed out"
+	msgScriptOff   = "the scripting extention is disabled" // sic, as KT
+	msgNoScript    = "no such scripting procedure"
+	msgScriptFail  = "the scripting procedure failed"
+	msgNoRTS       = "the RTS file is not set"
+	msgNoULog      = "no update log allows no replication"
+	contentTypeTSV = "text/tab-separated-values"
+)
+
+// rpcError is a failed RPC: the HTTP code and the ERROR text.
+type rpcError struct {
+	code int
+	msg  string
+}
+
+func (e *rpcError) Error() string { return e.msg }
+
+var (
+	errInvalid  = &rpcError{codeInvalid, msgInvalid}
+	errNoDB     = &rpcError{codeInvalid, msgNoDB}
+	errNoCursor = &rpcError{codeInvalid, msgNoCursor}
+)
+
+// errorCode maps an error to KT's status code and ERROR text, the one place
+// where that mapping lives (KT's ktrpc.h). Database errors render as
+// "DB: <code>: <name>: <message>"; KT answers 450 for record duplication,
+// missing records and logical inconsistencies, 501 for "not implemented"
+// and 500 for the rest.
+func errorCode(err error) (int, string) {
+	var re *rpcError
+	if errors.As(err, &re) {
+		return re.code, re.msg
+	}
+	var se *store.Error
+	if errors.As(err, &se) {
+		msg := "DB: " + se.Error()
+		switch se.Code {
+		case 6, 7, 8:
+			return codeLogic, msg
+		case 1:
+			return codeNoImpl, msg
+		}
+		return codeInternal, msg
+	}
+	return codeInternal, "DB: 9: system error: " + err.Error()
+}
+
+// call is one RPC in progress.
+type call struct {
+	c    *conn
+	s    *Server
+	name string
+	in   map[string]string
+	out  []ktproto.KV
+	db   *store.DB // nil when DB names nothing
+	cur  *cursor   // nil unless CUR resolved to a cursor
+}
+
+func (r *call) set(k, v string)          { r.out = append(r.out, ktproto.KV{Key: k, Value: v}) }
+func (r *call) setInt(k string, v int64) { r.set(k, strconv.FormatInt(v, 10)) }
+
+// param returns an input parameter and whether it was present.
+func (r *call) param(k string) (string, bool) {
+	v, ok := r.in[k]
+	return v, ok
+}
+
+// has reports a presence-only flag: KT treats "utf=0" as true.
+func (r *call) has(k string) bool {
+	_, ok := r.in[k]
+	return ok
+}
+
+// xt returns the request xt (KT TimedDB semantics), or store.NoXT.
+func (r *call) xt() int64 {
+	v, ok := r.in["xt"]
+	if !ok {
+		return store.NoXT
+	}
+	return atoi(v)
+}
+
+func atoi(s string) int64 { return ktproto.Atoi(s) }
+
+type procedure func(r *call) error
+
+// procedures are KT's RPC procedures by name. Cursor procedures are looked
+// up through the same table.
+var procedures map[string]procedure
+
+func init() {
+	procedures = map[string]procedure{
+		"void":             func(*call) error { return nil },
+		"echo":             procEcho,
+		"report":           procReport,
+		"play_script":      procPlayScript,
+		"tune_replication": procTuneReplication,
+		"ulog_list":        procULogList,
+		"ulog_remove":      procULogRemove,
+		"status":           procStatus,
+		"clear":            procClear,
+		"synchronize":      procSynchronize,
+		"vacuum":           procVacuum,
+		"set":              procSet,
+		"add":              procAdd,
+		"replace":          procReplace,
+		"append":           procAppend,
+		"increment":        procIncrement,
+		"increment_double": procIncrementDouble,
+		"cas":              procCAS,
+		"remove":           procRemove,
+		"get":              procGet,
+		"check":            procCheck,
+		"seize":            procSeize,
+		"set_bulk":         procSetBulk,
+		"remove_bulk":      procRemoveBulk,
+		"get_bulk":         procGetBulk,
+		"match_prefix":     procMatchPrefix,
+		"match_regex":      procMatchRegex,
+		"match_similar":    procMatchSimilar,
+		"cur_jump":         procCurJump,
+		"cur_jump_back":    procCurJumpBack,
+		"cur_step":         procCurStep,
+		"cur_step_back":    procCurStepBack,
+		"cur_set_value":    procCurSetValue,
+		"cur_remove":       procCurRemove,
+		"cur_get_key":      procCurGetKey,
+		"cur_get_value":    procCurGetValue,
+		"cur_get":          procCurGet,
+		"cur_seize":        procCurSeize,
+	}
+}
+
+// handleRPC runs one RPC in KT's order: WAIT, resolve DB, resolve CUR
+// (creating the cursor if new), dispatch, SIGNAL.
+func (c *conn) handleRPC(req *ktproto.Request) *ktproto.Response {
+	s := c.s
+	start := time.Now()
+	name := ktproto.URLDecode(req.Path[5:])
+	r := &call{c: c, s: s, name: name, in: ktproto.ParseInput(req.Query, req.Header["content-type"], req.Body)}
+
+	err := r.run()
+
+	code := codeOK
+	if err != nil {
+		var msg string
+		code, msg = errorCode(err)
+		r.set("ERROR", msg)
+	}
+	s.metrics.observe(name, code, time.Since(start))
+	body, ctype := ktproto.AppendTSV(nil, r.out)
+	return &ktproto.Response{
+		Code:          code,
+		Headers:       []ktproto.Header{{Name: "Content-Type", Value: ctype}},
+		Body:          body,
+		ContentLength: -1, // HEAD on an RPC path carries no Content-Length in KT
+	}
+}
+
+func (r *call) run() error {
+	s := r.s
+	if w, ok := r.in["WAIT"]; ok {
+		wt := ktproto.Atof(r.in["WAITTIME"])
+		d := 30 * time.Second
+		if wt > 0 {
+			d = time.Duration(wt * float64(time.Second))
+		}
+		if !s.conds.wait(s.ctx, w, d) {
+			return &rpcError{codeTimeout, msgTimedOut}
+		}
+	}
+	if i := s.lookupDB(r.in["DB"]); i >= 0 {
+		r.db = s.dbs[i]
+	}
+	if curExpr, ok := r.in["CUR"]; ok && curExpr != "" && curExpr[0] >= '0' && curExpr[0] <= '9' {
+		id := atoi(curExpr)
+		cur, existed := r.c.cursors[id]
+		if existed && r.name == "cur_delete" {
+			cur.c.Close()
+			delete(r.c.cursors, id)
+			return nil // KT returns at once: no SIGNAL processing
+		}
+		if !existed && r.db != nil {
+			if r.c.cursors == nil {
+				r.c.cursors = make(map[int64]*cursor)
+			}
+			cur = &cursor{db: r.db, c: r.db.Cursor()}
+			r.c.cursors[id] = cur
+		}
+		r.cur = cur
+	}
+
+	var err error
+	if p, ok := procedures[r.name]; ok {
+		err = p(r)
+	} else {
+		err = &rpcError{codeNoImpl, "not implemented: " + r.name}
+	}
+
+	if sig, ok := r.in["SIGNAL"]; ok {
+		n := s.conds.signal(sig, r.has("SIGNALBROAD"))
+		r.setInt("SIGNALED", int64(n))
+	}
+	return err
+}
+
+func procEcho(r *call) error {
+	for k, v := range r.in {
+		r.set(k, v)
+	}
+	return nil
+}
+
+// needDB returns the selected database or "no such database".
+func (r *call) needDB() (*store.DB, error) {
+	if r.db == nil {
+		return nil, errNoDB
+	}
+	return r.db, nil
+}
+
+// needKeyValue returns the key and value parameters; both required.
+func (r *call) needKeyValue() (*store.DB, []byte, []byte, error) {
+	db, err := r.needDB()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	k, ok := r.in["key"]
+	if !ok {
+		return nil, nil, nil, errInvalid
+	}
+	v, ok := r.in["value"]
+	if !ok {
+		return nil, nil, nil, errInvalid
+	}
+	return db, []byte(k), []byte(v), nil
+}
+
+func (r *call) needKey() (*store.DB, []byte, error) {
+	db, err := r.needDB()
+	if err != nil {
+		return nil, nil, err
+	}
+	k, ok := r.in["key"]
+	if !ok {
+		return nil, nil, errInvalid
+	}
+	return db, []byte(k), nil
+}
+
+// countSet records a set-type operation for report's cnt_set counters.
+func (r *call) countSet(err error) error {
+	r.s.stats.set.Add(1)
+	if err != nil {
+		r.s.stats.setMiss.Add(1)
+	}
+	return err
+}
+
+func (r *call) countGet(err error) error {
+	r.s.stats.get.Add(1)
+	if err != nil {
+		r.s.stats.getMiss.Add(1)
+	}
+	return err
+}
+
+func (r *call) countRemove(err error) error {
+	r.s.stats.remove.Add(1)
+	if err != nil {
+		r.s.stats.removeMiss.Add(1)
+	}
+	return err
+}
+
+func procSet(r *call) error {
+	db, k, v, err := r.needKeyValue()
+	if err != nil {
+		return err
+	}
+	return r.countSet(db.Set(k, v, r.xt()))
+}
+
+func procAdd(r *call) error {
+	db, k, v, err := r.needKeyValue()
+	if err != nil {
+		return err
+	}
+	return r.countSet(db.Add(k, v, r.xt()))
+}
+
+func procReplace(r *call) error {
+	db, k, v, err := r.needKeyValue()
+	if err != nil {
+		return err
+	}
+	return r.countSet(db.Replace(k, v, r.xt()))
+}
+
+func procAppend(r *call) error {
+	db, k, v, err := r.needKeyValue()
+	if err != nil {
+		return err
+	}
+	return r.countSet(db.Append(k, v, r.xt()))
+}
+
+func procIncrement(r *call) error {
+	db, k, err := r.needKey()
+	if err != nil {
+		return err
+	}
+	numStr, ok := r.in["num"]
+	if !ok {
+		return errInvalid
+	}
+	num := atoi(numStr)
+	var orig int64
+	switch o := r.in["orig"]; o {
+	case "try":
+		orig = store.OrigTry
+	case "set":
+		orig = store.OrigSet
+	default:
+		orig = atoi(o)
+	}
+	n, err := db.Increment(k, num, orig, r.xt())
+	if err := r.countSet(err); err != nil {
+		return err
+	}
+	r.setInt("num", n)
+	return nil
+}
+
+func procIncrementDouble(r *call) error {
+	db, k, err := r.needKey()
+	if err != nil {
+		return err
+	}
+	numStr, ok := r.in["num"]
+	if !ok {
+		return errInvalid
+	}
+	num := ktproto.Atof(numStr)
+	var orig float64
+	switch o := r.in["orig"]; o {
+	case "try":
+		orig = negInf
+	case "set":
+		orig = posInf
+	default:
+		orig = ktproto.Atof(o)
+	}
+	n, err := db.IncrementDouble(k, num, orig, r.xt())
+	if err := r.countSet(err); err != nil {
+		return err
+	}
+	r.set("num", formatDouble(n))
+	return nil
+}
+
+func procCAS(r *call) error {
+	db, k, err := r.needKey()
+	if err != nil {
+		return err
+	}
+	oval, hasO := r.in["oval"]
+	nval, hasN := r.in["nval"]
+	return r.countSet(db.CAS(k, []byte(oval), hasO, []byte(nval), hasN, r.xt()))
+}
+
+func procRemove(r *call) error {
+	db, k, err := r.needKey()
+	if err != nil {
+		return err
+	}
+	return r.countRemove(db.Remove(k))
+}
+
+func (r *call) setXT(xt int64) {
+	if xt < store.XTMax {
+		r.setInt("xt", xt)
+	}
+}
+
+func procGet(r *call) error {
+	db, k, err := r.needKey()
+	if err != nil {
+		return err
+	}
+	v, xt, err := db.Get(k)
+	if err := r.countGet(err); err != nil {
+		return err
+	}
+	r.set("value", string(v))
+	r.setXT(xt)
+	return nil
+}
+
+func procCheck(r *call) error {
+	db, k, err := r.needKey()
+	if err != nil {
+		return err
+	}
+	n, xt, err := db.Check(k)
+	if err := r.countGet(err); err != nil {
+		return err
+	}
+	r.setInt("vsiz", n)
+	r.setXT(xt)
+	return nil
+}
+
+func procSeize(r *call) error {
+	db, k, err := r.needKey()
+	if err != nil {
+		return err
+	}
+	v, xt, err := db.Seize(k)
+	r.countGet(err)
+	if err := r.countRemove(err); err != nil {
+		return err
+	}
+	r.set("value", string(v))
+	r.setXT(xt)
+	return nil
+}
+
+// bulkKeys returns the "_"-prefixed entries of the input with the prefix
+// stripped, in input-map order (KT iterates a std::map: sorted).
+func (r *call) bulkKeys() []string {
+	var keys []string
+	for k := range r.in {
+		if len(k) > 0 && k[0] == '_' {
+			keys = append(keys, k[1:])
+		}
+	}
+	sortStrings(keys)
+	return keys
+}
+
+func procSetBulk(r *call) error {
+	db, err := r.needDB()
+	if err != nil {
+		return err
+	}
+	xt := r.xt()
+	keys := r.bulkKeys()
+	recs := make([]store.Record, len(keys))
+	for i, k := range keys {
+		recs[i] = store.Record{Key: []byte(k), Value: []byte(r.in["_"+k]), XT: xt}
+	}
+	n, err := db.SetBulk(recs, r.has("atomic"))
+	r.s.stats.set.Add(int64(len(recs)))
+	if err != nil {
+		r.s.stats.setMiss.Add(int64(len(recs) - n))
+		return err
+	}
+	r.setInt("num", int64(n))
+	return nil
+}
+
+func procRemoveBulk(r *call) error {
+	db, err := r.needDB()
+	if err != nil {
+		return err
+	}
+	keys := r.bulkKeys()
+	bk := make([][]byte, len(keys))
+	for i, k := range keys {
+		bk[i] = []byte(k)
+	}
+	n, err := db.RemoveBulk(bk, r.has("atomic"))
+	r.s.stats.remove.Add(int64(len(keys)))
+	if err != nil {
+		return err
+	}
+	r.s.stats.removeMiss.Add(int64(len(keys) - n))
+	r.setInt("num", int64(n))
+	return nil
+}
+
+func procGetBulk(r *call) error {
+	db, err := r.needDB()
+	if err != nil {
+		return err
+	}
+	keys := r.bulkKeys()
+	bk := make([][]byte, len(keys))
+	for i, k := range keys {
+		bk[i] = []byte(k)
+	}
+	recs, err := db.GetBulk(bk)
+	r.s.stats.get.Add(int64(len(keys)))
+	if err != nil {
+		return err
+	}
+	r.s.stats.getMiss.Add(int64(len(keys) - len(recs)))
+	for _, rec := range recs {
+		r.set("_"+string(rec.Key), string(rec.Value))
+	}
+	r.setInt("num", int64(len(recs)))
+	return nil
+}
+
+func procStatus(r *call) error {
+	db, err := r.needDB()
+	if err != nil {
+		return err
+	}
+	r.s.stats.misc.Add(1)
+	for k, v := range db.Status() {
+		r.set(k, v)
+	}
+	return nil
+}
+
+func procClear(r *call) error {
+	db, err := r.needDB()
+	if err != nil {
+		return err
+	}
+	r.s.stats.misc.Add(1)
+	return db.Clear()
+}
+
+func procVacuum(r *call) error {
+	db, err := r.needDB()
+	if err != nil {
+		return err
+	}
+	r.s.stats.misc.Add(1)
+	return db.Vacuum(atoi(r.in["step"]))
+}
