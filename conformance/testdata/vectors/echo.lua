@@ -1,0 +1,7 @@
+-- echo returns its input map unchanged (kt-protocol.md §16 T13).
+function echo(inmap, outmap)
+   for key, value in pairs(inmap) do
+      outmap[key] = value
+   end
+   return kt.RVSUCCESS
+end
