@@ -1,0 +1,71 @@
+# ktd — see README.md. Every target works from a fresh clone with Go 1.26.
+
+GO        ?= go
+BIN       := bin
+FUZZTIME  ?= 20s
+BENCHCOUNT ?= 5
+PKGS      := ./...
+
+.PHONY: all build run test check race unit fuzz fuzz-long bench load conformance clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ktd ./cmd/ktd
+	$(GO) build -o $(BIN)/ktconform ./cmd/ktconform
+	$(GO) build -o $(BIN)/ktload ./cmd/ktload
+
+# run: ktd on 127.0.0.1:1978 with a file (Pebble) database under ./data.
+run: build
+	mkdir -p data
+	./$(BIN)/ktd -host 127.0.0.1 -port 1978 -ls data/casket.kct
+
+# test: the whole suite, as CI runs it: format and vet checks, every test
+# with the race detector, then a short run of every fuzz target.
+test: check race fuzz
+
+check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt wants to change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+race:
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+unit:
+	$(GO) test -count=1 $(PKGS)
+
+# fuzz: every fuzz target for FUZZTIME (20 s each by default).
+FUZZ_TARGETS := \
+	./internal/ktproto:FuzzReadRequest \
+	./internal/ktproto:FuzzParseTSV \
+	./internal/ktproto:FuzzAppendTSV \
+	./internal/ktproto:FuzzBinaryFrames \
+	./internal/ktproto:FuzzURLCodec \
+	./internal/ktproto:FuzzParseKTTime
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
+fuzz-long:
+	$(MAKE) fuzz FUZZTIME=5m
+
+# bench: Go benchmarks of the hot paths, with allocations.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./internal/... ./ktserver | tee bench.txt
+
+# load: wrk and binary load runs against a fresh ktd; see scripts/load.sh.
+load: build
+	./scripts/load.sh
+
+# conformance: replay the real KT recordings against ktd in-process, or
+# against KT_ADDR=host:port when set.
+conformance: build
+	./$(BIN)/ktconform $(if $(KT_ADDR),-addr $(KT_ADDR))
+
+clean:
+	rm -rf $(BIN) bench.txt
