@@ -39,7 +39,7 @@ unit:
 FUZZ_TARGETS := \
 	./internal/ktproto:FuzzReadRequest \
 	./internal/ktproto:FuzzParseTSV \
-	./internal/ktproto:FuzzAppendTSV \
+	./internal/ktproto:FuzzColEnc \
 	./internal/ktproto:FuzzBinaryFrames \
 	./internal/ktproto:FuzzURLCodec \
 	./internal/ktproto:FuzzParseKTTime

@@ -1,7 +1,6 @@
 package ktserver
 
 import (
-	"errors"
 	"time"
 
 	"ktd/internal/ktproto"
@@ -121,28 +120,38 @@ func (c *conn) binGetBulk() bool {
 	if err != nil {
 		return c.binFail(0)
 	}
-	var found []ktproto.BulkRecord
-	for _, r := range recs {
-		if int(r.DBIdx) >= len(c.s.dbs) {
-			continue
+	found := make([]bool, len(recs))
+	for dbi, idx := range c.groupByDB(recs) {
+		db := c.s.dbs[dbi]
+		keys := make([][]byte, len(idx))
+		for j, i := range idx {
+			keys[j] = recs[i].Key
 		}
-		db := c.s.dbs[r.DBIdx]
-		v, xt, err := db.Get(r.Key)
-		c.s.stats.get.Add(1)
-		if err != nil {
-			c.s.stats.getMiss.Add(1)
-			if errors.Is(err, store.ErrNoRecord) {
-				continue
+		err := db.GetEach(keys, func(j int, rec store.Record, ok bool) {
+			if !ok {
+				return
 			}
+			i := idx[j]
+			found[i] = true
+			recs[i].Value, recs[i].XT = rec.Value, rec.XT
+			if db.Spec().Persistent {
+				recs[i].XT = 1<<63 - 1 // KT reports INT64MAX for ktopts=p databases
+			}
+		})
+		c.s.stats.get.Add(int64(len(keys)))
+		if err != nil {
 			c.s.logger.Warn("binary get_bulk failed", "err", err)
 			return c.binFail(0)
 		}
-		if db.Spec().Persistent {
-			xt = 1<<63 - 1 // KT reports INT64MAX for ktopts=p databases
-		}
-		found = append(found, ktproto.BulkRecord{DBIdx: r.DBIdx, Key: r.Key, Value: v, XT: xt})
 	}
-	c.out = ktproto.AppendGetBulkReply(c.out, found)
+	hits := recs[:0]
+	for i, r := range recs {
+		if found[i] {
+			hits = append(hits, r)
+		}
+	}
+	c.s.stats.getMiss.Add(int64(len(recs) - len(hits)))
+	c.out = ktproto.AppendGetBulkReply(c.out, hits)
 	return true
 }
 

@@ -353,6 +353,9 @@ func (db *DB) SetBulk(recs []Record, atomic bool) (int, error) {
 	err := func() error {
 		unlock := db.lockKeys(keys)
 		defer unlock()
+		if err := t.prefetch(keys); err != nil {
+			return err
+		}
 		now := db.nowUnix()
 		for _, r := range recs {
 			oldLen := -1
@@ -392,6 +395,9 @@ func (db *DB) RemoveBulk(keys [][]byte, atomic bool) (int, error) {
 	err := func() error {
 		unlock := db.lockKeys(keys)
 		defer unlock()
+		if err := t.prefetch(keys); err != nil {
+			return err
+		}
 		now := db.nowUnix()
 		for _, k := range keys {
 			oldLen, live := -1, false
@@ -426,36 +432,52 @@ func (db *DB) RemoveBulk(keys [][]byte, atomic bool) (int, error) {
 // GetBulk returns the live records among keys, in request order, read from one
 // consistent snapshot. XT is absolute.
 func (db *DB) GetBulk(keys [][]byte) ([]Record, error) {
+	var recs []Record
+	err := db.GetEach(keys, func(_ int, rec Record, found bool) {
+		if found {
+			recs = append(recs, rec)
+		}
+	})
+	return recs, err
+}
+
+// GetEach looks up every key from one consistent snapshot and calls fn for
+// each, in request order, with the live record (XT absolute; slices owned by
+// the caller) or found == false when the key is absent or expired.
+func (db *DB) GetEach(keys [][]byte, fn func(i int, rec Record, found bool)) error {
 	if err := db.rlock(); err != nil {
-		return nil, err
+		return err
 	}
 	defer db.mu.RUnlock()
 	snap := db.pdb.NewSnapshot()
 	defer snap.Close()
 	now := db.nowUnix()
-	var recs []Record
-	for _, k := range keys {
-		v, closer, err := snap.Get(dataKey(k))
-		if err != nil {
-			if isNotFound(err) {
-				continue
-			}
-			return nil, sysErr("get", err)
-		}
-		val, xt := db.decodeStored(v)
+	type hit struct {
+		value []byte
+		xt    int64
+	}
+	hits := make(map[string]hit, len(keys))
+	err := lookupMany(snap, keys, func(key, stored []byte) {
+		val, xt := db.decodeStored(stored)
 		if !expired(xt, now) {
-			recs = append(recs, Record{Key: slices.Clone(k), Value: append([]byte{}, val...), XT: xt})
+			hits[string(key)] = hit{slices.Clone(val), xt}
 		}
-		if err := closeQuietly(closer); err != nil {
-			return nil, err
-		}
+	})
+	if err != nil {
+		return err
 	}
-	if db.lru != nil {
-		for _, r := range recs {
-			db.lru.touchIfPresent(r.Key)
+	for i, k := range keys {
+		h, ok := hits[string(k)]
+		if !ok {
+			fn(i, Record{}, false)
+			continue
 		}
+		if db.lru != nil {
+			db.lru.touchIfPresent(k)
+		}
+		fn(i, Record{Key: slices.Clone(k), Value: slices.Clone(h.value), XT: h.xt}, true)
 	}
-	return recs, nil
+	return nil
 }
 
 // Clear removes every record in one batch (a range deletion) and resets Count and Size.

@@ -399,6 +399,7 @@ type txn struct {
 	dSize   int64
 	seen    map[string][]byte // bulk only: stored value written so far (nil = removed)
 	cleared bool              // a Clear is in this batch: unseen keys are absent
+	pre     map[string][]byte // bulk only, after prefetch: stored forms read up front (absent = no record)
 	touched [][]byte          // keys set, for LRU bookkeeping (cache DBs only)
 	removed [][]byte          // keys removed, for LRU bookkeeping (cache DBs only)
 }
@@ -420,6 +421,11 @@ func (t *txn) old(key []byte, fn func(stored []byte, found bool)) error {
 		}
 		if t.cleared {
 			fn(nil, false)
+			return nil
+		}
+		if t.pre != nil {
+			v, ok := t.pre[string(key)]
+			fn(v, ok)
 			return nil
 		}
 	}
