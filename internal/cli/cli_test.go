@@ -3,7 +3,9 @@ package cli
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,8 +42,8 @@ func TestParse(t *testing.T) {
 	if got := strings.Join(o.DBs, " "); got != "casket.kch#bnum=10 * -notaflag" {
 		t.Fatalf("DBs = %q", got)
 	}
-	if len(o.Notices) != 2 {
-		t.Fatalf("notices = %q, want one each for -oat and -onr", o.Notices)
+	if len(o.Notices) != 3 {
+		t.Fatalf("notices = %q, want one each for -oat, -onr and replication", o.Notices)
 	}
 	if o, _ := Parse(nil); o.Addr() != "127.0.0.1:1978" {
 		t.Fatalf("default address %s, want 127.0.0.1:1978", o.Addr())
@@ -222,6 +224,35 @@ func drainHeaders(nc net.Conn) {
 		last = [4]byte{last[1], last[2], last[3], b[0]}
 		if string(last[:]) == "\r\n\r\n" {
 			return
+		}
+	}
+}
+
+func TestMetricsEndpoint(t *testing.T) {
+	maddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	_, addr := startChild(t, "-metrics", maddr, "*")
+	c := kttest.Dial(t, addr)
+	c.RPC("set", "key", "k", "value", "v")
+	var body string
+	kttest.WaitFor(t, 5*time.Second, "the metrics endpoint", func() bool {
+		resp, err := http.Get("http://" + maddr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		return resp.StatusCode == 200
+	})
+	for _, want := range []string{
+		`ktd_requests_total{code="200",procedure="set"} 1`,
+		`ktd_db_records{db="0",name="*"} 1`,
+		`ktd_open_connections 1`,
+		`ktd_pebble_metric{db="0",metric="disk_usage_bytes",name="*"}`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
 		}
 	}
 }

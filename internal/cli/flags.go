@@ -197,6 +197,9 @@ func Parse(args []string) (*Options, error) {
 		}
 	}
 	o.DBs = append(o.DBs, args[i:]...)
+	if o.ULogDir != "" || o.MasterHost != "" {
+		o.Notices = append(o.Notices, "-ulog and -mhost are validated, but this build does not replicate yet")
+	}
 	return o, o.validate()
 }
 
