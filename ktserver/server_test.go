@@ -342,3 +342,40 @@ func TestServer_Metrics(t *testing.T) {
 		}
 	}
 }
+
+func TestServer_ClientThatNeverReadsIsCut(t *testing.T) {
+	cfg := memConfig()
+	cfg.Timeout = 300 * time.Millisecond
+	_, addr := kttest.StartServer(t, cfg)
+	big := strings.Repeat("x", 1<<20)
+	setup := kttest.Dial(t, addr)
+	if r := setup.RPC("set", "key", "big", "value", big); r.Code != 200 {
+		t.Fatalf("set: %d", r.Code)
+	}
+
+	// A client pipelines gets of a 1 MiB value and never reads: the
+	// server's write blocks, and -tout must cut the connection.
+	hog, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hog.Close()
+	hog.(*net.TCPConn).SetReadBuffer(4096)
+	go func() {
+		req := []byte(strings.Repeat("GET /big HTTP/1.1\r\n\r\n", 64))
+		for range 16 {
+			if _, err := hog.Write(req); err != nil {
+				return
+			}
+		}
+	}()
+	other := kttest.Dial(t, addr)
+	for range 10 {
+		if r := other.RPC("get", "key", "big"); r.Code != 200 {
+			t.Fatalf("get while another client hogs: %d", r.Code)
+		}
+	}
+	kttest.WaitFor(t, 10*time.Second, "the server to drop the client that never reads", func() bool {
+		return other.RPC("report").TSV()["serv_conn_count"] == "2" // setup and other
+	})
+}
