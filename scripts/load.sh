@@ -33,6 +33,15 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 cpu_ticks() { awk '{print $14+$15}' "/proc/$KTD_PID/stat"; }
 
+# wrk_void: the same-session baseline, /rpc/void (no database work).
+wrk_void() {
+	local rps=()
+	for _ in $(seq "$RUNS"); do
+		rps+=("$(wrk -t2 -c32 -d"$DURATION" -s bench/void.lua "http://127.0.0.1:$PORT" | awk '/Requests\/sec/ {print $2}')")
+	done
+	printf '%-22s %10s req/s   (baseline)\n' "void" "$(printf '%s\n' "${rps[@]}" | median)"
+}
+
 # wrk_run OP ENC: prints "req/s p99 cpu-us/req" medians over RUNS runs.
 wrk_run() {
 	local op=$1 enc=$2 rps=() p99=() cpu=()
@@ -64,6 +73,7 @@ for db in '*' "$WORK/casket.kct"; do
 	echo "== database $db (median of $RUNS runs of $DURATION, wrk -t2 -c32)"
 	start_ktd "$db"
 	"$BIN/ktload" -addr "127.0.0.1:$PORT" -preload "$KEYS" -vsize 100
+	wrk_void
 	wrk_run get tsv
 	wrk_run set tsv
 	wrk_run get form

@@ -155,7 +155,8 @@ func ignoreDone(ctx context.Context, err error) error {
 	return err
 }
 
-// Preload stores keys "k%08d" for 0..n-1 with values of vsize bytes
+// Preload stores keys "k%08d" for 0..n-1 with values of vsize random
+// letters (incompressible enough to be honest about memory and disk)
 // through binary set_bulk, batch records per request.
 func Preload(ctx context.Context, addr string, n, vsize, batch int) error {
 	nc, err := net.Dial("tcp", addr)
@@ -164,10 +165,7 @@ func Preload(ctx context.Context, addr string, n, vsize, batch int) error {
 	}
 	defer nc.Close()
 	br := bufio.NewReader(nc)
-	value := make([]byte, vsize)
-	for i := range value {
-		value[i] = 'v'
-	}
+	rng := rand.New(rand.NewPCG(1, 2))
 	var buf []byte
 	for lo := 0; lo < n; lo += batch {
 		if err := ctx.Err(); err != nil {
@@ -175,6 +173,10 @@ func Preload(ctx context.Context, addr string, n, vsize, batch int) error {
 		}
 		var recs []ktproto.BulkRecord
 		for i := lo; i < min(lo+batch, n); i++ {
+			value := make([]byte, vsize)
+			for j := range value {
+				value[j] = byte('a' + rng.IntN(26))
+			}
 			recs = append(recs, ktproto.BulkRecord{Key: fmt.Appendf(nil, "k%08d", i), Value: value, XT: 1<<63 - 1})
 		}
 		buf = ktproto.AppendSetBulkRequest(buf[:0], 0, recs)
