@@ -1,5 +1,7 @@
 package ktserver
 
+import "ktd/internal/store"
+
 // Cursor procedures. A cursor is resolved (and created when its id is new)
 // before dispatch; a call without a usable cursor is "no such cursor".
 
@@ -72,45 +74,30 @@ func procCurRemove(r *call) error {
 	return r.countRemove(cur.c.Remove())
 }
 
-func procCurGetKey(r *call) error {
-	cur, err := r.needCursor()
-	if err != nil {
-		return err
+// curGet makes cur_get_key, cur_get_value and cur_get: read the current
+// record (stepping after it with "step") and output some of its fields.
+func curGet(out func(r *call, rec store.Record)) procedure {
+	return func(r *call) error {
+		cur, err := r.needCursor()
+		if err != nil {
+			return err
+		}
+		rec, err := cur.c.Get(r.has("step"))
+		if err := r.countGet(err); err != nil {
+			return err
+		}
+		out(r, rec)
+		return nil
 	}
-	rec, err := cur.c.Get(r.has("step"))
-	if err := r.countGet(err); err != nil {
-		return err
-	}
-	r.set("key", string(rec.Key))
-	return nil
 }
 
-func procCurGetValue(r *call) error {
-	cur, err := r.needCursor()
-	if err != nil {
-		return err
-	}
-	rec, err := cur.c.Get(r.has("step"))
-	if err := r.countGet(err); err != nil {
-		return err
-	}
-	r.set("value", string(rec.Value))
-	return nil
-}
+func outKey(r *call, rec store.Record)   { r.set("key", string(rec.Key)) }
+func outValue(r *call, rec store.Record) { r.set("value", string(rec.Value)) }
 
-func procCurGet(r *call) error {
-	cur, err := r.needCursor()
-	if err != nil {
-		return err
-	}
-	rec, err := cur.c.Get(r.has("step"))
-	if err := r.countGet(err); err != nil {
-		return err
-	}
+func outRecord(r *call, rec store.Record) {
 	r.set("key", string(rec.Key))
 	r.set("value", string(rec.Value))
 	r.setXT(rec.XT)
-	return nil
 }
 
 func procCurSeize(r *call) error {
@@ -122,8 +109,6 @@ func procCurSeize(r *call) error {
 	if err := r.countGet(err); err != nil {
 		return err
 	}
-	r.set("key", string(rec.Key))
-	r.set("value", string(rec.Value))
-	r.setXT(rec.XT)
+	outRecord(r, rec)
 	return nil
 }

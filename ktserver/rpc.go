@@ -127,10 +127,10 @@ func init() {
 		"clear":            procClear,
 		"synchronize":      procSynchronize,
 		"vacuum":           procVacuum,
-		"set":              procSet,
-		"add":              procAdd,
-		"replace":          procReplace,
-		"append":           procAppend,
+		"set":              recordWrite((*store.DB).Set),
+		"add":              recordWrite((*store.DB).Add),
+		"replace":          recordWrite((*store.DB).Replace),
+		"append":           recordWrite((*store.DB).Append),
 		"increment":        procIncrement,
 		"increment_double": procIncrementDouble,
 		"cas":              procCAS,
@@ -150,9 +150,9 @@ func init() {
 		"cur_step_back":    procCurStepBack,
 		"cur_set_value":    procCurSetValue,
 		"cur_remove":       procCurRemove,
-		"cur_get_key":      procCurGetKey,
-		"cur_get_value":    procCurGetValue,
-		"cur_get":          procCurGet,
+		"cur_get_key":      curGet(outKey),
+		"cur_get_value":    curGet(outValue),
+		"cur_get":          curGet(outRecord),
 		"cur_seize":        procCurSeize,
 	}
 }
@@ -299,36 +299,16 @@ func (r *call) countRemove(err error) error {
 	return err
 }
 
-func procSet(r *call) error {
-	db, k, v, err := r.needKeyValue()
-	if err != nil {
-		return err
+// recordWrite makes set, add, replace and append: key and value required,
+// xt optional, counted as set operations.
+func recordWrite(op func(db *store.DB, key, value []byte, xt int64) error) procedure {
+	return func(r *call) error {
+		db, k, v, err := r.needKeyValue()
+		if err != nil {
+			return err
+		}
+		return r.countSet(op(db, k, v, r.xt()))
 	}
-	return r.countSet(db.Set(k, v, r.xt()))
-}
-
-func procAdd(r *call) error {
-	db, k, v, err := r.needKeyValue()
-	if err != nil {
-		return err
-	}
-	return r.countSet(db.Add(k, v, r.xt()))
-}
-
-func procReplace(r *call) error {
-	db, k, v, err := r.needKeyValue()
-	if err != nil {
-		return err
-	}
-	return r.countSet(db.Replace(k, v, r.xt()))
-}
-
-func procAppend(r *call) error {
-	db, k, v, err := r.needKeyValue()
-	if err != nil {
-		return err
-	}
-	return r.countSet(db.Append(k, v, r.xt()))
 }
 
 func procIncrement(r *call) error {
