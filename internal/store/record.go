@@ -240,12 +240,10 @@ func (db *DB) CAS(key []byte, oval []byte, hasOval bool, nval []byte, hasNval bo
 }
 
 // Remove deletes key. An absent or expired record is ErrNoRecord; an expired one is
-// still deleted physically (and logged), as KT does.
+// still deleted physically, and either way a REMOVE is logged, as KT does (its remove
+// visitor deletes unconditionally).
 func (db *DB) Remove(key []byte) error {
 	return db.visit(key, func(cur *current) (action, error) {
-		if !cur.exists {
-			return action{}, ErrNoRecord
-		}
 		act := action{kind: actRemove}
 		if !cur.live {
 			act.err = ErrNoRecord
@@ -380,7 +378,8 @@ func (db *DB) SetBulk(recs []Record, atomic bool) (int, error) {
 }
 
 // RemoveBulk removes keys in one batch and returns how many live records it removed.
-// Expired records are deleted too but not counted; absent keys are skipped.
+// Expired records are deleted too but not counted; absent keys delete nothing. Every key
+// is logged as a REMOVE, as KT does.
 func (db *DB) RemoveBulk(keys [][]byte, atomic bool) (int, error) {
 	if len(keys) == 0 {
 		return 0, nil
@@ -409,9 +408,6 @@ func (db *DB) RemoveBulk(keys [][]byte, atomic bool) (int, error) {
 				}
 			}); err != nil {
 				return err
-			}
-			if oldLen < 0 {
-				continue
 			}
 			if live {
 				n++
@@ -521,84 +517,16 @@ func (t *txn) clear() error {
 
 // Apply applies replicated changes verbatim in one batch: OpSet stores Value as the
 // stored form, OpRemove deletes (an absent key is fine), OpClear clears. The changes are
-// passed on to the update log like local writes.
+// passed on to the update log like local writes (under this server's sid).
 func (db *DB) Apply(changes []Change) error {
 	if len(changes) == 0 {
 		return nil
 	}
-	hasClear := slices.ContainsFunc(changes, func(c Change) bool { return c.Op == OpClear })
-	if hasClear {
-		db.mu.Lock()
-		defer db.mu.Unlock()
-		if db.closed {
-			return ErrClosed
-		}
-	} else {
-		if err := db.rlock(); err != nil {
-			return err
-		}
-		defer db.mu.RUnlock()
+	var sid uint16
+	if db.ulog != nil {
+		sid = db.ulog.SID()
 	}
-	t := db.newTxn(true)
-	defer t.close()
-	err := func() error {
-		if !hasClear {
-			keys := make([][]byte, len(changes))
-			for i := range changes {
-				keys[i] = changes[i].Key
-			}
-			unlock := db.lockKeys(keys)
-			defer unlock()
-		}
-		for _, c := range changes {
-			if c.Op == OpClear {
-				if err := t.clear(); err != nil {
-					return err
-				}
-				continue
-			}
-			oldLen := -1
-			if err := t.old(c.Key, func(stored []byte, found bool) {
-				if found {
-					oldLen = len(stored)
-				}
-			}); err != nil {
-				return err
-			}
-			switch c.Op {
-			case OpSet:
-				if err := t.set(c.Key, slices.Clone(c.Value), oldLen); err != nil {
-					return err
-				}
-			case OpRemove:
-				if oldLen >= 0 {
-					if err := t.del(c.Key, oldLen, true); err != nil {
-						return err
-					}
-				} else {
-					// Keep the logical change for the update log even if nothing is deleted.
-					t.changes = append(t.changes, Change{Op: OpRemove, Key: c.Key})
-				}
-			default:
-				return &Error{Code: 2, Message: "invalid message format"}
-			}
-		}
-		return t.commit()
-	}()
-	if err != nil {
-		return err
-	}
-	if hasClear {
-		// afterWrite may evict; with db.mu held exclusively, do only the LRU bookkeeping.
-		if db.lru != nil {
-			for _, k := range t.touched {
-				db.lru.touch(k)
-			}
-		}
-		return nil
-	}
-	db.afterWrite(t)
-	return nil
+	return db.applyChanges(changes, sid, nil)
 }
 
 // Scan calls fn for each key starting with prefix, in key order, including expired

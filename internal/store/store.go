@@ -3,12 +3,14 @@
 // One Pebble instance backs each database argument. Records live under the key prefix
 // 0x01 followed by the user key; the value is KT's stored form (a 5-byte big-endian
 // absolute expiry followed by the user value, or the value alone with ktopts=p).
-// Prefix 0x00 is reserved for meta keys and 0x02 and above for the update log.
+// Prefix 0x00 holds meta keys (the replication position), prefix 0x02 the update log: one
+// key per record, 0x02 + the big-endian u64 KT timestamp, whose value is KT's ulog message.
 //
 // Every mutation is one Pebble batch committed through DB.commit, which also receives the
-// logical changes (what KT writes to its update log). Read-modify-write operations hold a
-// per-key striped mutex, never a global one, so concurrent synced commits are grouped by
-// Pebble's commit pipeline.
+// logical changes (what KT writes to its update log) and, when the database has a ULog,
+// adds their log records to the same batch, so data and log never disagree, not even
+// after a crash. Read-modify-write operations hold a per-key striped mutex, never a
+// global one, so concurrent synced commits are grouped by Pebble's commit pipeline.
 //
 // Count and Size are exact: each write reads the old record under its key lock and applies
 // the count/size delta after its commit; Open recomputes both by a scan. Size is the sum of
@@ -38,9 +40,11 @@ import (
 
 // Key prefixes inside Pebble.
 const (
-	prefixMeta byte = 0x00 // meta keys (reserved)
-	prefixData byte = 0x01 // records: prefixData + user key
-	prefixEnd  byte = 0x02 // first byte after the data range; 0x02.. is the update log's
+	prefixMeta    byte = 0x00 // meta keys: prefixMeta + name
+	prefixData    byte = 0x01 // records: prefixData + user key
+	prefixEnd     byte = 0x02 // first byte after the data range
+	prefixULog    byte = 0x02 // update log: prefixULog + big-endian u64 ts
+	prefixULogEnd byte = 0x03 // first byte after the update log
 )
 
 // Default Pebble tuning. On-memory databases get a large memtable: their
@@ -65,6 +69,8 @@ type Config struct {
 	Logger    *slog.Logger     // nil = discard
 	FS        vfs.FS           // nil = vfs.Default for file DBs; in-memory DBs always use vfs.NewMem()
 	CacheSize int64            // Pebble block cache bytes; 0 = 32 MiB
+	ULog      ULog             // update-log hook; nil: no update log
+	DBID      uint16           // this database's index, stamped on its ulog messages
 }
 
 // DB is one KT database stored in Pebble. All methods are safe for concurrent use.
@@ -76,6 +82,8 @@ type DB struct {
 	sync     bool // commit data changes with pebble.Sync
 	readOnly bool
 	seed     maphash.Seed
+	ulog     ULog   // nil: no update log
+	dbid     uint16 // stamped on ulog messages
 
 	// mu guards the lifetime of pdb and excludes writers during Clear: every operation
 	// holds it shared; Clear and Close hold it exclusively.
@@ -116,6 +124,8 @@ func Open(cfg Config) (*DB, error) {
 		sync:     !cfg.NoSync && !spec.InMemory,
 		readOnly: cfg.ReadOnly,
 		seed:     maphash.MakeSeed(),
+		ulog:     cfg.ULog,
+		dbid:     cfg.DBID,
 	}
 	if db.now == nil {
 		db.now = time.Now
@@ -463,12 +473,16 @@ func (t *txn) set(key, stored []byte, oldLen int) error {
 }
 
 // del deletes key, a record of oldLen stored bytes. logged is false for GC and evictions.
+// oldLen < 0 means the key is absent: nothing is deleted and the counters stay, but a
+// logged removal is still a logical change (KT logs a REMOVE for a missing key).
 func (t *txn) del(key []byte, oldLen int, logged bool) error {
-	if err := t.b.Delete(dataKey(key), nil); err != nil {
-		return sysErr("batch delete", err)
+	if oldLen >= 0 {
+		if err := t.b.Delete(dataKey(key), nil); err != nil {
+			return sysErr("batch delete", err)
+		}
+		t.dCount--
+		t.dSize -= int64(len(key) + oldLen)
 	}
-	t.dCount--
-	t.dSize -= int64(len(key) + oldLen)
 	if logged {
 		t.changes = append(t.changes, Change{Op: OpRemove, Key: key})
 	}
@@ -502,11 +516,40 @@ func (db *DB) writeOpts() *pebble.WriteOptions {
 
 // commit is the single place where data batches are committed. changes are the logical
 // changes of the batch, what KT writes to its update log (empty for expiry GC and
-// capacity evictions, which KT does not log); the update log will append its record to b
-// here, so data and log commit atomically. After a successful commit the count/size
-// deltas are applied; callers hold the locks of every key in b, so the deltas are exact.
+// capacity evictions, which KT does not log); they are logged under this server's sid.
+// After a successful commit the count/size deltas are applied; callers hold the locks of
+// every key in b, so the deltas are exact.
 func (db *DB) commit(b *pebble.Batch, changes []Change, dCount, dSize int64, opts *pebble.WriteOptions) error {
-	_ = changes // the update log (next issue) appends to b here
+	var sid uint16
+	if db.ulog != nil {
+		sid = db.ulog.SID()
+	}
+	return db.commitAs(b, changes, sid, dCount, dSize, opts)
+}
+
+// commitAs is commit with the origin sid stamped on the log records (a replica relays a
+// replicated change under its origin's sid). With a ULog and changes, it encodes one
+// message per change, reserves the timestamps as late as possible, adds the records to b
+// and commits data and log together; done always learns whether the commit succeeded.
+func (db *DB) commitAs(b *pebble.Batch, changes []Change, sid uint16, dCount, dSize int64, opts *pebble.WriteOptions) (err error) {
+	if db.ulog != nil && len(changes) > 0 {
+		msgs, ends := db.encodeChanges(changes, sid)
+		first, done := db.ulog.Reserve(len(changes))
+		defer func() { done(err == nil) }()
+		start := 0
+		for i, end := range ends {
+			k := ulogKey(first + uint64(i))
+			if err := b.Set(k[:], msgs[start:end], nil); err != nil {
+				return sysErr("batch set", err)
+			}
+			start = end
+		}
+	} else if b.Empty() {
+		// Nothing to write (e.g. removing an absent key without an update log).
+		db.count.Add(dCount)
+		db.size.Add(dSize)
+		return nil
+	}
 	if err := b.Commit(opts); err != nil {
 		return sysErr("commit", err)
 	}
