@@ -1,0 +1,268 @@
+// Package replication implements KT 0.9.56's update-log replication.
+//
+// The codec*, ulogfile* and rts* files hold its pure codecs: update-log
+// messages (Message), the master->slave frames of a 0xB1 session (Frame),
+// KT ulog files (ULogFileWriter, ReadULogFile) and the slave's rts file
+// (ReadRTS, WriteRTS). They touch no sockets, Pebble or goroutines. All
+// integers are big-endian; see kt-protocol.md §6.5, §9 and §10.
+package replication
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"io"
+	"slices"
+
+	"ktd/internal/ktproto"
+)
+
+// Update-log message opcodes (KT kttimeddb.h, enum UpdateOperation). Only
+// these three are ever written; the other enum values (0xA0 NOP, 0xA3 OPEN,
+// 0xA4 CLOSE, 0xA6 ITERATE, 0xA7 SYNC, 0xA8-0xAA transaction markers) are
+// ignored by receivers.
+const (
+	OpSet    byte = 0xA1 // varnum ksiz | varnum vsiz | key | value
+	OpRemove byte = 0xA2 // varnum ksiz | key
+	OpClear  byte = 0xA5 // no payload
+)
+
+// Errors of this package.
+var (
+	// ErrMalformed reports a truncated or inconsistent message, frame or
+	// ulog file (bad magic, size out of range, record past the end).
+	ErrMalformed = errors.New("replication: malformed message or frame")
+	// ErrRefused reports the master's 0xBF answer: it has no -ulog, or it
+	// could not open a reader; it closes the connection after that byte.
+	ErrRefused = errors.New("replication: master refused (0xBF)")
+)
+
+// MaxFrameSize is the largest msg size ReadFrame accepts in a data frame
+// (1<<28, KT's limit on every size in the binary protocol).
+const MaxFrameSize = ktproto.MaxBinarySize
+
+// msgHeaderSize is u16 sid + u16 dbid + u8 op.
+const msgHeaderSize = 5
+
+// Message is one update-log message, the same bytes in a ulog record and in
+// a replication data frame:
+//
+//	u16 sid | u16 dbid | u8 op | payload
+//	  SET    (0xA1): varnum ksiz | varnum vsiz | key[ksiz] | value[vsiz]
+//	  REMOVE (0xA2): varnum ksiz | key[ksiz]
+//	  CLEAR  (0xA5): nothing
+//
+// SID is the origin server id (kept unchanged when a slave relogs an update),
+// DBID the database index on the origin. A SET value is the stored value:
+// a 5-byte big-endian absolute xt (FF FF FF FF FF = never) followed by the
+// user value, unless the database has ktopts=p. varnum is KC's big-endian
+// base-128 (200 -> 81 48).
+type Message struct {
+	SID, DBID uint16
+	Op        byte
+	Key       []byte // SET, REMOVE
+	Value     []byte // SET only
+}
+
+// Append appends the encoding of m to dst. Key is written for SET and
+// REMOVE, Value for SET only; for CLEAR and any other op only the 5-byte
+// header (sid, dbid, op) is written.
+func (m *Message) Append(dst []byte) []byte {
+	dst = binary.BigEndian.AppendUint16(dst, m.SID)
+	dst = binary.BigEndian.AppendUint16(dst, m.DBID)
+	dst = append(dst, m.Op)
+	switch m.Op {
+	case OpSet:
+		dst = ktproto.AppendVarnum(dst, uint64(len(m.Key)))
+		dst = ktproto.AppendVarnum(dst, uint64(len(m.Value)))
+		dst = append(dst, m.Key...)
+		dst = append(dst, m.Value...)
+	case OpRemove:
+		dst = ktproto.AppendVarnum(dst, uint64(len(m.Key)))
+		dst = append(dst, m.Key...)
+	}
+	return dst
+}
+
+// DecodeMessage parses one message (layout at Message). Key and Value alias
+// b (with their capacity clipped, so appending to them never overwrites b).
+//
+// It accepts what KT's TimedDB::recover accepts: an unknown op is not an
+// error (KT ignores it; the Message comes back with its SID, DBID and Op and
+// no payload), bytes after the payload are ignored, and a varnum need not be
+// minimal. A message shorter than 5 bytes, a truncated varnum, or sizes
+// running past the end of b give ErrMalformed.
+func DecodeMessage(b []byte) (Message, error) {
+	if len(b) < msgHeaderSize {
+		return Message{}, ErrMalformed
+	}
+	m := Message{
+		SID:  binary.BigEndian.Uint16(b),
+		DBID: binary.BigEndian.Uint16(b[2:]),
+		Op:   b[4],
+	}
+	rest := b[msgHeaderSize:]
+	switch m.Op {
+	case OpSet:
+		ksiz, n := ktproto.ReadVarnum(rest)
+		if n == 0 {
+			return Message{}, ErrMalformed
+		}
+		rest = rest[n:]
+		vsiz, n := ktproto.ReadVarnum(rest)
+		if n == 0 {
+			return Message{}, ErrMalformed
+		}
+		rest = rest[n:]
+		if ksiz > uint64(len(rest)) || vsiz > uint64(len(rest))-ksiz {
+			return Message{}, ErrMalformed
+		}
+		m.Key = rest[:ksiz:ksiz]
+		m.Value = rest[ksiz : ksiz+vsiz : ksiz+vsiz]
+	case OpRemove:
+		ksiz, n := ktproto.ReadVarnum(rest)
+		if n == 0 {
+			return Message{}, ErrMalformed
+		}
+		rest = rest[n:]
+		if ksiz > uint64(len(rest)) {
+			return Message{}, ErrMalformed
+		}
+		m.Key = rest[:ksiz:ksiz]
+	}
+	return m, nil
+}
+
+// Frame is one master->slave frame of a replication session (after the
+// master's one-byte 0xB1 "accepted" answer to the request):
+//
+//	data: B1 | u64 ts | u32 size | msg[size]   (size > 0)
+//	skip: B1 | u64 ts | u32 0                  (after 256 filtered records)
+//	nop:  B0 | u64 ts                          (caught up; the slave answers one byte B1)
+//
+// Nop=false with len(Msg)==0 is a skip frame. A slave sets
+// rts = max(rts, TS) after every frame.
+type Frame struct {
+	Nop bool
+	TS  uint64
+	Msg []byte
+}
+
+// IsSkip reports whether f is a skip frame (a data frame without message).
+func (f Frame) IsSkip() bool { return !f.Nop && len(f.Msg) == 0 }
+
+// AppendDataFrame appends B1 | u64 ts | u32 len(msg) | msg. An empty msg
+// makes a skip frame.
+func AppendDataFrame(dst []byte, ts uint64, msg []byte) []byte {
+	dst = append(dst, ktproto.MagicReplication)
+	dst = binary.BigEndian.AppendUint64(dst, ts)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(msg)))
+	return append(dst, msg...)
+}
+
+// AppendSkipFrame appends B1 | u64 ts | 00000000.
+func AppendSkipFrame(dst []byte, ts uint64) []byte {
+	return AppendDataFrame(dst, ts, nil)
+}
+
+// AppendNopFrame appends B0 | u64 ts.
+func AppendNopFrame(dst []byte, ts uint64) []byte {
+	dst = append(dst, ktproto.MagicNop)
+	return binary.BigEndian.AppendUint64(dst, ts)
+}
+
+// ReadFrame reads one master->slave frame, magic byte included (layout at
+// Frame). The message of a data frame is read into buf (grown as the bytes
+// arrive, so a huge announced size costs nothing until the data is there);
+// ReadFrame returns the possibly grown buffer for the next call, and
+// Frame.Msg aliases it. Msg is nil for a nop frame and empty for a skip
+// frame.
+//
+// Errors: io.EOF when the stream ends cleanly before a magic byte,
+// io.ErrUnexpectedEOF inside a frame, ErrRefused for 0xBF, ErrMalformed for
+// any other magic or a size over MaxFrameSize.
+func ReadFrame(br *bufio.Reader, buf []byte) (Frame, []byte, error) {
+	magic, err := br.ReadByte()
+	if err != nil {
+		return Frame{}, buf, err
+	}
+	switch magic {
+	case ktproto.MagicNop:
+		h, err := readHead(br, 8)
+		if err != nil {
+			return Frame{}, buf, err
+		}
+		return Frame{Nop: true, TS: binary.BigEndian.Uint64(h)}, buf, nil
+	case ktproto.MagicReplication:
+		h, err := readHead(br, 12)
+		if err != nil {
+			return Frame{}, buf, err
+		}
+		f := Frame{TS: binary.BigEndian.Uint64(h)}
+		size := binary.BigEndian.Uint32(h[8:])
+		if size > MaxFrameSize {
+			return Frame{}, buf, ErrMalformed
+		}
+		buf, err = readN(br, buf[:0], int64(size))
+		if err != nil {
+			return Frame{}, buf, err
+		}
+		f.Msg = buf
+		return f, buf, nil
+	case ktproto.MagicError:
+		return Frame{}, buf, ErrRefused
+	default:
+		return Frame{}, buf, ErrMalformed
+	}
+}
+
+// readHead returns the next n (<= 16) bytes of br without copying them; they
+// are valid until br is read again.
+func readHead(br *bufio.Reader, n int) ([]byte, error) {
+	h, err := br.Peek(n)
+	if err != nil {
+		return nil, unexpected(err)
+	}
+	br.Discard(n)
+	return h, nil
+}
+
+// growChunk bounds how much readN allocates ahead of the data that fills it.
+const growChunk = 64 << 10
+
+// readN appends exactly n bytes from r to dst and returns it. It reuses dst's capacity when it suffices; otherwise it grows
+// at most to twice what has arrived (or growChunk), so a lying size cannot
+// force a large allocation up front. A short read gives io.ErrUnexpectedEOF
+// (the grown buffer is still returned for reuse).
+func readN(r io.Reader, dst []byte, n int64) ([]byte, error) {
+	if int64(cap(dst)-len(dst)) >= n {
+		start := len(dst)
+		dst = dst[:start+int(n)]
+		if _, err := io.ReadFull(r, dst[start:]); err != nil {
+			return dst[:start], unexpected(err)
+		}
+		return dst, nil
+	}
+	for n > 0 {
+		if len(dst) == cap(dst) {
+			grow := int(min(int64(max(len(dst), growChunk)), n))
+			dst = slices.Grow(dst, grow)
+		}
+		chunk := int(min(int64(cap(dst)-len(dst)), n))
+		start := len(dst)
+		dst = dst[:start+chunk]
+		if _, err := io.ReadFull(r, dst[start:]); err != nil {
+			return dst[:start], unexpected(err)
+		}
+		n -= int64(chunk)
+	}
+	return dst, nil
+}
+
+// unexpected turns io.EOF inside a structure into io.ErrUnexpectedEOF.
+func unexpected(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}

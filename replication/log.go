@@ -1,0 +1,106 @@
+package replication
+
+import (
+	"sync"
+	"time"
+)
+
+// Log is a server's update-log timeline, shared by all its databases. The
+// store asks it for timestamps right before committing a batch (the
+// records go in the same batch as the data) and reports when the commit
+// has finished.
+//
+// Commits can finish out of timestamp order, so a reader must not stream
+// past a timestamp whose commit is still in flight: it would skip that
+// record for good once the slave's position moved beyond it. Horizon is
+// the highest timestamp below which every reserved commit has finished;
+// master streams read up to it, and Changed wakes them when it advances.
+// Log implements store.ULog.
+type Log struct {
+	sid   uint16
+	clock clock
+
+	mu      sync.Mutex     // guards the fields below
+	pending map[uint64]int // first timestamp -> size of reservations in flight
+	last    uint64         // highest timestamp reserved
+	changed chan struct{}  // closed when the horizon may have advanced
+}
+
+// NewLog returns the update-log timeline of server sid. last is the highest
+// timestamp already in the log (0 if none), so timestamps keep growing
+// across restarts and clock steps back. now is the clock (nil: time.Now).
+func NewLog(sid uint16, last uint64, now func() time.Time) *Log {
+	if now == nil {
+		now = time.Now
+	}
+	return &Log{
+		sid:     sid,
+		clock:   clock{now: now, last: last},
+		pending: make(map[uint64]int),
+		last:    last,
+		changed: make(chan struct{}),
+	}
+}
+
+// SID is the server id stamped on changes that originate here.
+func (l *Log) SID() uint16 { return l.sid }
+
+// Reserve returns the first of n consecutive timestamps for one commit.
+// done must be called once the commit attempt has finished.
+func (l *Log) Reserve(n int) (uint64, func(committed bool)) {
+	l.mu.Lock()
+	first := l.clock.next(n)
+	l.pending[first] = n
+	l.last = first + uint64(n) - 1
+	l.mu.Unlock()
+	var once sync.Once
+	return first, func(bool) {
+		once.Do(func() {
+			l.mu.Lock()
+			delete(l.pending, first)
+			close(l.changed)
+			l.changed = make(chan struct{})
+			l.mu.Unlock()
+		})
+	}
+}
+
+// Horizon returns the highest timestamp up to which every reserved commit
+// has finished (committed or failed): records at or below it are final.
+func (l *Log) Horizon() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	h := l.last
+	for first := range l.pending {
+		if first-1 < h {
+			h = first - 1
+		}
+	}
+	return h
+}
+
+// Changed returns a channel that is closed the next time a commit
+// finishes, that is when Horizon may have advanced.
+func (l *Log) Changed() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.changed
+}
+
+// Now returns the current pure-clock timestamp of the log's clock.
+func (l *Log) Now() uint64 { return PureClock(l.clock.now()) }
+
+// Seed raises the clock to at least last, the highest timestamp already in
+// the log: call it after opening the databases, before any write.
+func (l *Log) Seed(last uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.clock.mu.Lock()
+	defer l.clock.mu.Unlock()
+	if last > l.clock.last {
+		l.clock.last = last
+	}
+	if last > l.last {
+		l.last = last
+	}
+}

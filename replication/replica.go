@@ -1,0 +1,250 @@
+package replication
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"ktd/internal/ktproto"
+	"ktd/internal/store"
+)
+
+// Replica is KT's slave side: it streams a master's update log and applies
+// each message together with its new position in one Pebble batch, so a
+// crash can neither lose nor repeat an update. The rts file is still
+// written (at the end of every session, as KT does) for compatibility,
+// but the position in the store is the one trusted.
+type Replica struct {
+	Master   string        // master address, host:port
+	SID      uint16        // this server's id; messages carrying it are not applied
+	RTSPath  string        // KT's rts file; "" for none
+	Interval float64       // KT's -riv throttle (default 0.04)
+	DBs      []*store.DB   // this server's databases, by index
+	Logger   *slog.Logger  // nil discards
+	Timeout  time.Duration // bound on each read and write; default 60 s as KT's slave
+
+	// position is the timestamp of the last frame handled.
+	position atomic.Uint64
+	// connected reports whether a session is streaming.
+	connected atomic.Bool
+	// lastFrame is the unix-nano time the last frame arrived.
+	lastFrame atomic.Int64
+	// masterTS is the timestamp of the last frame received (the master's
+	// clock for idle frames): the lag is masterTS - position in ts.
+	masterTS atomic.Uint64
+}
+
+// Position returns the timestamp of the last update handled.
+func (r *Replica) Position() uint64 { return r.position.Load() }
+
+// Connected reports whether the replica is streaming from its master.
+func (r *Replica) Connected() bool { return r.connected.Load() }
+
+// StoredPosition returns where the replica resumes: the highest position
+// stored with the data in any database, or, when the store has none yet,
+// the rts file's (so a replica seeded the KT way still starts there).
+func (r *Replica) StoredPosition() (uint64, error) {
+	var pos uint64
+	for _, db := range r.DBs {
+		p, err := db.ReplPosition()
+		if err != nil {
+			return 0, err
+		}
+		pos = max(pos, p)
+	}
+	if pos == 0 && r.RTSPath != "" {
+		p, err := ReadRTS(r.RTSPath)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return 0, err
+		}
+		pos = p
+	}
+	return pos, nil
+}
+
+// Run replicates until ctx ends: connect, stream, and on any error log it,
+// wait (1 s, doubling to 30 s while the master stays unreachable) and
+// reconnect from the stored position.
+func (r *Replica) Run(ctx context.Context) {
+	logger := r.logger()
+	backoff := time.Second
+	for ctx.Err() == nil {
+		streamed, err := r.session(ctx)
+		r.connected.Store(false)
+		if ctx.Err() != nil {
+			return
+		}
+		if streamed {
+			backoff = time.Second
+		}
+		logger.Warn("replication session ended; reconnecting", "master", r.Master, "err", err, "delay", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		if !streamed {
+			backoff = min(2*backoff, 30*time.Second)
+		}
+	}
+}
+
+func (r *Replica) logger() *slog.Logger {
+	if r.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return r.Logger
+}
+
+// session runs one connection to the master. It reports whether the
+// master accepted the session.
+func (r *Replica) session(ctx context.Context) (accepted bool, err error) {
+	timeout := r.Timeout
+	if timeout <= 0 {
+		timeout = 60 * time.Second
+	}
+	pos, err := r.StoredPosition()
+	if err != nil {
+		return false, err
+	}
+	r.position.Store(pos)
+	defer func() {
+		// Idle and skip frames move the position without data; keep the
+		// furthest one reached (data frames stored theirs already).
+		if p := r.position.Load(); p > pos && len(r.DBs) > 0 {
+			if werr := r.DBs[0].SetReplPosition(p); werr != nil {
+				r.logger().Error("store replication position", "err", werr)
+			}
+		}
+		if r.RTSPath != "" {
+			if werr := WriteRTS(r.RTSPath, r.position.Load()); werr != nil {
+				r.logger().Error("write rts file", "path", r.RTSPath, "err", werr)
+			}
+		}
+	}()
+
+	d := net.Dialer{Timeout: timeout}
+	nc, err := d.DialContext(ctx, "tcp", r.Master)
+	if err != nil {
+		return false, err
+	}
+	defer nc.Close()
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	nc.SetWriteDeadline(time.Now().Add(timeout))
+	if _, err := nc.Write(ktproto.AppendReplRequest(nil, 0, pos, r.SID)); err != nil {
+		return false, err
+	}
+	br := bufio.NewReaderSize(nc, 64<<10)
+	nc.SetReadDeadline(time.Now().Add(timeout))
+	b, err := br.ReadByte()
+	if err != nil {
+		return false, fmt.Errorf("read answer: %w", err)
+	}
+	if b != ktproto.MagicReplication {
+		return false, fmt.Errorf("master refused replication (answered %#x)", b)
+	}
+	r.connected.Store(true)
+	r.logger().Info("replicating", "master", r.Master, "from_ts", pos)
+
+	var (
+		buf       []byte
+		throttle  float64
+		lastSaved = time.Now()
+	)
+	iv := r.Interval
+	for {
+		nc.SetReadDeadline(time.Now().Add(timeout))
+		var f Frame
+		f, buf, err = ReadFrame(br, buf)
+		if err != nil {
+			return true, err
+		}
+		r.lastFrame.Store(time.Now().UnixNano())
+		r.masterTS.Store(f.TS)
+		switch {
+		case f.Nop:
+			nc.SetWriteDeadline(time.Now().Add(timeout))
+			if _, err := nc.Write([]byte{ktproto.MagicReplication}); err != nil {
+				return true, err
+			}
+		case len(f.Msg) == 0: // skip frame
+			throttle += iv * 64
+		default:
+			if err := r.apply(f); err != nil {
+				return true, err
+			}
+			throttle += iv
+		}
+		if f.TS > r.position.Load() {
+			r.position.Store(f.TS)
+			// Positions moved by idle and skip frames are saved now and
+			// then; those moved by data are saved with the data.
+			if (f.Nop || len(f.Msg) == 0) && time.Since(lastSaved) > time.Second && len(r.DBs) > 0 {
+				if err := r.DBs[0].SetReplPosition(f.TS); err != nil {
+					return true, err
+				}
+				lastSaved = time.Now()
+			}
+		}
+		// KT's -riv throttle: sleep 0.1 s for every 100 accumulated.
+		if throttle > 100 {
+			n := int(throttle / 100)
+			throttle -= float64(n) * 100
+			select {
+			case <-ctx.Done():
+				return true, ctx.Err()
+			case <-time.After(time.Duration(n) * 100 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// apply applies one data frame with its position, or only stores the
+// position for a message this replica must not apply (its own, or for a
+// database it does not have), as KT's slave skips them.
+func (r *Replica) apply(f Frame) error {
+	m, err := DecodeMessage(f.Msg)
+	if err != nil {
+		return err
+	}
+	if m.SID == r.SID || int(m.DBID) >= len(r.DBs) {
+		if len(r.DBs) > 0 {
+			return r.DBs[0].SetReplPosition(f.TS)
+		}
+		return nil
+	}
+	var ch store.Change
+	switch m.Op {
+	case OpSet:
+		ch = store.Change{Op: store.OpSet, Key: m.Key, Value: m.Value}
+	case OpRemove:
+		ch = store.Change{Op: store.OpRemove, Key: m.Key}
+	case OpClear:
+		ch = store.Change{Op: store.OpClear}
+	default:
+		// KT's receivers ignore operations they do not know.
+		return r.DBs[m.DBID].SetReplPosition(f.TS)
+	}
+	return r.DBs[m.DBID].ApplyReplicated([]store.Change{ch}, m.SID, f.TS)
+}
+
+// Lag returns how far the replica trails its master: in timestamp units
+// (master's last frame ts − position) and the time since the last frame.
+func (r *Replica) Lag() (ts uint64, sinceFrame time.Duration) {
+	m, p := r.masterTS.Load(), r.position.Load()
+	if m > p {
+		ts = m - p
+	}
+	if lf := r.lastFrame.Load(); lf > 0 {
+		sinceFrame = time.Since(time.Unix(0, lf))
+	}
+	return ts, sinceFrame
+}
