@@ -184,12 +184,24 @@ func (c *conn) binPlayScript() bool {
 	return true
 }
 
-// binReplication answers a replication request. Without an update log KT
-// answers 0xBF and closes.
+// binReplication answers a replication request: without an update log
+// 0xBF and close, as KT; with one, the connection becomes a replication
+// stream until the slave leaves.
 func (c *conn) binReplication() bool {
-	if _, _, _, err := ktproto.ReadReplRequest(c.br); err != nil {
+	flags, ts, sid, err := ktproto.ReadReplRequest(c.br)
+	if err != nil {
 		return false
 	}
-	c.out = append(c.out, ktproto.MagicError)
+	m := c.s.repl.master
+	if m == nil {
+		c.out = append(c.out, ktproto.MagicError)
+		return false
+	}
+	if !c.flush() {
+		return false
+	}
+	if err := m.Serve(c.s.ctx, c.nc, c.br, flags, ts, sid); err != nil {
+		c.s.logger.Info("replication stream ended", "slave", c.nc.RemoteAddr().String(), "err", err)
+	}
 	return false
 }

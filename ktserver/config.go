@@ -39,8 +39,34 @@ type Config struct {
 	// play_script answers only the procedures ktd provides itself.
 	ScriptPath string
 
+	// SID is KT's -sid, this server's id in a replication topology
+	// (0..65535). Stamped on the update-log records of local writes.
+	SID uint16
+
+	// ULog is KT's -ulog: keep an update log so that slaves can replicate
+	// from this server. ktd keeps the log inside each database's Pebble
+	// store, written in the same batch as the data; ULogDir is only
+	// reported (ulog_list).
+	ULog    bool
+	ULogDir string
+
+	// ULogLimit is KT's -ulim: when a database's update log grows past
+	// this many bytes, its oldest records are trimmed. Zero means 256 MiB;
+	// negative means no limit.
+	ULogLimit int64
+
+	// ULogRetention, when positive, also trims records older than this.
+	ULogRetention time.Duration
+
+	// MasterAddr is KT's -mhost/-mport ("host:port"): replicate from that
+	// master. Requires RTSPath.
+	MasterAddr string
+
 	// RTSPath is KT's -rts, the replication timestamp file.
 	RTSPath string
+
+	// ReplInterval is KT's -riv replication throttle. Default 0 (none).
+	ReplInterval float64
 
 	// CommandDir is KT's -cmd: where synchronize finds its commands.
 	// Default ".".

@@ -3,7 +3,6 @@ package ktserver
 import (
 	"fmt"
 	"math"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -332,11 +331,25 @@ func procPlayScript(r *call) error {
 }
 
 func procULogList(r *call) error {
-	return &rpcError{codeInvalid, msgNoULog}
+	if r.s.repl.log == nil {
+		return &rpcError{codeInvalid, msgNoULog}
+	}
+	return r.s.repl.ulogList(r)
 }
 
 func procULogRemove(r *call) error {
-	return &rpcError{codeInvalid, msgNoULog}
+	if r.s.repl.log == nil {
+		return &rpcError{codeInvalid, msgNoULog}
+	}
+	ts := r.s.repl.log.Horizon()
+	if v, ok := r.in["ts"]; ok {
+		if v == "now" {
+			ts = uint64(pureClock(r.s.now()))
+		} else {
+			ts = uint64(atoi(v))
+		}
+	}
+	return r.s.repl.ulogRemove(ts)
 }
 
 func procTuneReplication(r *call) error {
@@ -363,9 +376,4 @@ func procTuneReplication(r *call) error {
 		iv = ktproto.Atof(v)
 	}
 	return r.s.repl.tune(host, int(port), ts, iv)
-}
-
-// writeRTS writes KT's 21-byte rts file: 20 zero-padded digits and LF.
-func writeRTS(path string, ts int64) error {
-	return os.WriteFile(path, fmt.Appendf(nil, "%020d\n", ts), 0o644)
 }

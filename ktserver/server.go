@@ -84,7 +84,7 @@ func New(cfg Config) (*Server, error) {
 	s.start = s.now()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.metrics = newMetrics(s, cfg.Registry)
-	s.repl.init(cfg.RTSPath)
+	ulog := s.repl.init(s)
 
 	for i, arg := range cfg.DBs {
 		spec, err := store.ParseSpec(arg)
@@ -103,6 +103,8 @@ func New(cfg Config) (*Server, error) {
 			Now:       cfg.Now,
 			Logger:    s.logger.With("db", spec.Name),
 			CacheSize: cfg.CacheSize,
+			ULog:      ulog,
+			DBID:      uint16(i),
 		})
 		if err != nil {
 			s.closeDBs()
@@ -110,6 +112,10 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.dbs = append(s.dbs, db)
 		s.byName[spec.Name] = i
+	}
+	if err := s.repl.opened(); err != nil {
+		s.closeDBs()
+		return nil, err
 	}
 	return s, nil
 }
@@ -163,6 +169,12 @@ func (s *Server) Serve(ln net.Listener) error {
 		if s.cfg.SyncInterval > 0 {
 			s.goFunc(s.syncLoop)
 		}
+		if s.repl.log != nil {
+			s.goFunc(s.trimLoop)
+		}
+		s.mu.Unlock()
+		s.repl.start()
+		s.mu.Lock()
 	}
 	s.mu.Unlock()
 	s.logger.Info("listening", "addr", ln.Addr().String())
@@ -357,4 +369,50 @@ func (s *Server) syncLoop() {
 			}
 		}
 	}
+}
+
+// trimLoop bounds each database's update log: when it grows past
+// ULogLimit bytes its oldest half is dropped, and records older than
+// ULogRetention are dropped. A slave that later asks for a trimmed
+// position is warned about (and a ktd replica bootstraps).
+func (s *Server) trimLoop() {
+	limit := s.cfg.ULogLimit
+	if limit == 0 {
+		limit = 256 << 20
+	}
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, db := range s.dbs {
+			if err := s.trimULog(db, limit); err != nil {
+				s.logger.Warn("update log trim failed", "db", db.Spec().Name, "err", err)
+			}
+		}
+	}
+}
+
+func (s *Server) trimULog(db *store.DB, limit int64) error {
+	if s.cfg.ULogRetention > 0 {
+		cut := uint64(s.now().Add(-s.cfg.ULogRetention).UnixMilli()) * 1_000_000
+		if err := db.TrimULog(cut); err != nil {
+			return err
+		}
+	}
+	if limit < 0 {
+		return nil
+	}
+	size, err := db.ULogSize()
+	if err != nil || int64(size) <= limit {
+		return err
+	}
+	first, last, err := db.ULogBounds()
+	if err != nil || first == 0 {
+		return err
+	}
+	return db.TrimULog(first + (last-first)/2)
 }

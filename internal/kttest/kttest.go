@@ -4,6 +4,9 @@ package kttest
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -165,4 +168,31 @@ func ReadResponse(br *bufio.Reader, head bool) (*Response, error) {
 	}
 	resp.Body = string(body)
 	return resp, nil
+}
+
+// Digest summarizes every database of srv: each live record's key, value
+// and expiry, in key order. Two servers with equal digests hold the same
+// data.
+func Digest(t testing.TB, srv *ktserver.Server) string {
+	t.Helper()
+	h := sha256.New()
+	for i := 0; srv.DB(i) != nil; i++ {
+		db := srv.DB(i)
+		fmt.Fprintf(h, "db %d\n", i)
+		var keys [][]byte
+		if err := db.Scan(nil, func(k []byte) bool {
+			keys = append(keys, bytes.Clone(k))
+			return true
+		}); err != nil {
+			t.Fatalf("scan: %v", err)
+		}
+		for _, k := range keys {
+			v, xt, err := db.Get(k)
+			if err != nil {
+				continue // expired or removed meanwhile
+			}
+			fmt.Fprintf(h, "%q=%q xt=%d\n", k, v, xt)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

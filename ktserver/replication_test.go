@@ -1,0 +1,125 @@
+package ktserver_test
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"ktd/internal/kttest"
+	"ktd/ktserver"
+)
+
+func masterConfig(sid uint16) ktserver.Config {
+	cfg := memConfig()
+	cfg.ULog = true
+	cfg.SID = sid
+	return cfg
+}
+
+func slaveConfig(t *testing.T, sid uint16, master string) ktserver.Config {
+	cfg := memConfig()
+	cfg.SID = sid
+	cfg.MasterAddr = master
+	cfg.RTSPath = filepath.Join(t.TempDir(), "slave.rts")
+	return cfg
+}
+
+// waitConverged waits until the two servers hold the same data.
+func waitConverged(t *testing.T, a, b *ktserver.Server) {
+	t.Helper()
+	var da, db string
+	kttest.WaitFor(t, 10*time.Second, "replica to converge", func() bool {
+		da, db = kttest.Digest(t, a), kttest.Digest(t, b)
+		return da == db
+	})
+}
+
+func TestReplication_EveryKindOfWriteArrives(t *testing.T) {
+	master, maddr := kttest.StartServer(t, masterConfig(1))
+	slave, saddr := kttest.StartServer(t, slaveConfig(t, 2, maddr))
+	m := kttest.Dial(t, maddr)
+
+	m.RPC("set", "key", "a", "value", "1")
+	m.RPC("set", "key", "b", "value", "2", "xt", "-4102444800")
+	m.RPC("set", "key", "e", "value", "expiring", "xt", "-4102444800")
+	m.RPC("append", "key", "a", "value", "-more")
+	m.RPC("increment", "key", "n", "num", "5")
+	m.RPC("increment_double", "key", "d", "num", "1.5")
+	m.RPC("cas", "key", "b", "oval", "2", "nval", "3")
+	m.RPC("set_bulk", "_x", "1", "_y", "2", "_z", "3", "DB", "1")
+	m.RPC("remove_bulk", "_y", "", "DB", "1")
+	m.RPC("seize", "key", "a")
+	m.RPC("set", "key", "c", "value", "cursor")
+	m.RPC("cur_jump", "CUR", "1", "key", "c")
+	m.RPC("cur_set_value", "CUR", "1", "value", "via-cursor")
+	m.Do("PUT /rest HTTP/1.1\r\nContent-Length: 4\r\n\r\nrest")
+	waitConverged(t, master, slave)
+
+	s := kttest.Dial(t, saddr)
+	for k, want := range map[string]string{"b": "3", "c": "via-cursor", "rest": "rest"} {
+		if got := s.RPC("get", "key", k).TSV()["value"]; got != want {
+			t.Errorf("slave %s = %q, want %q", k, got, want)
+		}
+	}
+	if got := s.RPC("get", "key", "e").TSV()["xt"]; got != "4102444800" {
+		t.Errorf("slave xt of e = %q, want the master's absolute expiry", got)
+	}
+
+	m.RPC("clear", "DB", "1")
+	waitConverged(t, master, slave)
+	if got := s.RPC("status", "DB", "1").TSV()["count"]; got != "0" {
+		t.Errorf("slave DB 1 count after clear = %s", got)
+	}
+	r := s.RPC("report").TSV()
+	if r["repl_master_host"] != "127.0.0.1" || r["repl_connected"] != "true" {
+		t.Errorf("slave report: host %q connected %q", r["repl_master_host"], r["repl_connected"])
+	}
+}
+
+func TestReplication_SlaveRestartResumes(t *testing.T) {
+	master, maddr := kttest.StartServer(t, masterConfig(1))
+	dir := t.TempDir()
+	scfg := slaveConfig(t, 2, maddr)
+	scfg.DBs = []string{filepath.Join(dir, "a.kct"), filepath.Join(dir, "b.kct")}
+	m := kttest.Dial(t, maddr)
+	for i := range 100 {
+		m.RPC("set", "key", fmt.Sprint("k", i), "value", strconv.Itoa(i))
+	}
+	// Start, converge, stop; write more; restart on the same directory.
+	s1, _ := startOn(t, scfg)
+	waitConverged(t, master, s1)
+	s1.Close()
+	for i := 100; i < 200; i++ {
+		m.RPC("set", "key", fmt.Sprint("k", i), "value", strconv.Itoa(i))
+	}
+	m.RPC("remove", "key", "k0")
+	s2, _ := startOn(t, scfg)
+	waitConverged(t, master, s2)
+}
+
+// startOn starts a server with cfg; the caller may Close it early.
+func startOn(t *testing.T, cfg ktserver.Config) (*ktserver.Server, string) {
+	t.Helper()
+	return kttest.StartServer(t, cfg)
+}
+
+func TestReplication_ConcurrentWritersArriveInOrder(t *testing.T) {
+	master, maddr := kttest.StartServer(t, masterConfig(1))
+	slave, _ := kttest.StartServer(t, slaveConfig(t, 2, maddr))
+	var wg sync.WaitGroup
+	for w := range 4 {
+		c := kttest.Dial(t, maddr)
+		wg.Go(func() {
+			for i := range 200 {
+				key := fmt.Sprintf("rule%d", i%10)
+				// on/off toggles of the same keys from several writers
+				c.RPC("set", "key", key, "value", fmt.Sprintf("w%d-%d", w, i))
+			}
+		})
+	}
+	wg.Wait()
+	waitConverged(t, master, slave)
+}
