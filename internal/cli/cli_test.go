@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"ktd/internal/kttest"
+	"ktd/replication"
 )
 
 // TestMain lets the test binary act as the ktd command: a test re-executes
@@ -42,8 +43,8 @@ func TestParse(t *testing.T) {
 	if got := strings.Join(o.DBs, " "); got != "casket.kch#bnum=10 * -notaflag" {
 		t.Fatalf("DBs = %q", got)
 	}
-	if len(o.Notices) != 3 {
-		t.Fatalf("notices = %q, want one each for -oat, -onr and replication", o.Notices)
+	if len(o.Notices) != 2 {
+		t.Fatalf("notices = %q, want one each for -oat and -onr", o.Notices)
 	}
 	if o, _ := Parse(nil); o.Addr() != "127.0.0.1:1978" {
 		t.Fatalf("default address %s, want 127.0.0.1:1978", o.Addr())
@@ -255,4 +256,62 @@ func TestMetricsEndpoint(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
+}
+
+// TestULogExportMatchesKT writes the sequence the real KT master was
+// recorded with, then exports ktd's update log as KT ulog files: the
+// messages must be the recorded ones, byte for byte (timestamps differ).
+func TestULogExportMatchesKT(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "casket.kct")
+	cmd, addr := startChild(t, "-ulog", filepath.Join(dir, "ulog"), "-sid", "1", db)
+	c := kttest.Dial(t, addr)
+	for _, q := range []string{
+		"/rpc/set?key=one&value=first", "/rpc/set?key=two&value=second&xt=-4102444800",
+		"/rpc/append?key=one&value=-more", "/rpc/increment?key=counter&num=5",
+		"/rpc/remove?key=two", "/rpc/clear", "/rpc/set_bulk?_a=1&_b=2&_c=3",
+	} {
+		if r := c.Do("GET " + q + " HTTP/1.1\r\n\r\n"); r.Code != 200 {
+			t.Fatalf("%s: %d", q, r.Code)
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+
+	out := filepath.Join(dir, "export")
+	var stdout, stderr bytes.Buffer
+	if code := Main([]string{"ulog", "export", "-dir", out, db}, &stdout, &stderr); code != 0 {
+		t.Fatalf("ulog export: %d %s", code, stderr.String())
+	}
+	got := readULog(t, filepath.Join(out, "0000000001.ulog"))
+	want := readULog(t, "../../conformance/testdata/golden/replication/master-ulog/0000000001.ulog")
+	if len(got) != len(want) {
+		t.Fatalf("exported %d records, KT logged %d", len(got), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(got[i].Msg, want[i].Msg) {
+			t.Errorf("record %d: ktd % x, KT % x", i, got[i].Msg, want[i].Msg)
+		}
+		if i > 0 && got[i].TS <= got[i-1].TS {
+			t.Errorf("record %d: ts %d not after %d", i, got[i].TS, got[i-1].TS)
+		}
+	}
+	stdout.Reset()
+	if code := Main([]string{"ulog", "dump", db}, &stdout, &stderr); code != 0 || strings.Count(stdout.String(), "\n") != 9 {
+		t.Fatalf("ulog dump: %d, %d lines:\n%s%s", code, strings.Count(stdout.String(), "\n"), stdout.String(), stderr.String())
+	}
+}
+
+func readULog(t *testing.T, path string) []replication.FileRecord {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	recs, _, err := replication.ReadULogFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
 }

@@ -83,7 +83,7 @@ func Parse(args []string) (*Options, error) {
 		SID:        -1,
 		CommandDir: ".",
 		MasterPort: 1978,
-		ReplIV:     0.04,
+		ReplIV:     0, // KT throttles by default (0.04); ktd does not
 	}
 	if len(args) > 0 && args[0] == "--version" {
 		o.Version = true
@@ -197,9 +197,6 @@ func Parse(args []string) (*Options, error) {
 		}
 	}
 	o.DBs = append(o.DBs, args[i:]...)
-	if o.ULogDir != "" || o.MasterHost != "" {
-		o.Notices = append(o.Notices, "-ulog and -mhost are validated, but this build does not replicate yet")
-	}
 	return o, o.validate()
 }
 

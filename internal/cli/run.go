@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -32,6 +33,9 @@ const daemonEnv = "KTD_DAEMON_CHILD"
 // Main runs ktd with the command-line arguments args (without the program
 // name) and returns the process exit status.
 func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "ulog" {
+		return ulogMain(args[1:], stdout, stderr)
+	}
 	o, err := Parse(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "ktd: %v\n", err)
@@ -111,6 +115,16 @@ func Run(ctx context.Context, o *Options, stdout io.Writer) error {
 	cfg.ReadOnly = o.ReadOnly
 	cfg.ScriptPath = o.ScriptPath
 	cfg.RTSPath = o.RTSPath
+	if o.SID >= 0 {
+		cfg.SID = uint16(o.SID)
+	}
+	cfg.ULog = o.ULogDir != ""
+	cfg.ULogDir = o.ULogDir
+	cfg.ULogLimit = o.ULogLimit
+	if o.MasterHost != "" {
+		cfg.MasterAddr = net.JoinHostPort(o.MasterHost, strconv.Itoa(o.MasterPort))
+	}
+	cfg.ReplInterval = o.ReplIV
 	cfg.CommandDir = o.CommandDir
 	cfg.SyncInterval = time.Duration(o.SyncEvery * float64(time.Second))
 	cfg.SyncHard = o.SyncHard
