@@ -108,7 +108,7 @@ func (o Options) NeedsConfig() string {
 }
 
 // skipReplication is the Skip reason of every file under replication/.
-const skipReplication = "replication recordings: replayed by the replication package"
+const skipReplication = "replication recordings: replayed as streams by TestReplicationCaptures and TestReplicaAgainstRecordedMaster"
 
 // LoadDir decodes every *.txtar file under dir (recursively), sorted by
 // name. Files under a "replication" directory are returned undecoded with
