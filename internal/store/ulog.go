@@ -186,6 +186,17 @@ func (db *DB) TrimULog(before uint64) error {
 	if err := b.DeleteRange([]byte{prefixULog}, end[:], nil); err != nil {
 		return sysErr("batch delete range", err)
 	}
+	// Remember how far the log was trimmed, so that a master can tell a
+	// slave that asks for a trimmed position that it has missed updates.
+	if prev, err := db.ULogTrimmed(); err != nil {
+		return err
+	} else if before > prev {
+		var v [8]byte
+		binary.BigEndian.PutUint64(v[:], before)
+		if err := b.Set(ulogTrimKey, v[:], nil); err != nil {
+			return sysErr("batch set", err)
+		}
+	}
 	if err := b.Commit(db.writeOpts()); err != nil {
 		return sysErr("commit", err)
 	}
@@ -204,6 +215,62 @@ func (db *DB) ULogSize() (uint64, error) {
 		return 0, sysErr("estimate ulog size", err)
 	}
 	return n, nil
+}
+
+// ulogTrimKey is the meta key holding the highest TrimULog bound.
+var ulogTrimKey = []byte{prefixMeta, 't', 'r', 'i', 'm'}
+
+// ULogTrimmed returns the highest bound TrimULog was called with: records
+// with a smaller timestamp may be gone. 0 if the log was never trimmed.
+func (db *DB) ULogTrimmed() (uint64, error) {
+	v, closer, err := db.pdb.Get(ulogTrimKey)
+	if isNotFound(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, sysErr("get", err)
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, nil
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// ScanStored calls fn for every record in key order with its stored form
+// (5-byte xt prefix + value, unless ktopts=p), expired ones included, read
+// from one consistent Pebble snapshot: what a replica needs to start from
+// a copy of this database. key and stored are valid only during the call.
+func (db *DB) ScanStored(fn func(key, stored []byte) error) error {
+	if err := db.rlock(); err != nil {
+		return err
+	}
+	snap := db.pdb.NewSnapshot()
+	db.mu.RUnlock()
+	defer snap.Close()
+	it, err := snap.NewIter(dataBounds(nil))
+	if err != nil {
+		return sysErr("iterator", err)
+	}
+	for it.First(); it.Valid(); it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return sysErr("read value", err)
+		}
+		if err := fn(it.Key()[1:], v); err != nil {
+			it.Close()
+			return err
+		}
+	}
+	if err := it.Error(); err != nil {
+		it.Close()
+		return sysErr("iterate", err)
+	}
+	if err := it.Close(); err != nil {
+		return sysErr("close iterator", err)
+	}
+	return nil
 }
 
 // replPosKey is the meta key of the replication position.
