@@ -1,10 +1,10 @@
-// Package replication implements KT 0.9.56's update-log replication.
-//
-// The codec*, ulogfile* and rts* files hold its pure codecs: update-log
-// messages (Message), the master->slave frames of a 0xB1 session (Frame),
-// KT ulog files (ULogFileWriter, ReadULogFile) and the slave's rts file
-// (ReadRTS, WriteRTS). They touch no sockets, Pebble or goroutines. All
-// integers are big-endian; see kt-protocol.md §6.5, §9 and §10.
+// The codec*, ulogfile* and rts* files hold the pure codecs of KT 0.9.56's
+// update-log replication: update-log messages (Message), the master->slave
+// frames of a 0xB1 session (Frame), KT ulog files (ULogFileWriter,
+// ReadULogFile) and the slave's rts file (ReadRTS, WriteRTS). They touch no
+// sockets, Pebble or goroutines. All integers are big-endian; see
+// kt-protocol.md §6.5, §9 and §10. (The package doc is in clock.go.)
+
 package replication
 
 import (

@@ -3,6 +3,7 @@ package replication
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +33,30 @@ type Master struct {
 	// logged (KT: 100 ms). A commit ends the pause at once.
 	IdleInterval time.Duration
 }
+
+// ktd's extensions of the replication request and stream. A real KT peer
+// never sees them: KT masters look only at the WHITESID bit of the flags,
+// and a ktd master sends the bootstrap frames only to a slave that set
+// one of these bits.
+const (
+	// FlagGapAware (request flags): the slave is a ktd replica; when its
+	// position is older than the retained log, send it a snapshot instead
+	// of silently skipping what was trimmed, as KT does.
+	FlagGapAware uint32 = 0x02
+	// FlagBootstrap (request flags): start from a snapshot whatever the
+	// position (seeding a new replica).
+	FlagBootstrap uint32 = 0x04
+
+	// MagicBootstrap starts a snapshot: B2 | u64 ts | u16 master sid.
+	// Snapshot records follow, then the usual stream from ts.
+	MagicBootstrap = 0xB2
+	// MagicSnapshot is one snapshot record:
+	// B3 | u16 dbid | u32 ksiz | u32 vsiz | key | stored value.
+	// B3 | ffff ends the snapshot.
+	MagicSnapshot = 0xB3
+	// snapshotEnd is the dbid of the frame that ends a snapshot.
+	snapshotEnd = 0xFFFF
+)
 
 // batchLimit bounds the records read from one database per round.
 const batchLimit = 1024
@@ -65,13 +90,19 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 		logger = slog.New(slog.DiscardHandler)
 	}
 	logger = logger.With("slave", nc.RemoteAddr().String(), "slave_sid", sid)
-	if first, _ := m.firstRetained(); ts != 0 && first > 0 && ts+1 < first {
-		// KT silently streams from the oldest retained record in this
-		// case; so does ktd for compatibility, but it says so.
-		logger.Warn("slave asks for a position older than the retained update log; updates in between are lost to it",
-			"requested_ts", ts, "oldest_retained_ts", first)
+	trimmed, err := m.trimmed()
+	if err != nil {
+		return err
 	}
-	logger.Info("slave connected", "from_ts", ts, "whitesid", flags&ktproto.FlagWhiteSID != 0)
+	gap := ts+1 < trimmed
+	bootstrap := flags&FlagBootstrap != 0 || gap && flags&FlagGapAware != 0
+	if gap && !bootstrap {
+		// KT silently streams from the oldest retained record in this
+		// case; so does ktd for a KT slave, but it says so.
+		logger.Warn("slave asks for a position older than the retained update log; updates in between are lost to it",
+			"requested_ts", ts, "log_trimmed_before", trimmed)
+	}
+	logger.Info("slave connected", "from_ts", ts, "whitesid", flags&ktproto.FlagWhiteSID != 0, "bootstrap", bootstrap)
 
 	bw := bufio.NewWriterSize(nc, 64<<10)
 	write := func() error {
@@ -81,6 +112,13 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 	bw.WriteByte(ktproto.MagicReplication)
 	if err := write(); err != nil {
 		return err
+	}
+	if bootstrap {
+		var err error
+		if ts, err = m.sendSnapshot(bw, nc, timeout); err != nil {
+			return fmt.Errorf("send snapshot: %w", err)
+		}
+		logger.Info("slave bootstrapped from a snapshot", "ts", ts)
 	}
 	white := flags&ktproto.FlagWhiteSID != 0
 	var frame []byte
@@ -147,19 +185,52 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 	}
 }
 
-// firstRetained returns the oldest timestamp any database still logs.
-func (m *Master) firstRetained() (uint64, error) {
-	var first uint64
+// trimmed returns the highest timestamp below which some database's log
+// may have been trimmed (0: nothing was ever trimmed).
+func (m *Master) trimmed() (uint64, error) {
+	var t uint64
 	for _, db := range m.DBs {
-		f, _, err := db.ULogBounds()
+		x, err := db.ULogTrimmed()
 		if err != nil {
 			return 0, err
 		}
-		if f > 0 && (first == 0 || f < first) {
-			first = f
+		t = max(t, x)
+	}
+	return t, nil
+}
+
+// sendSnapshot sends a copy of every database and returns the timestamp
+// the stream resumes from. Every commit up to that timestamp is in the
+// copy; a copy may also hold later commits, which the stream then repeats
+// (SET and REMOVE carry whole records, so repeating them is harmless).
+func (m *Master) sendSnapshot(bw *bufio.Writer, nc net.Conn, timeout time.Duration) (uint64, error) {
+	ts := m.Log.Horizon()
+	var hdr [15]byte
+	hdr[0] = MagicBootstrap
+	binary.BigEndian.PutUint64(hdr[1:], ts)
+	binary.BigEndian.PutUint16(hdr[9:], m.Log.SID())
+	bw.Write(hdr[:11])
+	for i, db := range m.DBs {
+		err := db.ScanStored(func(key, stored []byte) error {
+			hdr[0] = MagicSnapshot
+			binary.BigEndian.PutUint16(hdr[1:], uint16(i))
+			binary.BigEndian.PutUint32(hdr[3:], uint32(len(key)))
+			binary.BigEndian.PutUint32(hdr[7:], uint32(len(stored)))
+			bw.Write(hdr[:11])
+			bw.Write(key)
+			if _, err := bw.Write(stored); err != nil {
+				return err
+			}
+			nc.SetWriteDeadline(time.Now().Add(timeout))
+			return nil
+		})
+		if err != nil {
+			return 0, err
 		}
 	}
-	return first, nil
+	bw.Write([]byte{MagicSnapshot, 0xFF, 0xFF})
+	nc.SetWriteDeadline(time.Now().Add(timeout))
+	return ts, bw.Flush()
 }
 
 // ReadMerged calls fn for every update-log record of dbs with

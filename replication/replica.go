@@ -3,8 +3,10 @@ package replication
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -28,6 +30,12 @@ type Replica struct {
 	DBs      []*store.DB   // this server's databases, by index
 	Logger   *slog.Logger  // nil discards
 	Timeout  time.Duration // bound on each read and write; default 60 s as KT's slave
+
+	// Bootstrap asks the master for a snapshot when the replica has no
+	// position yet (a new replica), instead of replaying the whole log.
+	// Whatever it is set to, a ktd master sends a snapshot when the
+	// replica's position is older than the master's retained log.
+	Bootstrap bool
 
 	// position is the timestamp of the last frame handled.
 	position atomic.Uint64
@@ -138,8 +146,12 @@ func (r *Replica) session(ctx context.Context) (accepted bool, err error) {
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
+	flags := FlagGapAware
+	if r.Bootstrap && pos == 0 {
+		flags |= FlagBootstrap
+	}
 	nc.SetWriteDeadline(time.Now().Add(timeout))
-	if _, err := nc.Write(ktproto.AppendReplRequest(nil, 0, pos, r.SID)); err != nil {
+	if _, err := nc.Write(ktproto.AppendReplRequest(nil, flags, pos, r.SID)); err != nil {
 		return false, err
 	}
 	br := bufio.NewReaderSize(nc, 64<<10)
@@ -162,6 +174,12 @@ func (r *Replica) session(ctx context.Context) (accepted bool, err error) {
 	iv := r.Interval
 	for {
 		nc.SetReadDeadline(time.Now().Add(timeout))
+		if magic, err := br.Peek(1); err == nil && magic[0] == MagicBootstrap {
+			if err := r.bootstrap(br, nc, timeout); err != nil {
+				return true, fmt.Errorf("bootstrap: %w", err)
+			}
+			continue
+		}
 		var f Frame
 		f, buf, err = ReadFrame(br, buf)
 		if err != nil {
@@ -247,4 +265,87 @@ func (r *Replica) Lag() (ts uint64, sinceFrame time.Duration) {
 		sinceFrame = time.Since(time.Unix(0, lf))
 	}
 	return ts, sinceFrame
+}
+
+// bootstrap loads a snapshot the master sends (ktd extension): it empties
+// every database, loads the records, and only then stores the snapshot's
+// timestamp as the position. A crash halfway leaves the position at 0, so
+// the next session starts over. The records are applied (and, with an
+// update log, re-logged) under the master's sid, so that a dual-master
+// peer does not get them back.
+func (r *Replica) bootstrap(br *bufio.Reader, nc net.Conn, timeout time.Duration) error {
+	var hdr [11]byte
+	if _, err := io.ReadFull(br, hdr[:11]); err != nil {
+		return err
+	}
+	ts := binary.BigEndian.Uint64(hdr[1:])
+	sid := binary.BigEndian.Uint16(hdr[9:])
+	r.logger().Info("bootstrapping from a snapshot of the master", "ts", ts)
+	// Until the snapshot is loaded the replica has no valid position: a
+	// session that ends now must not resume (or write an rts file) from
+	// the old one, since the databases are about to be emptied.
+	r.position.Store(0)
+	for _, db := range r.DBs {
+		if err := db.ApplyReplicated([]store.Change{{Op: store.OpClear}}, sid, 0); err != nil {
+			return err
+		}
+	}
+	const batch = 1000
+	pending := make([][]store.Change, len(r.DBs))
+	flush := func(i int) error {
+		if len(pending[i]) == 0 {
+			return nil
+		}
+		err := r.DBs[i].ApplyReplicated(pending[i], sid, 0)
+		pending[i] = pending[i][:0]
+		return err
+	}
+	n := 0
+	for {
+		nc.SetReadDeadline(time.Now().Add(timeout))
+		if _, err := io.ReadFull(br, hdr[:3]); err != nil {
+			return err
+		}
+		if hdr[0] != MagicSnapshot {
+			return fmt.Errorf("%w: snapshot frame %#x", ErrMalformed, hdr[0])
+		}
+		dbid := binary.BigEndian.Uint16(hdr[1:])
+		if dbid == snapshotEnd {
+			break
+		}
+		if _, err := io.ReadFull(br, hdr[3:11]); err != nil {
+			return err
+		}
+		ksiz, vsiz := binary.BigEndian.Uint32(hdr[3:]), binary.BigEndian.Uint32(hdr[7:])
+		if ksiz > ktproto.MaxBinarySize || vsiz > ktproto.MaxBinarySize {
+			return fmt.Errorf("%w: snapshot record of %d+%d bytes", ErrMalformed, ksiz, vsiz)
+		}
+		rec := make([]byte, ksiz+vsiz)
+		if _, err := io.ReadFull(br, rec); err != nil {
+			return err
+		}
+		n++
+		if int(dbid) >= len(r.DBs) {
+			continue
+		}
+		pending[dbid] = append(pending[dbid], store.Change{Op: store.OpSet, Key: rec[:ksiz], Value: rec[ksiz:]})
+		if len(pending[dbid]) >= batch {
+			if err := flush(int(dbid)); err != nil {
+				return err
+			}
+		}
+	}
+	for i := range r.DBs {
+		if err := flush(i); err != nil {
+			return err
+		}
+	}
+	for _, db := range r.DBs {
+		if err := db.SetReplPosition(ts); err != nil {
+			return err
+		}
+	}
+	r.position.Store(ts)
+	r.logger().Info("bootstrap complete", "records", n, "ts", ts)
+	return nil
 }
