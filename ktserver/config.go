@@ -68,6 +68,10 @@ type Config struct {
 	// ReplInterval is KT's -riv replication throttle. Default 0 (none).
 	ReplInterval float64
 
+	// ReplBootstrap makes a replica without a position start from a
+	// snapshot of its master rather than from the master's whole log.
+	ReplBootstrap bool
+
 	// CommandDir is KT's -cmd: where synchronize finds its commands.
 	// Default ".".
 	CommandDir string

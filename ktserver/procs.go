@@ -341,7 +341,7 @@ func procULogRemove(r *call) error {
 	if r.s.repl.log == nil {
 		return &rpcError{codeInvalid, msgNoULog}
 	}
-	ts := r.s.repl.log.Horizon()
+	ts := r.s.repl.log.Horizon() + 1 // absent: every record committed so far
 	if v, ok := r.in["ts"]; ok {
 		if v == "now" {
 			ts = uint64(pureClock(r.s.now()))

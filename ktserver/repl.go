@@ -87,6 +87,8 @@ func (r *replState) startLocked() {
 		DBs:      r.s.dbs,
 		Logger:   r.s.logger.With("component", "replica", "master", r.addr),
 		Timeout:  60 * time.Second,
+
+		Bootstrap: r.s.cfg.ReplBootstrap,
 	}
 	ctx, cancel := context.WithCancel(r.s.ctx)
 	done := make(chan struct{})

@@ -42,9 +42,11 @@ type Options struct {
 	Version    bool          // --version
 
 	// ktd extensions.
-	MetricsAddr string // -metrics host:port: serve Prometheus metrics there
-	NoSync      bool   // -nosync: acknowledge writes before they are synced
-	MaxConns    int    // -maxconn: cap on open client connections
+	MetricsAddr string        // -metrics host:port: serve Prometheus metrics there
+	NoSync      bool          // -nosync: acknowledge writes before they are synced
+	MaxConns    int           // -maxconn: cap on open client connections
+	Bootstrap   bool          // -bootstrap: a new replica starts from a snapshot of its master
+	ULogAge     time.Duration // -ulogage: drop update-log records older than this
 
 	// Notices are one-line messages about flags that are accepted but have
 	// no effect in ktd.
@@ -67,7 +69,7 @@ const Usage = `usage: ktd [-host str] [-port num] [-tout num] [-th num] [-log fi
            [-asi num] [-ash] [-bgs path] [-bgsi num] [-bgsc str] [-dmn] [-pid file]
            [-cmd path] [-scr file] [-mhost str] [-mport num] [-rts file] [-riv num]
            [-plsv file] [-plex str] [-pldb file]
-           [-metrics host:port] [-nosync] [-maxconn num] [db...]
+           [-metrics host:port] [-nosync] [-maxconn num] [-bootstrap] [-ulogage sec] [db...]
        ktd --version
 `
 
@@ -114,7 +116,7 @@ func Parse(args []string) (*Options, error) {
 		switch a {
 		case "-host", "-port", "-tout", "-th", "-log", "-ulog", "-ulim", "-uasi", "-sid",
 			"-asi", "-bgs", "-bgsi", "-bgsc", "-pid", "-cmd", "-scr", "-mhost", "-mport",
-			"-rts", "-riv", "-plsv", "-plex", "-pldb", "-metrics", "-maxconn",
+			"-rts", "-riv", "-plsv", "-plex", "-pldb", "-metrics", "-maxconn", "-ulogage",
 			"-ca", "-pk", "-cert", "-rpk", "-rcert", "-auxhost", "-auxport":
 			if v, err = next(a); err != nil {
 				return nil, err
@@ -192,6 +194,10 @@ func Parse(args []string) (*Options, error) {
 			o.NoSync = true
 		case "-maxconn":
 			o.MaxConns = int(ktproto.Atoix(v))
+		case "-bootstrap":
+			o.Bootstrap = true
+		case "-ulogage":
+			o.ULogAge = time.Duration(ktproto.Atof(v) * float64(time.Second))
 		default:
 			return nil, fmt.Errorf("%w: unknown option %s", ErrUsage, a)
 		}

@@ -125,6 +125,8 @@ func Run(ctx context.Context, o *Options, stdout io.Writer) error {
 		cfg.MasterAddr = net.JoinHostPort(o.MasterHost, strconv.Itoa(o.MasterPort))
 	}
 	cfg.ReplInterval = o.ReplIV
+	cfg.ReplBootstrap = o.Bootstrap
+	cfg.ULogRetention = o.ULogAge
 	cfg.CommandDir = o.CommandDir
 	cfg.SyncInterval = time.Duration(o.SyncEvery * float64(time.Second))
 	cfg.SyncHard = o.SyncHard
