@@ -45,7 +45,10 @@ FUZZ_TARGETS := \
 	./internal/ktproto:FuzzColEnc:600000x \
 	./internal/ktproto:FuzzBinaryFrames:300000x \
 	./internal/ktproto:FuzzURLCodec:400000x \
-	./internal/ktproto:FuzzParseKTTime:500000x
+	./internal/ktproto:FuzzParseKTTime:500000x \
+	./replication:FuzzDecodeMessage:100000x \
+	./replication:FuzzReadFrame:100000x \
+	./replication:FuzzReadULogFile:100000x
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
