@@ -104,8 +104,15 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 	}
 	logger.Info("slave connected", "from_ts", ts, "whitesid", flags&ktproto.FlagWhiteSID != 0, "bootstrap", bootstrap)
 
+	// Cancellation (server shutdown) must interrupt a write to a slave that
+	// does not read, not wait for the write timeout.
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
 	bw := bufio.NewWriterSize(nc, 64<<10)
 	write := func() error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		nc.SetWriteDeadline(time.Now().Add(timeout))
 		return bw.Flush()
 	}
@@ -155,7 +162,11 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 		}
 
 		// Caught up: an idle frame, which the slave must answer with 0xB1.
-		nop := PureClock(time.Now()) - 1_000_000_000
+		// KT sends max(now - 1 s, last record read). ktd caps "now - 1 s"
+		// at the log's horizon: a slave's position must never pass a
+		// timestamp the master may still hand out, which after a restart
+		// with the clock set back could be lower than now - 1 s.
+		nop := min(PureClock(time.Now())-1_000_000_000, m.Log.Horizon())
 		if pos > nop {
 			nop = pos
 		}

@@ -2,6 +2,7 @@ package replication
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -170,11 +171,28 @@ func (r *Replica) session(ctx context.Context) (accepted bool, err error) {
 		buf       []byte
 		throttle  float64
 		lastSaved = time.Now()
+		run       applyRun
 	)
 	iv := r.Interval
 	for {
+		// Every read below sets its own deadline, which would undo the one
+		// cancellation set: look at ctx on every round.
+		if err := ctx.Err(); err != nil {
+			return true, errors.Join(err, run.flush(r.DBs))
+		}
+		// Data frames already received are applied together, one batch
+		// (one sync) per run; the run is flushed before the replica would
+		// wait for more, so nothing waits in memory while the stream idles.
+		if br.Buffered() == 0 || run.full() {
+			if err := run.flush(r.DBs); err != nil {
+				return true, err
+			}
+		}
 		nc.SetReadDeadline(time.Now().Add(timeout))
 		if magic, err := br.Peek(1); err == nil && magic[0] == MagicBootstrap {
+			if err := run.flush(r.DBs); err != nil {
+				return true, err
+			}
 			if err := r.bootstrap(br, nc, timeout); err != nil {
 				return true, fmt.Errorf("bootstrap: %w", err)
 			}
@@ -183,12 +201,18 @@ func (r *Replica) session(ctx context.Context) (accepted bool, err error) {
 		var f Frame
 		f, buf, err = ReadFrame(br, buf)
 		if err != nil {
+			if ferr := run.flush(r.DBs); ferr != nil {
+				return true, ferr
+			}
 			return true, err
 		}
 		r.lastFrame.Store(time.Now().UnixNano())
 		r.masterTS.Store(f.TS)
 		switch {
 		case f.Nop:
+			if err := run.flush(r.DBs); err != nil {
+				return true, err
+			}
 			nc.SetWriteDeadline(time.Now().Add(timeout))
 			if _, err := nc.Write([]byte{ktproto.MagicReplication}); err != nil {
 				return true, err
@@ -196,16 +220,19 @@ func (r *Replica) session(ctx context.Context) (accepted bool, err error) {
 		case len(f.Msg) == 0: // skip frame
 			throttle += iv * 64
 		default:
-			if err := r.apply(f); err != nil {
+			if err := r.add(&run, f); err != nil {
 				return true, err
 			}
 			throttle += iv
 		}
 		if f.TS > r.position.Load() {
+			// The position moves with every frame; a data frame's is stored
+			// with its data, the others' now and then.
 			r.position.Store(f.TS)
-			// Positions moved by idle and skip frames are saved now and
-			// then; those moved by data are saved with the data.
 			if (f.Nop || len(f.Msg) == 0) && time.Since(lastSaved) > time.Second && len(r.DBs) > 0 {
+				if err := run.flush(r.DBs); err != nil {
+					return true, err
+				}
 				if err := r.DBs[0].SetReplPosition(f.TS); err != nil {
 					return true, err
 				}
@@ -214,6 +241,9 @@ func (r *Replica) session(ctx context.Context) (accepted bool, err error) {
 		}
 		// KT's -riv throttle: sleep 0.1 s for every 100 accumulated.
 		if throttle > 100 {
+			if err := run.flush(r.DBs); err != nil {
+				return true, err
+			}
 			n := int(throttle / 100)
 			throttle -= float64(n) * 100
 			select {
@@ -225,33 +255,63 @@ func (r *Replica) session(ctx context.Context) (accepted bool, err error) {
 	}
 }
 
-// apply applies one data frame with its position, or only stores the
-// position for a message this replica must not apply (its own, or for a
-// database it does not have), as KT's slave skips them.
-func (r *Replica) apply(f Frame) error {
+// add adds a data frame to the run of changes being gathered, starting a
+// new run when the database or the origin changes. A message this replica
+// must not apply (its own, or for a database it lacks — KT's slave skips
+// them) or with an operation it does not know is left out; the position
+// moves past it all the same.
+func (r *Replica) add(run *applyRun, f Frame) error {
 	m, err := DecodeMessage(f.Msg)
 	if err != nil {
 		return err
 	}
 	if m.SID == r.SID || int(m.DBID) >= len(r.DBs) {
-		if len(r.DBs) > 0 {
-			return r.DBs[0].SetReplPosition(f.TS)
-		}
 		return nil
 	}
 	var ch store.Change
 	switch m.Op {
 	case OpSet:
-		ch = store.Change{Op: store.OpSet, Key: m.Key, Value: m.Value}
+		ch = store.Change{Op: store.OpSet, Key: bytes.Clone(m.Key), Value: bytes.Clone(m.Value)}
 	case OpRemove:
-		ch = store.Change{Op: store.OpRemove, Key: m.Key}
+		ch = store.Change{Op: store.OpRemove, Key: bytes.Clone(m.Key)}
 	case OpClear:
 		ch = store.Change{Op: store.OpClear}
 	default:
-		// KT's receivers ignore operations they do not know.
-		return r.DBs[m.DBID].SetReplPosition(f.TS)
+		return nil
 	}
-	return r.DBs[m.DBID].ApplyReplicated([]store.Change{ch}, m.SID, f.TS)
+	if len(run.changes) > 0 && (run.db != int(m.DBID) || run.sid != m.SID) {
+		if err := run.flush(r.DBs); err != nil {
+			return err
+		}
+	}
+	run.db, run.sid, run.ts = int(m.DBID), m.SID, f.TS
+	run.changes = append(run.changes, ch)
+	return nil
+}
+
+// applyRun is consecutive replicated changes for one database from one
+// origin, applied as one batch together with the position of the last.
+// Runs are committed in stream order, so after a crash the stored position
+// never passes a change that is not stored.
+type applyRun struct {
+	db      int
+	sid     uint16
+	ts      uint64
+	changes []store.Change
+}
+
+// maxRun bounds a run, and with it the size of one batch.
+const maxRun = 1000
+
+func (a *applyRun) full() bool { return len(a.changes) >= maxRun }
+
+func (a *applyRun) flush(dbs []*store.DB) error {
+	if len(a.changes) == 0 {
+		return nil
+	}
+	err := dbs[a.db].ApplyReplicated(a.changes, a.sid, a.ts)
+	a.changes = a.changes[:0]
+	return err
 }
 
 // Lag returns how far the replica trails its master: in timestamp units
