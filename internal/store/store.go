@@ -535,7 +535,12 @@ func (db *DB) commitAs(b *pebble.Batch, changes []Change, sid uint16, dCount, dS
 	if db.ulog != nil && len(changes) > 0 {
 		msgs, ends := db.encodeChanges(changes, sid)
 		first, done := db.ulog.Reserve(len(changes))
-		defer func() { done(err == nil) }()
+		defer func() {
+			if tail, ok := db.ulog.(ULogTail); ok && err == nil {
+				tail.Committed(first, msgs, ends)
+			}
+			done(err == nil)
+		}()
 		start := 0
 		for i, end := range ends {
 			k := ulogKey(first + uint64(i))

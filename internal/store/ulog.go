@@ -26,6 +26,15 @@ type ULog interface {
 	SID() uint16
 }
 
+// ULogTail is optionally implemented by a ULog that keeps the newest
+// records in memory for its readers. Committed is called after a logged
+// commit succeeded and before its done: msgs holds the commit's messages
+// back to back, message i ending at ends[i], with timestamps first+i. The
+// call must copy what it keeps.
+type ULogTail interface {
+	Committed(first uint64, msgs []byte, ends []int)
+}
+
 // ulogKey returns the Pebble key of the ulog record with timestamp ts.
 func ulogKey(ts uint64) [9]byte {
 	var k [9]byte
