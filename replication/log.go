@@ -1,6 +1,9 @@
 package replication
 
 import (
+	"bytes"
+	"cmp"
+	"slices"
 	"sync"
 	"time"
 )
@@ -24,7 +27,20 @@ type Log struct {
 	pending map[uint64]int // first timestamp -> size of reservations in flight
 	last    uint64         // highest timestamp reserved
 	changed chan struct{}  // closed when the horizon may have advanced
+
+	// tail holds the newest committed records in timestamp order, so that
+	// slaves that keep up are served from memory, not from Pebble. Every
+	// committed record with ts >= tailFrom is in it (0: nothing yet).
+	tail      []record
+	tailBytes int
+	tailFrom  uint64
 }
+
+// Bounds of the in-memory tail of the log.
+const (
+	tailMaxRecords = 64 << 10
+	tailMaxBytes   = 32 << 20
+)
 
 // NewLog returns the update-log timeline of server sid. last is the highest
 // timestamp already in the log (0 if none), so timestamps keep growing
@@ -63,6 +79,50 @@ func (l *Log) Reserve(n int) (uint64, func(committed bool)) {
 			l.mu.Unlock()
 		})
 	}
+}
+
+// Committed keeps a commit's records in the in-memory tail (store.ULogTail).
+func (l *Log) Committed(first uint64, msgs []byte, ends []int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.tailFrom == 0 {
+		// The tail starts with this process: records logged before it
+		// are only in Pebble.
+		l.tailFrom = first
+	}
+	start := 0
+	for i, end := range ends {
+		r := record{ts: first + uint64(i), msg: bytes.Clone(msgs[start:end])}
+		start = end
+		// Commits finish nearly in order: insert from the end.
+		j := len(l.tail)
+		for j > 0 && l.tail[j-1].ts > r.ts {
+			j--
+		}
+		l.tail = slices.Insert(l.tail, j, r)
+		l.tailBytes += len(r.msg)
+	}
+	for len(l.tail) > tailMaxRecords || l.tailBytes > tailMaxBytes {
+		l.tailBytes -= len(l.tail[0].msg)
+		l.tailFrom = l.tail[0].ts + 1
+		l.tail[0] = record{}
+		l.tail = l.tail[1:]
+	}
+}
+
+// fromTail returns up to limit records with after < ts <= upTo from the
+// in-memory tail, or ok == false when the tail does not cover after.
+func (l *Log) fromTail(after, upTo uint64, limit int) (recs []record, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.tailFrom == 0 || after+1 < l.tailFrom {
+		return nil, false
+	}
+	i, _ := slices.BinarySearchFunc(l.tail, after+1, func(r record, ts uint64) int { return cmp.Compare(r.ts, ts) })
+	for ; i < len(l.tail) && l.tail[i].ts <= upTo && len(recs) < limit; i++ {
+		recs = append(recs, l.tail[i]) // msg is never modified once in the tail
+	}
+	return recs, true
 }
 
 // Horizon returns the highest timestamp up to which every reserved commit

@@ -103,3 +103,42 @@ func TestLog_ConcurrentReservationsAreUnique(t *testing.T) {
 		t.Fatalf("horizon %d, want last %d once all finished", h, l.last)
 	}
 }
+
+func TestLog_TailServesCommittedRecordsInOrder(t *testing.T) {
+	l := NewLog(1, 0, nil)
+	if _, ok := l.fromTail(0, ^uint64(0), 10); ok {
+		t.Fatal("an empty tail claims to cover the log")
+	}
+	x, doneX := l.Reserve(1) // the first commit starts the tail
+	l.Committed(x, []byte("x"), []int{1})
+	doneX(true)
+	a, doneA := l.Reserve(2)
+	b, doneB := l.Reserve(1)
+	// b commits before a: the tail must still come out in ts order.
+	l.Committed(b, []byte("c"), []int{1})
+	doneB(true)
+	l.Committed(a, []byte("ab"), []int{1, 2})
+	doneA(true)
+	recs, ok := l.fromTail(x, l.Horizon(), 10)
+	if !ok || len(recs) != 3 {
+		t.Fatalf("fromTail = %v, %v; want 3 records", recs, ok)
+	}
+	for i, want := range []string{"a", "b", "c"} {
+		if string(recs[i].msg) != want || recs[i].ts != a+uint64(i) {
+			t.Errorf("record %d = %d %q, want %d %q", i, recs[i].ts, recs[i].msg, a+uint64(i), want)
+		}
+	}
+	// Positions before the tail's start are not covered: read Pebble.
+	if _, ok := l.fromTail(x-2, l.Horizon(), 10); ok {
+		t.Error("tail claims to cover a position before its first record")
+	}
+	// Eviction moves the covered range forward.
+	for range tailMaxRecords + 10 {
+		ts, done := l.Reserve(1)
+		l.Committed(ts, []byte("x"), []int{1})
+		done(true)
+	}
+	if _, ok := l.fromTail(a, l.Horizon(), 10); ok {
+		t.Error("tail still claims to cover evicted records")
+	}
+}

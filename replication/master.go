@@ -58,6 +58,13 @@ const (
 	snapshotEnd = 0xFFFF
 )
 
+// coalesceBelow and coalesceDelay: after sending fewer records than
+// coalesceBelow, the streamer waits coalesceDelay before reading again.
+const (
+	coalesceBelow = 64
+	coalesceDelay = time.Millisecond
+)
+
 // batchLimit bounds the records read from one database per round.
 const batchLimit = 1024
 
@@ -157,6 +164,16 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 			}
 			if err := write(); err != nil {
 				return err
+			}
+			if len(recs) < coalesceBelow {
+				// A trickle of commits: wait a moment so that the next
+				// round carries several. Under load this turns one Pebble
+				// read, one write and one wake-up per commit and slave into
+				// one per batch, for at most coalesceDelay of extra lag.
+				select {
+				case <-ctx.Done():
+				case <-time.After(coalesceDelay):
+				}
 			}
 			continue
 		}
@@ -270,6 +287,11 @@ func ReadMerged(dbs []*store.DB, after, upTo uint64, fn func(ts uint64, msg []by
 func (m *Master) collect(after, upTo uint64) ([]record, error) {
 	if upTo <= after {
 		return nil, nil
+	}
+	if m.Log != nil {
+		if recs, ok := m.Log.fromTail(after, upTo, batchLimit); ok {
+			return recs, nil
+		}
 	}
 	var recs []record
 	cut := upTo
