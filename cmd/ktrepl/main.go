@@ -2,10 +2,13 @@
 //
 //	ktrepl lag -master 127.0.0.1:1978 -slave 127.0.0.1:1979 -rate 2000 -d 10s
 //	ktrepl catchup -master 127.0.0.1:1978 -slave 127.0.0.1:1979 -n 1000000 [-start CMD]
+//	ktrepl sinks -master 127.0.0.1:1978 -n 10 -d 60s
 //
 // lag: how long acknowledged writes on the master take to be readable on the
 // slave. catchup: preload the master while the slave is stopped, start the
 // slave (sh -c CMD, which must return, or by asking you), time its catch-up.
+// sinks: attach n streams that read and apply nothing, to measure what
+// slaves cost the master (run a write load beside it).
 package main
 
 import (
@@ -21,8 +24,8 @@ import (
 )
 
 func main() {
-	if len(os.Args) < 2 || (os.Args[1] != "lag" && os.Args[1] != "catchup") {
-		fmt.Fprintln(os.Stderr, "usage: ktrepl lag|catchup -master host:port -slave host:port [flags]")
+	if len(os.Args) < 2 || (os.Args[1] != "lag" && os.Args[1] != "catchup" && os.Args[1] != "sinks") {
+		fmt.Fprintln(os.Stderr, "usage: ktrepl lag|catchup|sinks -master host:port -slave host:port [flags]")
 		os.Exit(2)
 	}
 	fs := flag.NewFlagSet("ktrepl "+os.Args[1], flag.ExitOnError)
@@ -43,9 +46,14 @@ func main() {
 	defer cancel()
 	var res fmt.Stringer
 	var err error
-	if os.Args[1] == "lag" {
+	switch os.Args[1] {
+	case "lag":
 		res, err = replbench.MeasureLag(ctx, cfg)
-	} else {
+	case "sinks":
+		sctx, cancel := context.WithTimeout(ctx, cfg.Duration)
+		defer cancel()
+		res, err = replbench.AttachSinks(sctx, cfg.Master, *n, nil)
+	default:
 		res, err = replbench.MeasureCatchup(ctx, cfg.Master, cfg.Slave, *n, func() error {
 			if *start == "" {
 				fmt.Fprintf(os.Stderr, "ktrepl: master preloaded; start the slave (%s) now\n", cfg.Slave)
