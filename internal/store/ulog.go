@@ -59,23 +59,10 @@ func (db *DB) encodeChanges(changes []Change, sid uint16) (buf []byte, ends []in
 	return buf, ends
 }
 
-// appendMessage appends the KT ulog message of one change: SET = varnum ksiz | varnum
-// vsiz | key | stored value, REMOVE = varnum ksiz | key, CLEAR = nothing.
+// appendMessage appends the KT ulog message of one change.
 func appendMessage(dst []byte, sid, dbid uint16, c Change) []byte {
-	dst = binary.BigEndian.AppendUint16(dst, sid)
-	dst = binary.BigEndian.AppendUint16(dst, dbid)
-	dst = append(dst, c.Op)
-	switch c.Op {
-	case OpSet:
-		dst = ktproto.AppendVarnum(dst, uint64(len(c.Key)))
-		dst = ktproto.AppendVarnum(dst, uint64(len(c.Value)))
-		dst = append(dst, c.Key...)
-		dst = append(dst, c.Value...)
-	case OpRemove:
-		dst = ktproto.AppendVarnum(dst, uint64(len(c.Key)))
-		dst = append(dst, c.Key...)
-	}
-	return dst
+	m := ktproto.ULogMessage{SID: sid, DBID: dbid, Op: c.Op, Key: c.Key, Value: c.Value}
+	return m.Append(dst)
 }
 
 // ulogReadChunk bounds how much ReadULog copies per pass under the database lock.
