@@ -57,12 +57,21 @@ var (
 	descRecords = prometheus.NewDesc("ktd_db_records", "Records in the database, expired ones not yet swept included.", []string{"db", "name"}, nil)
 	descBytes   = prometheus.NewDesc("ktd_db_bytes", "Bytes of keys and stored values in the database.", []string{"db", "name"}, nil)
 	descPebble  = prometheus.NewDesc("ktd_pebble_metric", "Pebble engine metrics of the database.", []string{"db", "name", "metric"}, nil)
+
+	descSlaves    = prometheus.NewDesc("ktd_repl_slaves", "Slaves this server is streaming its update log to.", nil, nil)
+	descPosition  = prometheus.NewDesc("ktd_repl_position_ts", "KT timestamp of the last update this replica handled.", nil, nil)
+	descLagTS     = prometheus.NewDesc("ktd_repl_lag_ts", "Master's last timestamp minus this replica's position (KT timestamp units, ns).", nil, nil)
+	descConnected = prometheus.NewDesc("ktd_repl_connected", "1 while this replica streams from its master.", nil, nil)
 )
 
 func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descRecords
 	ch <- descBytes
 	ch <- descPebble
+	ch <- descSlaves
+	ch <- descPosition
+	ch <- descLagTS
+	ch <- descConnected
 }
 
 func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
@@ -73,5 +82,21 @@ func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
 		for k, v := range db.EngineMetrics() {
 			ch <- prometheus.MustNewConstMetric(descPebble, prometheus.GaugeValue, v, idx, name, k)
 		}
+	}
+	if m := c.s.repl.master; m != nil {
+		ch <- prometheus.MustNewConstMetric(descSlaves, prometheus.GaugeValue, float64(m.Slaves()))
+	}
+	c.s.repl.mu.Lock()
+	rep := c.s.repl.replica
+	c.s.repl.mu.Unlock()
+	if rep != nil {
+		lag, _ := rep.Lag()
+		connected := 0.0
+		if rep.Connected() {
+			connected = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descPosition, prometheus.GaugeValue, float64(rep.Position()))
+		ch <- prometheus.MustNewConstMetric(descLagTS, prometheus.GaugeValue, float64(lag))
+		ch <- prometheus.MustNewConstMetric(descConnected, prometheus.GaugeValue, connected)
 	}
 }

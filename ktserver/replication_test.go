@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"ktd/internal/kttest"
 	"ktd/ktserver"
 )
@@ -167,4 +169,30 @@ func TestReplication_NewReplicaSeededFromSnapshot(t *testing.T) {
 	if n != 101 {
 		t.Fatalf("slave logged %d records, want 101 (clear + 100 snapshot records)", n)
 	}
+}
+
+func TestReplication_Metrics(t *testing.T) {
+	mcfg := masterConfig(1)
+	mcfg.Registry = prometheus.NewRegistry()
+	_, maddr := kttest.StartServer(t, mcfg)
+	scfg := slaveConfig(t, 2, maddr)
+	scfg.Registry = prometheus.NewRegistry()
+	_, saddr := kttest.StartServer(t, scfg)
+	gauge := func(reg *prometheus.Registry, name string) float64 {
+		mfs, _ := reg.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() == name && len(mf.GetMetric()) > 0 {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		return -1
+	}
+	kttest.WaitFor(t, 5*time.Second, "the slave to connect", func() bool {
+		return gauge(mcfg.Registry, "ktd_repl_slaves") == 1 && gauge(scfg.Registry, "ktd_repl_connected") == 1
+	})
+	kttest.Dial(t, maddr).RPC("set", "key", "k", "value", "v")
+	kttest.WaitFor(t, 5*time.Second, "the replica's position to move", func() bool {
+		return gauge(scfg.Registry, "ktd_repl_position_ts") > 0 &&
+			kttest.Dial(t, saddr).RPC("get", "key", "k").Code == 200
+	})
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"ktd/internal/ktproto"
@@ -32,7 +33,12 @@ type Master struct {
 	// IdleInterval is the pause between idle frames when nothing is
 	// logged (KT: 100 ms). A commit ends the pause at once.
 	IdleInterval time.Duration
+
+	slaves atomic.Int64 // slaves being served
 }
+
+// Slaves returns the number of slaves being served.
+func (m *Master) Slaves() int64 { return m.slaves.Load() }
 
 // ktd's extensions of the replication request and stream. A real KT peer
 // never sees them: KT masters look only at the WHITESID bit of the flags,
@@ -110,6 +116,8 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 			"requested_ts", ts, "log_trimmed_before", trimmed)
 	}
 	logger.Info("slave connected", "from_ts", ts, "whitesid", flags&ktproto.FlagWhiteSID != 0, "bootstrap", bootstrap)
+	m.slaves.Add(1)
+	defer m.slaves.Add(-1)
 
 	// Cancellation (server shutdown) must interrupt a write to a slave that
 	// does not read, not wait for the write timeout.
