@@ -58,6 +58,10 @@ type Config struct {
 	// ULogRetention, when positive, also trims records older than this.
 	ULogRetention time.Duration
 
+	// ULogCheckInterval is how often the update log's bounds are enforced.
+	// Default 10 s.
+	ULogCheckInterval time.Duration
+
 	// MasterAddr is KT's -mhost/-mport ("host:port"): replicate from that
 	// master. Requires RTSPath.
 	MasterAddr string

@@ -196,3 +196,21 @@ func TestReplication_Metrics(t *testing.T) {
 			kttest.Dial(t, saddr).RPC("get", "key", "k").Code == 200
 	})
 }
+
+func TestReplication_ULogRetention(t *testing.T) {
+	cfg := masterConfig(1)
+	cfg.ULogRetention = time.Millisecond
+	cfg.ULogCheckInterval = 20 * time.Millisecond
+	master, maddr := kttest.StartServer(t, cfg)
+	m := kttest.Dial(t, maddr)
+	for i := range 50 {
+		m.RPC("set", "key", fmt.Sprint("k", i), "value", "v")
+	}
+	kttest.WaitFor(t, 5*time.Second, "old records to be trimmed", func() bool {
+		first, _, _ := master.DB(0).ULogBounds()
+		return first == 0
+	})
+	// The data stays; a new replica bootstraps past the trimmed log.
+	slave, _ := kttest.StartServer(t, slaveConfig(t, 2, maddr))
+	waitConverged(t, master, slave)
+}

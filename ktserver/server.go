@@ -380,7 +380,11 @@ func (s *Server) trimLoop() {
 	if limit == 0 {
 		limit = 256 << 20
 	}
-	t := time.NewTicker(10 * time.Second)
+	every := s.cfg.ULogCheckInterval
+	if every <= 0 {
+		every = 10 * time.Second
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
