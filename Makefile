@@ -5,7 +5,7 @@ BIN       := bin
 BENCHCOUNT ?= 5
 PKGS      := ./...
 
-.PHONY: all build run test check race unit fuzz fuzz-long bench load conformance clean
+.PHONY: all build run test check race unit fuzz fuzz-long bench load repl-load conformance clean
 
 all: build
 
@@ -13,6 +13,7 @@ build:
 	$(GO) build -o $(BIN)/ktd ./cmd/ktd
 	$(GO) build -o $(BIN)/ktconform ./cmd/ktconform
 	$(GO) build -o $(BIN)/ktload ./cmd/ktload
+	$(GO) build -o $(BIN)/ktrepl ./cmd/ktrepl
 
 # run: ktd on 127.0.0.1:1978 with a file (Pebble) database under ./data.
 run: build
@@ -68,6 +69,11 @@ bench:
 # load: wrk and binary load runs against a fresh ktd; see scripts/load.sh.
 load: build
 	./scripts/load.sh
+
+# repl-load: replication lag, catch-up, bootstrap and master overhead
+# against real ktd processes; see scripts/repl-load.sh.
+repl-load: build
+	./scripts/repl-load.sh
 
 # conformance: replay the real KT recordings against ktd in-process, or
 # against KT_ADDR=host:port when set.
