@@ -68,7 +68,7 @@ const (
 // coalesceBelow, the streamer waits coalesceDelay before reading again.
 const (
 	coalesceBelow = 64
-	coalesceDelay = time.Millisecond
+	coalesceDelay = 2 * time.Millisecond
 )
 
 // batchLimit bounds the records read from one database per round.
