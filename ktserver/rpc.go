@@ -445,6 +445,16 @@ func (r *call) bulkKeys() []string {
 	return keys
 }
 
+// bulkKeyBytes is bulkKeys as byte slices, as the store takes them.
+func (r *call) bulkKeyBytes() [][]byte {
+	keys := r.bulkKeys()
+	bk := make([][]byte, len(keys))
+	for i, k := range keys {
+		bk[i] = []byte(k)
+	}
+	return bk
+}
+
 func procSetBulk(r *call) error {
 	db, err := r.needDB()
 	if err != nil {
@@ -471,12 +481,8 @@ func procRemoveBulk(r *call) error {
 	if err != nil {
 		return err
 	}
-	keys := r.bulkKeys()
-	bk := make([][]byte, len(keys))
-	for i, k := range keys {
-		bk[i] = []byte(k)
-	}
-	n, err := db.RemoveBulk(bk, r.has("atomic"))
+	keys := r.bulkKeyBytes()
+	n, err := db.RemoveBulk(keys, r.has("atomic"))
 	r.s.stats.remove.Add(int64(len(keys)))
 	if err != nil {
 		return err
@@ -491,12 +497,8 @@ func procGetBulk(r *call) error {
 	if err != nil {
 		return err
 	}
-	keys := r.bulkKeys()
-	bk := make([][]byte, len(keys))
-	for i, k := range keys {
-		bk[i] = []byte(k)
-	}
-	recs, err := db.GetBulk(bk)
+	keys := r.bulkKeyBytes()
+	recs, err := db.GetBulk(keys)
 	r.s.stats.get.Add(int64(len(keys)))
 	if err != nil {
 		return err
