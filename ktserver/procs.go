@@ -1,6 +1,7 @@
 package ktserver
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"os/exec"
@@ -18,8 +19,6 @@ var (
 	posInf = math.Inf(1)
 	negInf = math.Inf(-1)
 )
-
-func sortStrings(s []string) { sort.Strings(s) }
 
 // formatDouble renders a double as C's printf("%f") does.
 func formatDouble(f float64) string {
@@ -68,10 +67,9 @@ func procSynchronize(r *call) error {
 }
 
 // internal marks a database error as an RVEINTERNAL (500) failure whatever
-// its code, as KT does for clear, synchronize and vacuum.
+// its code, as KT does for synchronize.
 func internal(err error) error {
-	code, msg := errorCode(err)
-	_ = code
+	_, msg := errorCode(err)
 	return &rpcError{codeInternal, msg}
 }
 
@@ -92,6 +90,23 @@ func (r *call) outMatches(keys []string) {
 	r.setInt("num", int64(len(keys)))
 }
 
+// scanMatches returns, in key order, the keys starting with prefix for
+// which match holds, at most max of them (negative: no limit). Like KC it
+// sees expired records that the sweep has not removed yet.
+func scanMatches(db *store.DB, prefix []byte, max int64, match func(key []byte) bool) ([]string, error) {
+	var keys []string
+	if max == 0 {
+		return nil, nil
+	}
+	err := db.Scan(prefix, func(k []byte) bool {
+		if match(k) {
+			keys = append(keys, string(k))
+		}
+		return max < 0 || int64(len(keys)) < max
+	})
+	return keys, err
+}
+
 func procMatchPrefix(r *call) error {
 	db, err := r.needDB()
 	if err != nil {
@@ -102,16 +117,9 @@ func procMatchPrefix(r *call) error {
 		return errInvalid
 	}
 	r.s.stats.misc.Add(1)
-	max := r.matchMax()
-	var keys []string
-	if max != 0 {
-		err = db.Scan([]byte(prefix), func(k []byte) bool {
-			keys = append(keys, string(k))
-			return max < 0 || int64(len(keys)) < max
-		})
-		if err != nil {
-			return err
-		}
+	keys, err := scanMatches(db, []byte(prefix), r.matchMax(), func([]byte) bool { return true })
+	if err != nil {
+		return err
 	}
 	r.outMatches(keys)
 	return nil
@@ -133,34 +141,17 @@ func procMatchRegex(r *call) error {
 	if err != nil {
 		return errCompile
 	}
-	max := r.matchMax()
-	var keys []string
-	if max != 0 {
-		err = db.Scan(nil, func(k []byte) bool {
-			subject := k
-			if i := indexByte(k, 0); i >= 0 {
-				subject = k[:i]
-			}
-			if re.Match(subject) {
-				keys = append(keys, string(k))
-			}
-			return max < 0 || int64(len(keys)) < max
-		})
-		if err != nil {
-			return err
+	keys, err := scanMatches(db, nil, r.matchMax(), func(k []byte) bool {
+		if i := bytes.IndexByte(k, 0); i >= 0 {
+			k = k[:i]
 		}
+		return re.Match(k)
+	})
+	if err != nil {
+		return err
 	}
 	r.outMatches(keys)
 	return nil
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
 }
 
 func procMatchSimilar(r *call) error {

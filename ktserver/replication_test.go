@@ -91,21 +91,15 @@ func TestReplication_SlaveRestartResumes(t *testing.T) {
 		m.RPC("set", "key", fmt.Sprint("k", i), "value", strconv.Itoa(i))
 	}
 	// Start, converge, stop; write more; restart on the same directory.
-	s1, _ := startOn(t, scfg)
+	s1, _ := kttest.StartServer(t, scfg)
 	waitConverged(t, master, s1)
 	s1.Close()
 	for i := 100; i < 200; i++ {
 		m.RPC("set", "key", fmt.Sprint("k", i), "value", strconv.Itoa(i))
 	}
 	m.RPC("remove", "key", "k0")
-	s2, _ := startOn(t, scfg)
+	s2, _ := kttest.StartServer(t, scfg)
 	waitConverged(t, master, s2)
-}
-
-// startOn starts a server with cfg; the caller may Close it early.
-func startOn(t *testing.T, cfg ktserver.Config) (*ktserver.Server, string) {
-	t.Helper()
-	return kttest.StartServer(t, cfg)
 }
 
 func TestReplication_ConcurrentWritersArriveInOrder(t *testing.T) {

@@ -2,6 +2,7 @@ package ktserver
 
 import (
 	"errors"
+	"slices"
 	"strconv"
 	"time"
 
@@ -84,12 +85,6 @@ type call struct {
 
 func (r *call) set(k, v string)          { r.out = append(r.out, ktproto.KV{Key: k, Value: v}) }
 func (r *call) setInt(k string, v int64) { r.set(k, strconv.FormatInt(v, 10)) }
-
-// param returns an input parameter and whether it was present.
-func (r *call) param(k string) (string, bool) {
-	v, ok := r.in[k]
-	return v, ok
-}
 
 // has reports a presence-only flag: KT treats "utf=0" as true.
 func (r *call) has(k string) bool {
@@ -441,7 +436,7 @@ func (r *call) bulkKeys() []string {
 			keys = append(keys, k[1:])
 		}
 	}
-	sortStrings(keys)
+	slices.Sort(keys)
 	return keys
 }
 

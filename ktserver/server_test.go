@@ -182,7 +182,7 @@ func TestServer_StalledClientIsCutAndDoesNotBlockOthers(t *testing.T) {
 func TestServer_MaxConns(t *testing.T) {
 	cfg := memConfig()
 	cfg.MaxConns = 2
-	srv, addr := kttest.StartServer(t, cfg)
+	_, addr := kttest.StartServer(t, cfg)
 	a, b := kttest.Dial(t, addr), kttest.Dial(t, addr)
 	a.RPC("void")
 	b.RPC("void")
@@ -202,7 +202,6 @@ func TestServer_MaxConns(t *testing.T) {
 		t.Fatalf("existing connection: %d", r.Code)
 	}
 	b.Conn().Close()
-	_ = srv
 	kttest.WaitFor(t, 5*time.Second, "a free connection slot", func() bool {
 		nc, err := net.Dial("tcp", addr)
 		if err != nil {

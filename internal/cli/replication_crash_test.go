@@ -278,7 +278,7 @@ func TestReplicationKill9Slave(t *testing.T) {
 	})
 	slave.kill9()
 	killedAt := acked.count()
-	slave = startChildOn(t, sport, slaveArgs...)
+	startChildOn(t, sport, slaveArgs...)
 	kttest.WaitFor(t, 10*time.Second, "more writes after the restart", func() bool {
 		return acked.count() >= killedAt+300
 	})

@@ -438,8 +438,10 @@ func (db *DB) GetBulk(keys [][]byte) ([]Record, error) {
 }
 
 // GetEach looks up every key from one consistent snapshot and calls fn for
-// each, in request order, with the live record (XT absolute; slices owned by
-// the caller) or found == false when the key is absent or expired.
+// each, in request order, with the live record (XT absolute) or found ==
+// false when the key is absent or expired. rec.Key is the caller's keys[i];
+// rec.Value is a copy owned by the caller, shared by the records of a key
+// asked for more than once.
 func (db *DB) GetEach(keys [][]byte, fn func(i int, rec Record, found bool)) error {
 	if err := db.rlock(); err != nil {
 		return err
@@ -471,7 +473,7 @@ func (db *DB) GetEach(keys [][]byte, fn func(i int, rec Record, found bool)) err
 		if db.lru != nil {
 			db.lru.touchIfPresent(k)
 		}
-		fn(i, Record{Key: slices.Clone(k), Value: slices.Clone(h.value), XT: h.xt}, true)
+		fn(i, Record{Key: k, Value: h.value, XT: h.xt}, true)
 	}
 	return nil
 }
