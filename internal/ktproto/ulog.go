@@ -2,14 +2,17 @@ package ktproto
 
 import "encoding/binary"
 
-// Update-log message opcodes (KT kttimeddb.h, enum UpdateOperation). Only
-// these three are ever written; the other enum values (0xA0 NOP, 0xA3 OPEN,
-// 0xA4 CLOSE, 0xA6 ITERATE, 0xA7 SYNC, 0xA8-0xAA transaction markers) are
-// ignored by receivers.
+// Update-log message opcodes (KT kttimeddb.h, enum UpdateOperation). KT
+// writes only SET, REMOVE and CLEAR; the other enum values (0xA0 NOP, 0xA3
+// OPEN, 0xA4 CLOSE, 0xA6 ITERATE, 0xA7 SYNC, 0xA8-0xAA transaction markers)
+// are ignored by receivers. ktd writes one of them, 0xA8 BEGINTRAN, before
+// the records of a committed transaction; it reaches ktd replicas only
+// (never a KT peer nor an exported ulog file).
 const (
-	ULogSet    byte = 0xA1 // varnum ksiz | varnum vsiz | key | value
-	ULogRemove byte = 0xA2 // varnum ksiz | key
-	ULogClear  byte = 0xA5 // no payload
+	ULogSet     byte = 0xA1 // varnum ksiz | varnum vsiz | key | value
+	ULogRemove  byte = 0xA2 // varnum ksiz | key
+	ULogClear   byte = 0xA5 // no payload
+	ULogTxBegin byte = 0xA8 // varnum n: the next n records are one transaction (ktd)
 )
 
 // msgHeaderSize is u16 sid + u16 dbid + u8 op.
@@ -33,6 +36,7 @@ type ULogMessage struct {
 	Op        byte
 	Key       []byte // SET, REMOVE
 	Value     []byte // SET only
+	Count     uint64 // TXBEGIN only: records in the transaction
 }
 
 // Append appends the encoding of m to dst. Key is written for SET and
@@ -51,6 +55,8 @@ func (m *ULogMessage) Append(dst []byte) []byte {
 	case ULogRemove:
 		dst = AppendVarnum(dst, uint64(len(m.Key)))
 		dst = append(dst, m.Key...)
+	case ULogTxBegin:
+		dst = AppendVarnum(dst, m.Count)
 	}
 	return dst
 }
@@ -100,6 +106,12 @@ func DecodeULogMessage(b []byte) (ULogMessage, error) {
 			return ULogMessage{}, ErrFrame
 		}
 		m.Key = rest[:ksiz:ksiz]
+	case ULogTxBegin:
+		n, k := ReadVarnum(rest)
+		if k == 0 {
+			return ULogMessage{}, ErrFrame
+		}
+		m.Count = n
 	}
 	return m, nil
 }

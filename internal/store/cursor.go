@@ -21,6 +21,14 @@ type Cursor struct {
 // Cursor returns a new, unpositioned cursor.
 func (db *DB) Cursor() *Cursor { return &Cursor{db: db} }
 
+// SetDB moves the cursor to another view of the same database (a transaction's view or
+// the database itself); its position is kept.
+func (c *Cursor) SetDB(db *DB) {
+	if db != nil && db.core == c.db.core {
+		c.db = db
+	}
+}
+
 // Close releases the cursor; it becomes unpositioned.
 func (c *Cursor) Close() { c.valid, c.key = false, nil }
 
@@ -44,7 +52,7 @@ func (db *DB) seek(from []byte, inclusive, forward bool) (key []byte, found bool
 			opts.UpperBound = bound
 		}
 	}
-	it, err := db.pdb.NewIter(opts)
+	it, err := db.reader().NewIter(opts)
 	if err != nil {
 		return nil, false, sysErr("iterate", err)
 	}

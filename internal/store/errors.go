@@ -11,6 +11,19 @@ import (
 type Error struct {
 	Code    int    // KC error code (kc::BasicDB::Error::Code)
 	Message string // message set by KT/KC, or the failing action for system errors
+	kind    *Error // the sentinel this error is a detailed instance of (errors.Is)
+}
+
+// Is reports whether e is a detailed instance of target (see withDetail).
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && e.kind != nil && e.kind == t
+}
+
+// withDetail returns sentinel with detail appended to its message; errors.Is still
+// matches the sentinel.
+func withDetail(sentinel *Error, detail string) *Error {
+	return &Error{Code: sentinel.Code, Message: sentinel.Message + ": " + detail, kind: sentinel}
 }
 
 // Error returns "<code>: <codename>: <message>".
@@ -50,18 +63,18 @@ func (e *Error) CodeName() string {
 // errors.Is and == work.
 var (
 	// ErrNoRecord: the record is absent or expired (get/check/seize/remove/replace/cursor).
-	ErrNoRecord = &Error{7, "no record"}
+	ErrNoRecord = &Error{Code: 7, Message: "no record"}
 	// ErrDuplicate: add found a live record.
-	ErrDuplicate = &Error{6, "record duplication"}
+	ErrDuplicate = &Error{Code: 6, Message: "record duplication"}
 	// ErrLogic: increment on a value of the wrong size, orig=try on a missing record,
 	// or an arithmetic result KT reports as a failure (INT64MIN, NaN).
-	ErrLogic = &Error{8, "logical inconsistency"}
+	ErrLogic = &Error{Code: 8, Message: "logical inconsistency"}
 	// ErrConflict: cas found a different state than requested.
-	ErrConflict = &Error{8, "status conflict"}
+	ErrConflict = &Error{Code: 8, Message: "status conflict"}
 	// ErrNoPermission: a write on a read-only (-ord) database.
-	ErrNoPermission = &Error{4, "permission denied"}
+	ErrNoPermission = &Error{Code: 4, Message: "permission denied"}
 	// ErrClosed: the database has been closed.
-	ErrClosed = &Error{2, "not opened"}
+	ErrClosed = &Error{Code: 2, Message: "not opened"}
 )
 
 // sysErr wraps a pebble failure as a KC system error (code 9).

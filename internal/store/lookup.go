@@ -61,7 +61,7 @@ func lookupMany(r reader, keys [][]byte, fn func(key, stored []byte)) error {
 // prefetch loads the current stored forms of keys into t, so that t.old
 // answers them without a Pebble read each. Callers hold the keys' locks.
 func (t *txn) prefetch(keys [][]byte) error {
-	if len(keys) < 4 {
+	if len(keys) < 4 || t.db.tx != nil {
 		return nil // single reads are as cheap
 	}
 	t.pre = make(map[string][]byte, len(keys))

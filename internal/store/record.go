@@ -28,6 +28,9 @@ const (
 	OpSet    byte = 0xA1
 	OpRemove byte = 0xA2
 	OpClear  byte = 0xA5
+	// OpTxBegin (KT's BEGINTRAN) heads the changes of a transaction: its log record
+	// tells ktd replicas how many records that follow to apply as one batch.
+	OpTxBegin byte = 0xA8
 )
 
 // current is the state of one key as a visitor sees it under the key's lock.
@@ -447,15 +450,19 @@ func (db *DB) GetEach(keys [][]byte, fn func(i int, rec Record, found bool)) err
 		return err
 	}
 	defer db.mu.RUnlock()
-	snap := db.pdb.NewSnapshot()
-	defer snap.Close()
+	var r reader = db.tx.readerOrNil()
+	if r == nil {
+		snap := db.pdb.NewSnapshot()
+		defer snap.Close()
+		r = snap
+	}
 	now := db.nowUnix()
 	type hit struct {
 		value []byte
 		xt    int64
 	}
 	hits := make(map[string]hit, len(keys))
-	err := lookupMany(snap, keys, func(key, stored []byte) {
+	err := lookupMany(r, keys, func(key, stored []byte) {
 		val, xt := db.decodeStored(stored)
 		if !expired(xt, now) {
 			hits[string(key)] = hit{slices.Clone(val), xt}
@@ -481,6 +488,9 @@ func (db *DB) GetEach(keys [][]byte, fn func(i int, rec Record, found bool)) err
 // Clear removes every record in one batch (a range deletion) and resets Count and Size.
 // It excludes all other operations while it runs.
 func (db *DB) Clear() error {
+	if db.tx != nil {
+		return ErrTxUnsupported
+	}
 	if db.readOnly {
 		return ErrNoPermission
 	}
@@ -539,7 +549,7 @@ func (db *DB) Scan(prefix []byte, fn func(key []byte) bool) error {
 		return err
 	}
 	defer db.mu.RUnlock()
-	it, err := db.pdb.NewIter(dataBounds(prefix))
+	it, err := db.reader().NewIter(dataBounds(prefix))
 	if err != nil {
 		return sysErr("iterate", err)
 	}

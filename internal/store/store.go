@@ -74,7 +74,17 @@ type Config struct {
 }
 
 // DB is one KT database stored in Pebble. All methods are safe for concurrent use.
+//
+// A DB is either the database itself or a transactional view of it returned by Begin:
+// both share one core (the Pebble instance, locks and counters); a view's writes stay in
+// its Tx until Commit. The record methods work the same way on either.
 type DB struct {
+	*core
+	tx *Tx // nil: autocommit
+}
+
+// core is the state of one database shared by the DB and its transactional views.
+type core struct {
 	spec     Spec
 	pdb      *pebble.DB
 	now      func() time.Time
@@ -117,7 +127,7 @@ func Open(cfg Config) (*DB, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	db := &DB{
+	db := &DB{core: &core{
 		spec:     spec,
 		now:      cfg.Now,
 		log:      logger,
@@ -126,7 +136,7 @@ func Open(cfg Config) (*DB, error) {
 		seed:     maphash.MakeSeed(),
 		ulog:     cfg.ULog,
 		dbid:     cfg.DBID,
-	}
+	}}
 	if db.now == nil {
 		db.now = time.Now
 	}
@@ -239,6 +249,9 @@ func (db *DB) recount() error {
 // Close closes the database. It waits for operations in flight; afterwards every method
 // returns ErrClosed. Pebble reports leaked iterators or snapshots as an error here.
 func (db *DB) Close() error {
+	if db.tx != nil {
+		return ErrTxUnsupported
+	}
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	if db.closed {
@@ -255,12 +268,22 @@ func (db *DB) Close() error {
 func (db *DB) Spec() Spec { return db.spec }
 
 // Count returns the number of records, including expired ones not yet swept.
-func (db *DB) Count() int64 { return db.count.Load() }
+func (db *DB) Count() int64 {
+	if db.tx != nil {
+		return max(0, db.count.Load()+db.tx.dCount)
+	}
+	return db.count.Load()
+}
 
 // Size returns the sum of len(key)+len(stored value) over all records (the stored value
 // is the 5-byte expiry plus the user value unless Persistent), including expired records
 // not yet swept.
-func (db *DB) Size() int64 { return db.size.Load() }
+func (db *DB) Size() int64 {
+	if db.tx != nil {
+		return max(0, db.size.Load()+db.tx.dSize)
+	}
+	return db.size.Load()
+}
 
 // Synchronize makes every acknowledged write durable: it syncs the WAL, and with hard also
 // flushes the memtables to sstables. In-memory databases have nothing to do.
@@ -303,14 +326,27 @@ func (db *DB) DiskUsage() uint64 {
 	return db.pdb.Metrics().DiskSpaceUsage()
 }
 
-// rlock takes db.mu shared and fails if the database is closed.
+// rlock takes db.mu shared and fails if the database is closed (or, on a transactional
+// view, if the transaction is finished).
 func (db *DB) rlock() error {
+	if db.tx != nil && db.tx.done {
+		return ErrTxDone
+	}
 	db.mu.RLock()
 	if db.closed {
 		db.mu.RUnlock()
 		return ErrClosed
 	}
 	return nil
+}
+
+// reader is what the database's reads go through: Pebble itself, or on a transactional
+// view the transaction's indexed batch, which merges its writes over the database.
+func (db *DB) reader() reader {
+	if db.tx != nil {
+		return db.tx.ib
+	}
+	return db.pdb
 }
 
 // wlock is rlock for writers: it also refuses writes on a read-only database.
@@ -385,6 +421,9 @@ func (db *DB) lockKeys(keys [][]byte) func() {
 // getStored reads the stored form of key and calls fn with it (nil, false when absent).
 // stored is valid only during fn.
 func (db *DB) getStored(key []byte, fn func(stored []byte, found bool)) error {
+	if db.tx != nil {
+		return db.tx.getStored(key, fn)
+	}
 	v, closer, err := db.pdb.Get(dataKey(key))
 	if errors.Is(err, pebble.ErrNotFound) {
 		fn(nil, false)
@@ -503,6 +542,9 @@ func (t *txn) commit() error {
 	if t.b.Empty() && len(t.changes) == 0 {
 		return nil
 	}
+	if t.db.tx != nil {
+		return t.db.tx.absorb(t)
+	}
 	return t.db.commit(t.b, t.changes, t.dCount, t.dSize, t.db.writeOpts())
 }
 
@@ -566,6 +608,9 @@ func (db *DB) commitAs(b *pebble.Batch, changes []Change, sid uint16, dCount, dS
 // afterWrite does the bookkeeping that follows a committed transaction, outside the key
 // locks but inside db.mu: LRU recency, then capacity eviction.
 func (db *DB) afterWrite(t *txn) {
+	if db.tx != nil {
+		return // the transaction's commit does the bookkeeping
+	}
 	if db.lru != nil {
 		for _, k := range t.removed {
 			db.lru.remove(k)

@@ -20,6 +20,7 @@ const vacuumChunk = 1024
 // Sweep returns true when it reached the end of the keys (the next call starts over).
 // It is cheap when there is nothing to do and skips the work if another Sweep is running.
 func (db *DB) Sweep(budget int) (wrapped bool, err error) {
+	db = db.autocommit()
 	if err := db.wlock(); err != nil {
 		if err == ErrNoPermission {
 			return true, nil // a read-only database is never modified
@@ -37,6 +38,7 @@ func (db *DB) Sweep(budget int) (wrapped bool, err error) {
 // Vacuum removes expired records: step <= 0 makes a full pass over the database, a
 // positive step examines about step records from the sweep position.
 func (db *DB) Vacuum(step int64) error {
+	db = db.autocommit()
 	if step > 0 {
 		_, err := db.Sweep(int(min(step, 1<<30)))
 		return err

@@ -53,7 +53,12 @@ func (db *DB) encodeChanges(changes []Change, sid uint16) (buf []byte, ends []in
 	buf = make([]byte, 0, size)
 	ends = make([]int, len(changes))
 	for i, c := range changes {
-		buf = appendMessage(buf, sid, db.dbid, c)
+		if c.Op == OpTxBegin {
+			m := ktproto.ULogMessage{SID: sid, DBID: db.dbid, Op: OpTxBegin, Count: uint64(len(changes) - i - 1)}
+			buf = m.Append(buf)
+		} else {
+			buf = appendMessage(buf, sid, db.dbid, c)
+		}
 		ends[i] = len(buf)
 	}
 	return buf, ends
@@ -274,7 +279,8 @@ var replPosKey = []byte{prefixMeta, 'r', 't', 's'}
 
 // ApplyReplicated applies changes received from a master verbatim (replica side): OpSet
 // stores Value as the stored form, OpRemove deletes (an absent key is fine), OpClear
-// clears (counters reset). The replication position pos is stored in the same batch, so
+// clears (counters reset). An OpTxBegin first marks the changes as one transaction,
+// which the relogged records say too. The replication position pos is stored in the same batch, so
 // after a crash data and position agree. With a ULog the changes are re-logged under the
 // origin's sid originSID (not this server's), in the same batch, so relays and dual
 // masters work. Count and Size stay exact. An empty changes just stores pos.
@@ -286,6 +292,7 @@ func (db *DB) ApplyReplicated(changes []Change, originSID uint16, pos uint64) er
 // sid, plus the replication position when pos is not nil. It holds the keys' locks, or
 // db.mu exclusively when a CLEAR is among the changes.
 func (db *DB) applyChanges(changes []Change, sid uint16, pos *uint64) error {
+	db = db.autocommit()
 	hasClear := slices.ContainsFunc(changes, func(c Change) bool { return c.Op == OpClear })
 	if hasClear {
 		db.mu.Lock()
@@ -304,7 +311,7 @@ func (db *DB) applyChanges(changes []Change, sid uint16, pos *uint64) error {
 	err := func() error {
 		keys := make([][]byte, 0, len(changes))
 		for _, c := range changes {
-			if c.Op != OpClear {
+			if c.Op != OpClear && c.Op != OpTxBegin {
 				keys = append(keys, c.Key)
 			}
 		}
@@ -315,11 +322,15 @@ func (db *DB) applyChanges(changes []Change, sid uint16, pos *uint64) error {
 		if err := t.prefetch(keys); err != nil {
 			return err
 		}
-		for _, c := range changes {
+		for i, c := range changes {
 			if c.Op == OpClear {
 				if err := t.clear(); err != nil {
 					return err
 				}
+				continue
+			}
+			if c.Op == OpTxBegin && i == 0 {
+				t.changes = append(t.changes, c) // relogged ahead of the transaction
 				continue
 			}
 			oldLen := -1

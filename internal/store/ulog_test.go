@@ -135,6 +135,8 @@ func decodeMsg(t testing.TB, msg []byte) string {
 			t.Fatalf("CLEAR with payload: %x", msg)
 		}
 		return head + "CLEAR"
+	case OpTxBegin:
+		return head + fmt.Sprintf("TXBEGIN %d", varnum())
 	}
 	t.Fatalf("unknown op in %x", msg)
 	return ""
