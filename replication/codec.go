@@ -25,6 +25,9 @@ const (
 	OpSet    = ktproto.ULogSet    // varnum ksiz | varnum vsiz | key | value
 	OpRemove = ktproto.ULogRemove // varnum ksiz | key
 	OpClear  = ktproto.ULogClear  // no payload
+	// OpTxBegin heads a transaction's records (varnum n: how many follow). ktd
+	// writes it; only ktd replicas receive it (see Master.Serve).
+	OpTxBegin = ktproto.ULogTxBegin
 )
 
 // Errors of this package.
@@ -188,3 +191,7 @@ func unexpected(err error) error {
 	}
 	return err
 }
+
+// IsTxMarker reports whether msg is a transaction marker (OpTxBegin), which
+// KT peers and KT-format ulog files never receive.
+func IsTxMarker(msg []byte) bool { return len(msg) >= 5 && msg[4] == OpTxBegin }

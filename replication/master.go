@@ -143,6 +143,8 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 		logger.Info("slave bootstrapped from a snapshot", "ts", ts)
 	}
 	white := flags&ktproto.FlagWhiteSID != 0
+	// Transaction markers are ktd's: a KT slave never sees them.
+	markers := flags&FlagGapAware != 0
 	var frame []byte
 	pos := ts
 	dropped := 0
@@ -160,6 +162,9 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 		if len(recs) > 0 {
 			for _, r := range recs {
 				keep := len(r.msg) >= 2 && (uint16(r.msg[0])<<8|uint16(r.msg[1]) == sid) == white
+				if keep && !markers && IsTxMarker(r.msg) {
+					keep = false
+				}
 				if keep {
 					dropped = 0
 					frame = AppendDataFrame(frame[:0], r.ts, r.msg)

@@ -183,7 +183,7 @@ func (r *Replica) session(ctx context.Context) (accepted bool, err error) {
 		// Data frames already received are applied together, one batch
 		// (one sync) per run; the run is flushed before the replica would
 		// wait for more, so nothing waits in memory while the stream idles.
-		if br.Buffered() == 0 || run.full() {
+		if (br.Buffered() == 0 || run.full()) && run.group == 0 {
 			if err := run.flush(r.DBs); err != nil {
 				return true, err
 			}
@@ -210,6 +210,12 @@ func (r *Replica) session(ctx context.Context) (accepted bool, err error) {
 		r.masterTS.Store(f.TS)
 		switch {
 		case f.Nop:
+			if run.group > 0 {
+				// A master sends idle frames only when caught up, so never inside a
+				// transaction; apply what came of it rather than wait forever.
+				r.logger().Warn("idle frame inside a transaction: applying it unbatched", "missing", run.group)
+				run.group = 0
+			}
 			if err := run.flush(r.DBs); err != nil {
 				return true, err
 			}
@@ -225,7 +231,7 @@ func (r *Replica) session(ctx context.Context) (accepted bool, err error) {
 			}
 			throttle += iv
 		}
-		if f.TS > r.position.Load() {
+		if f.TS > r.position.Load() && run.group == 0 {
 			// The position moves with every frame; a data frame's is stored
 			// with its data, the others' now and then.
 			r.position.Store(f.TS)
@@ -259,7 +265,10 @@ func (r *Replica) session(ctx context.Context) (accepted bool, err error) {
 // new run when the database or the origin changes. A message this replica
 // must not apply (its own, or for a database it lacks — KT's slave skips
 // them) or with an operation it does not know is left out; the position
-// moves past it all the same.
+// moves past it all the same. A transaction marker starts a group: the
+// records it announces are applied together, in one batch, once all have
+// arrived; until then neither they nor the position are stored, so a broken
+// stream leaves no half-applied transaction.
 func (r *Replica) add(run *applyRun, f Frame) error {
 	m, err := DecodeMessage(f.Msg)
 	if err != nil {
@@ -267,6 +276,25 @@ func (r *Replica) add(run *applyRun, f Frame) error {
 	}
 	if m.SID == r.SID || int(m.DBID) >= len(r.DBs) {
 		return nil
+	}
+	if m.Op == OpTxBegin {
+		if run.group > 0 {
+			r.logger().Warn("transaction marker inside a transaction: applying the first unbatched", "missing", run.group)
+			run.group = 0
+		}
+		if err := run.flush(r.DBs); err != nil {
+			return err
+		}
+		if m.Count == 0 {
+			return nil
+		}
+		run.db, run.sid, run.ts, run.group = int(m.DBID), m.SID, f.TS, int(m.Count)
+		run.changes = append(run.changes, store.Change{Op: store.OpTxBegin})
+		return nil
+	}
+	if run.group > 0 && (run.db != int(m.DBID) || run.sid != m.SID) {
+		r.logger().Warn("transaction interrupted by another origin's record: applying it unbatched", "missing", run.group)
+		run.group = 0
 	}
 	var ch store.Change
 	switch m.Op {
@@ -286,6 +314,11 @@ func (r *Replica) add(run *applyRun, f Frame) error {
 	}
 	run.db, run.sid, run.ts = int(m.DBID), m.SID, f.TS
 	run.changes = append(run.changes, ch)
+	if run.group > 0 {
+		if run.group--; run.group == 0 {
+			return run.flush(r.DBs) // the whole transaction, one batch
+		}
+	}
 	return nil
 }
 
@@ -298,6 +331,7 @@ type applyRun struct {
 	sid     uint16
 	ts      uint64
 	changes []store.Change
+	group   int // records still expected of the transaction being gathered
 }
 
 // maxRun bounds a run, and with it the size of one batch.
@@ -306,8 +340,8 @@ const maxRun = 1000
 func (a *applyRun) full() bool { return len(a.changes) >= maxRun }
 
 func (a *applyRun) flush(dbs []*store.DB) error {
-	if len(a.changes) == 0 {
-		return nil
+	if len(a.changes) == 0 || a.group > 0 {
+		return nil // an incomplete transaction waits for the rest
 	}
 	err := dbs[a.db].ApplyReplicated(a.changes, a.sid, a.ts)
 	a.changes = a.changes[:0]

@@ -102,6 +102,10 @@ func dumpULog(w io.Writer, dbs []*store.DB, from uint64) error {
 			return fmt.Errorf("record %d: %w", ts, err)
 		}
 		op := map[byte]string{replication.OpSet: "SET", replication.OpRemove: "REMOVE", replication.OpClear: "CLEAR"}[m.Op]
+		if m.Op == replication.OpTxBegin {
+			_, err = fmt.Fprintf(w, "%020d\tsid=%d\tdb=%d\tTXBEGIN\t%d\n", ts, m.SID, m.DBID, m.Count)
+			return err
+		}
 		if op == "" {
 			op = fmt.Sprintf("OP%#x", m.Op)
 		}
@@ -134,6 +138,9 @@ func exportULog(dir string, limit int64, dbs []*store.DB, from uint64) (int, err
 		return f.Close()
 	}
 	err := replication.ReadMerged(dbs, from, ^uint64(0), func(ts uint64, msg []byte) error {
+		if replication.IsTxMarker(msg) {
+			return nil // ktd's own: KT-format files carry KT's messages only
+		}
 		if w == nil || (limit > 0 && w.Size() >= limit) {
 			if err := finish(); err != nil {
 				return err
