@@ -72,7 +72,7 @@ func (c *conn) binSetBulk() bool {
 		for j, i := range idx {
 			srecs[j] = store.Record{Key: recs[i].Key, Value: recs[i].Value, XT: recs[i].XT}
 		}
-		n, err := c.s.dbs[dbi].SetBulk(srecs, false)
+		n, err := c.dbAt(int(dbi)).SetBulk(srecs, false)
 		c.s.stats.set.Add(int64(len(srecs)))
 		hits += uint32(n)
 		if err != nil {
@@ -98,7 +98,7 @@ func (c *conn) binRemoveBulk() bool {
 		for j, i := range idx {
 			keys[j] = recs[i].Key
 		}
-		n, err := c.s.dbs[dbi].RemoveBulk(keys, false)
+		n, err := c.dbAt(int(dbi)).RemoveBulk(keys, false)
 		c.s.stats.remove.Add(int64(len(keys)))
 		if err != nil {
 			c.s.logger.Warn("binary remove_bulk failed", "err", err)
@@ -122,7 +122,7 @@ func (c *conn) binGetBulk() bool {
 	}
 	found := make([]bool, len(recs))
 	for dbi, idx := range c.groupByDB(recs) {
-		db := c.s.dbs[dbi]
+		db := c.dbAt(int(dbi))
 		keys := make([][]byte, len(idx))
 		for j, i := range idx {
 			keys[j] = recs[i].Key
@@ -167,7 +167,12 @@ func (c *conn) binPlayScript() bool {
 	for _, kv := range args {
 		in[kv.Key] = kv.Value
 	}
-	out, rv, err := c.s.scriptCall(name, in)
+	out, rv, err := map[string]string(nil), 0, error(nil)
+	if terr, ok := c.txProcedure(name); ok {
+		err = terr
+	} else {
+		out, rv, err = c.s.scriptCall(name, in)
+	}
 	if err != nil || rv != 0 {
 		if !noReply {
 			c.out = append(c.out, ktproto.MagicError)

@@ -87,6 +87,11 @@ type Config struct {
 	// SyncHard is KT's -ash: make the periodic synchronization physical.
 	SyncHard bool
 
+	// TxIdleTimeout closes a connection whose transaction (play_script
+	// ktfdwbegintransaction) has seen no request for this long, which
+	// aborts the transaction. Default 60 s; negative means never.
+	TxIdleTimeout time.Duration
+
 	// CacheSize is the Pebble block cache of each file database, in bytes;
 	// zero means the store's default.
 	CacheSize int64
@@ -109,9 +114,10 @@ type Config struct {
 // no flags: one ":" database, 16 threads, a 30 s timeout, synced writes.
 func DefaultConfig() Config {
 	return Config{
-		Threads:      16,
-		Timeout:      30 * time.Second,
-		MaxConns:     4096,
-		ServerHeader: "KyotoTycoon/0.9.56",
+		Threads:       16,
+		Timeout:       30 * time.Second,
+		MaxConns:      4096,
+		TxIdleTimeout: 60 * time.Second,
+		ServerHeader:  "KyotoTycoon/0.9.56",
 	}
 }

@@ -27,6 +27,9 @@ type conn struct {
 	// die with the connection, as in KT.
 	cursors map[int64]*cursor
 
+	// tx is the connection's open transaction, if any (txn.go).
+	tx *connTx
+
 	closeOnce sync.Once
 
 	mu      sync.Mutex // guards closing and the read deadline
@@ -35,8 +38,8 @@ type conn struct {
 
 // cursor is an RPC cursor bound to the database it was created on.
 type cursor struct {
-	db *store.DB
-	c  *store.Cursor
+	dbi int // database index
+	c   *store.Cursor
 }
 
 const readBufSize = 16 << 10
@@ -92,6 +95,7 @@ func (c *conn) setReadDeadline(t time.Time) bool {
 func (c *conn) close() {
 	c.closeOnce.Do(func() {
 		c.nc.Close()
+		c.abortTx("connection closed")
 		for _, cur := range c.cursors {
 			cur.c.Close()
 		}
@@ -120,14 +124,16 @@ func (c *conn) serve() {
 			if !c.flush() {
 				return
 			}
-			// Idle: wait for the next request with no deadline.
-			if !c.setReadDeadline(time.Time{}) {
+			// Idle: wait for the next request with no deadline, unless a
+			// transaction is open.
+			if !c.setReadDeadline(c.idleDeadline()) {
 				return
 			}
 		}
 		first, err := c.br.Peek(1)
 		if err != nil {
 			c.flush()
+			c.idleTimedOut(err)
 			return
 		}
 		if !c.setReadDeadline(time.Now().Add(tout)) {

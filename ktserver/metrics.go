@@ -2,6 +2,7 @@ package ktserver
 
 import (
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +38,15 @@ func newMetrics(s *Server, reg *prometheus.Registry) *metrics {
 		return m
 	}
 	reg.MustRegister(m.requests, m.latency, m.conns, &dbCollector{s: s})
+	for name, c := range map[string]*atomic.Int64{
+		"begun": &s.stats.txBegun, "committed": &s.stats.txCommitted,
+		"aborted": &s.stats.txAborted, "conflicts": &s.stats.txConflicts,
+	} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "ktd", Name: "transactions_" + name + "_total",
+			Help: "Connection transactions (ktfdwbegintransaction) " + name + ".",
+		}, func() float64 { return float64(c.Load()) }))
+	}
 	return m
 }
 

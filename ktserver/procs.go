@@ -285,6 +285,11 @@ func isAlnum(s string) bool {
 }
 
 func procPlayScript(r *call) error {
+	// ktd's own procedures answer whether or not scripting is enabled.
+	if err, ok := r.c.txProcedure(r.in["name"]); ok {
+		r.s.stats.script.Add(1)
+		return err
+	}
 	// The disabled check comes before the parameter check in KT.
 	if r.s.cfg.ScriptPath == "" {
 		return errScriptDisabled

@@ -22,6 +22,8 @@ type stats struct {
 	script     atomic.Int64 // play_script calls
 	misc       atomic.Int64 // status, clear, synchronize, vacuum, match_*, cursor moves
 	refused    atomic.Int64 // connections refused by the MaxConns cap
+
+	txBegun, txCommitted, txAborted, txConflicts atomic.Int64 // connection transactions
 }
 
 // Version strings report shows. ktd speaks KT 0.9.56's protocol; it is not

@@ -47,7 +47,7 @@ func (c *conn) restTarget(path string) (*store.DB, []byte, bool) {
 	if dbi < 0 {
 		return nil, nil, false
 	}
-	return c.s.dbs[dbi], []byte(ktproto.URLDecode(p)), true
+	return c.dbAt(dbi), []byte(ktproto.URLDecode(p)), true
 }
 
 var noSuchDB = []byte("no such database\n")

@@ -190,8 +190,9 @@ func (r *call) run() error {
 			return &rpcError{codeTimeout, msgTimedOut}
 		}
 	}
-	if i := s.lookupDB(r.in["DB"]); i >= 0 {
-		r.db = s.dbs[i]
+	dbi := s.lookupDB(r.in["DB"])
+	if dbi >= 0 {
+		r.db = r.c.dbAt(dbi)
 	}
 	if curExpr, ok := r.in["CUR"]; ok && curExpr != "" && curExpr[0] >= '0' && curExpr[0] <= '9' {
 		id := atoi(curExpr)
@@ -205,8 +206,12 @@ func (r *call) run() error {
 			if r.c.cursors == nil {
 				r.c.cursors = make(map[int64]*cursor)
 			}
-			cur = &cursor{db: r.db, c: r.db.Cursor()}
+			cur = &cursor{dbi: dbi, c: r.db.Cursor()}
 			r.c.cursors[id] = cur
+		}
+		if cur != nil {
+			// A cursor follows its connection into and out of transactions.
+			cur.c.SetDB(r.c.dbAt(cur.dbi))
 		}
 		r.cur = cur
 	}
