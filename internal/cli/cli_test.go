@@ -31,12 +31,13 @@ func TestMain(m *testing.M) {
 func TestParse(t *testing.T) {
 	o, err := Parse([]string{"-host", "127.0.0.2", "-port", "2k", "-tout", "1.5", "-th", "4", "-ls",
 		"-oat", "-onr", "-sid", "3", "-ulog", "u", "-ulim", "1m", "-mhost", "m", "-rts", "r.rts",
-		"-nosync", "casket.kch#bnum=10", "*", "-notaflag"})
+		"-nosync", "-txidle", "2.5", "casket.kch#bnum=10", "*", "-notaflag"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.Addr() != "127.0.0.2:2048" || o.Timeout != 1500*time.Millisecond || o.Threads != 4 ||
-		o.LogLevel != LevelSystem || o.SID != 3 || o.ULogLimit != 1<<20 || !o.NoSync {
+		o.LogLevel != LevelSystem || o.SID != 3 || o.ULogLimit != 1<<20 || !o.NoSync ||
+		o.TxIdle != 2500*time.Millisecond {
 		t.Fatalf("parsed %+v", o)
 	}
 	// Options stop at the first database argument, as in KT.

@@ -47,6 +47,7 @@ type Options struct {
 	MaxConns    int           // -maxconn: cap on open client connections
 	Bootstrap   bool          // -bootstrap: a new replica starts from a snapshot of its master
 	ULogAge     time.Duration // -ulogage: drop update-log records older than this
+	TxIdle      time.Duration // -txidle: abort a connection transaction idle this long (0 = default)
 
 	// Notices are one-line messages about flags that are accepted but have
 	// no effect in ktd.
@@ -69,7 +70,8 @@ const Usage = `usage: ktd [-host str] [-port num] [-tout num] [-th num] [-log fi
            [-asi num] [-ash] [-bgs path] [-bgsi num] [-bgsc str] [-dmn] [-pid file]
            [-cmd path] [-scr file] [-mhost str] [-mport num] [-rts file] [-riv num]
            [-plsv file] [-plex str] [-pldb file]
-           [-metrics host:port] [-nosync] [-maxconn num] [-bootstrap] [-ulogage sec] [db...]
+           [-metrics host:port] [-nosync] [-maxconn num] [-bootstrap] [-ulogage sec]
+           [-txidle sec] [db...]
        ktd --version
 `
 
@@ -116,7 +118,7 @@ func Parse(args []string) (*Options, error) {
 		switch a {
 		case "-host", "-port", "-tout", "-th", "-log", "-ulog", "-ulim", "-uasi", "-sid",
 			"-asi", "-bgs", "-bgsi", "-bgsc", "-pid", "-cmd", "-scr", "-mhost", "-mport",
-			"-rts", "-riv", "-plsv", "-plex", "-pldb", "-metrics", "-maxconn", "-ulogage",
+			"-rts", "-riv", "-plsv", "-plex", "-pldb", "-metrics", "-maxconn", "-ulogage", "-txidle",
 			"-ca", "-pk", "-cert", "-rpk", "-rcert", "-auxhost", "-auxport":
 			if v, err = next(a); err != nil {
 				return nil, err
@@ -198,6 +200,11 @@ func Parse(args []string) (*Options, error) {
 			o.Bootstrap = true
 		case "-ulogage":
 			o.ULogAge = time.Duration(ktproto.Atof(v) * float64(time.Second))
+		case "-txidle":
+			o.TxIdle = time.Duration(ktproto.Atof(v) * float64(time.Second))
+			if o.TxIdle == 0 {
+				o.TxIdle = -1 // 0 means never, as for -tout-like flags
+			}
 		default:
 			return nil, fmt.Errorf("%w: unknown option %s", ErrUsage, a)
 		}

@@ -127,6 +127,9 @@ func Run(ctx context.Context, o *Options, stdout io.Writer) error {
 	cfg.ReplInterval = o.ReplIV
 	cfg.ReplBootstrap = o.Bootstrap
 	cfg.ULogRetention = o.ULogAge
+	if o.TxIdle != 0 {
+		cfg.TxIdleTimeout = o.TxIdle
+	}
 	cfg.CommandDir = o.CommandDir
 	cfg.SyncInterval = time.Duration(o.SyncEvery * float64(time.Second))
 	cfg.SyncHard = o.SyncHard
