@@ -1,0 +1,13 @@
+package pipeline
+
+import "syscall"
+
+// sysProcAttr puts a server in a process group of its own, so that stopping
+// it reaches everything it started, and has the kernel kill it if the
+// harness dies without cleaning up.
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
+
+// killGroup sends sig to the process group led by pid.
+func killGroup(pid int, sig syscall.Signal) { syscall.Kill(-pid, sig) }
