@@ -5,7 +5,7 @@ BIN       := bin
 BENCHCOUNT ?= 5
 PKGS      := ./...
 
-.PHONY: all build run test check race unit fuzz fuzz-long bench load repl-load conformance clean
+.PHONY: all build run test pgdeps check race unit fuzz fuzz-long bench load repl-load conformance fdw demo clean
 
 all: build
 
@@ -14,6 +14,7 @@ build:
 	$(GO) build -o $(BIN)/ktconform ./cmd/ktconform
 	$(GO) build -o $(BIN)/ktload ./cmd/ktload
 	$(GO) build -o $(BIN)/ktrepl ./cmd/ktrepl
+	$(GO) build -o $(BIN)/fdwtest ./cmd/fdwtest
 
 # run: ktd on 127.0.0.1:1978 with a file (Pebble) database under ./data.
 run: build
@@ -21,8 +22,14 @@ run: build
 	./$(BIN)/ktd -host 127.0.0.1 -port 1978 -ls data/casket.kct
 
 # test: the whole suite, as CI runs it: format and vet checks, every test
-# with the race detector, then a short run of every fuzz target.
-test: check race fuzz
+# with the race detector (kt_fdw's pg_regress suite and the PostgreSQL
+# pipeline included), then a short run of every fuzz target.
+test: pgdeps check race fuzz
+
+# pgdeps: PostgreSQL 15 server binaries and headers for kt_fdw (installed
+# with apt-get when run as root, else named).
+pgdeps:
+	./scripts/pgdeps.sh
 
 check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -80,5 +87,19 @@ repl-load: build
 conformance: build
 	./$(BIN)/ktconform $(if $(KT_ADDR),-addr $(KT_ADDR))
 
+# fdw: build kt_fdw and install it into the local PostgreSQL (writes into
+# PostgreSQL's directories: run as root).
+fdw: pgdeps
+	$(MAKE) -C fdwbridge/kt_fdw
+	$(MAKE) -C fdwbridge/kt_fdw install
+
+# demo: the whole pipeline in one command: PostgreSQL with kt_fdw, a ktd
+# master and 3 replicas, concurrent rule changes, then verification and a
+# latency report (see README, "PostgreSQL pipeline"). FDWTEST_FLAGS passes
+# more flags, e.g. FDWTEST_FLAGS="-replicas 5 -duration 30s".
+demo: pgdeps build
+	./$(BIN)/fdwtest -ktd $(BIN)/ktd $(FDWTEST_FLAGS)
+
 clean:
 	rm -rf $(BIN) bench.txt
+	$(MAKE) -C fdwbridge/kt_fdw clean 2>/dev/null || true
