@@ -37,16 +37,27 @@ type KT struct {
 //   - foreign server kt_master with options host, port and timeout, and a
 //     user mapping for PUBLIC;
 //   - in the current schema: foreign table kt_rules(key text, value text)
-//     with option db when KT.DB is set; table rules(id text PRIMARY KEY,
-//     value text NOT NULL); trigger function
-//     rules_to_kt(), run AFTER INSERT OR UPDATE OR DELETE on each row of
-//     rules, which writes the change through kt_rules; and a BEFORE
-//     TRUNCATE trigger that refuses TRUNCATE, which would bypass the row
+//     with option upsert 'true' (INSERT stores with KT's set) and option
+//     db when KT.DB is set; table rules(id text PRIMARY KEY, value text
+//     NOT NULL); trigger function rules_to_kt(), run by three
+//     statement-level AFTER triggers on rules (rules_to_kt_insert,
+//     rules_to_kt_update, rules_to_kt_delete; PostgreSQL allows transition
+//     tables only on single-event triggers), which writes each
+//     statement's changed rows through kt_rules as a set: inserted and
+//     updated rows with one INSERT ... SELECT (pipelined batches of sets),
+//     deleted rows and the old ids of updates that changed ids with one
+//     DELETE whose keys kt_fdw looks up with get_bulk; and a BEFORE
+//     TRUNCATE trigger that refuses TRUNCATE, which would bypass the
 //     triggers.
 //
-// The trigger function has no exception blocks: kt_fdw forbids
-// subtransactions. kt_fdw turns the transaction around each change into a
-// KT transaction, so a rolled-back change never reaches KT.
+// Statement triggers fire at the end of each statement, so changes reach
+// KT in statement order. The trigger function has no exception blocks:
+// kt_fdw forbids subtransactions. kt_fdw turns the transaction around
+// each change into a KT transaction, so a rolled-back change never
+// reaches KT.
+//
+// A schema made by an earlier version, with the row trigger rules_to_kt,
+// is upgraded: that trigger is dropped.
 func SetupPipeline(ctx context.Context, conn *pgx.Conn, kt KT) error {
 	if kt.Host == "" || kt.Port <= 0 {
 		return fmt.Errorf("fdwbridge: SetupPipeline needs a KT host and port, got %q:%d", kt.Host, kt.Port)
@@ -73,7 +84,7 @@ func SetupPipeline(ctx context.Context, conn *pgx.Conn, kt KT) error {
 	} else {
 		serverOpts["timeout"] = ""
 	}
-	tableOpts := map[string]string{"db": kt.DB}
+	tableOpts := map[string]string{"db": kt.DB, "upsert": "true"}
 
 	steps := []struct {
 		what string
@@ -120,33 +131,43 @@ func SetupPipeline(ctx context.Context, conn *pgx.Conn, kt KT) error {
 		)`)},
 		{"create function rules_to_kt", static(`CREATE OR REPLACE FUNCTION ` + q("rules_to_kt") + `() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
--- Writes each change of rules through the foreign table into KT. No
+-- Writes the rows changed by one statement on rules through the foreign
+-- table into KT, as sets. kt_rules has upsert on, so its INSERT is KT's
+-- set whether or not KT holds the key. key = ANY (ARRAY(subquery)) makes
+-- kt_fdw look the keys up with get_bulk instead of scanning KT. No
 -- EXCEPTION blocks: kt_fdw forbids subtransactions.
 BEGIN
 	IF TG_OP = 'DELETE' THEN
-		DELETE FROM ` + q(ForeignTableName) + ` WHERE key = OLD.id;
-		RETURN OLD;
+		DELETE FROM ` + q(ForeignTableName) + ` WHERE key = ANY (ARRAY(SELECT id FROM old_rows));
+		RETURN NULL;
 	END IF;
-	IF TG_OP = 'UPDATE' AND OLD.id IS DISTINCT FROM NEW.id THEN
-		DELETE FROM ` + q(ForeignTableName) + ` WHERE key = OLD.id;
+	IF TG_OP = 'UPDATE' THEN
+		-- ids the statement changed away from
+		DELETE FROM ` + q(ForeignTableName) + ` WHERE key = ANY (ARRAY(
+			SELECT id FROM old_rows EXCEPT SELECT id FROM new_rows));
 	END IF;
-	UPDATE ` + q(ForeignTableName) + ` SET value = NEW.value WHERE key = NEW.id;
-	IF NOT FOUND THEN
-		INSERT INTO ` + q(ForeignTableName) + ` (key, value) VALUES (NEW.id, NEW.value);
-	END IF;
-	RETURN NEW;
+	INSERT INTO ` + q(ForeignTableName) + ` (key, value) SELECT id, value FROM new_rows;
+	RETURN NULL;
 END
 $fn$`)},
 		{"create function rules_no_truncate", static(`CREATE OR REPLACE FUNCTION ` + q("rules_no_truncate") + `() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 BEGIN
-	RAISE EXCEPTION 'TRUNCATE of % would bypass the row triggers that write to KT', TG_TABLE_NAME
+	RAISE EXCEPTION 'TRUNCATE of % would bypass the triggers that write to KT', TG_TABLE_NAME
 		USING ERRCODE = 'feature_not_supported', HINT = 'Use DELETE FROM ' || TG_TABLE_NAME || '.';
 END
 $fn$`)},
-		{"replace trigger rules_to_kt", static(`DROP TRIGGER IF EXISTS rules_to_kt ON ` + q(RulesTableName))},
-		{"create trigger rules_to_kt", static(`CREATE TRIGGER rules_to_kt AFTER INSERT OR UPDATE OR DELETE ON ` + q(RulesTableName) +
-			` FOR EACH ROW EXECUTE FUNCTION ` + q("rules_to_kt") + `()`)},
+		// the row trigger of earlier versions
+		{"drop trigger rules_to_kt", static(`DROP TRIGGER IF EXISTS rules_to_kt ON ` + q(RulesTableName))},
+		{"replace trigger rules_to_kt_insert", static(`DROP TRIGGER IF EXISTS rules_to_kt_insert ON ` + q(RulesTableName))},
+		{"create trigger rules_to_kt_insert", static(`CREATE TRIGGER rules_to_kt_insert AFTER INSERT ON ` + q(RulesTableName) +
+			` REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION ` + q("rules_to_kt") + `()`)},
+		{"replace trigger rules_to_kt_update", static(`DROP TRIGGER IF EXISTS rules_to_kt_update ON ` + q(RulesTableName))},
+		{"create trigger rules_to_kt_update", static(`CREATE TRIGGER rules_to_kt_update AFTER UPDATE ON ` + q(RulesTableName) +
+			` REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION ` + q("rules_to_kt") + `()`)},
+		{"replace trigger rules_to_kt_delete", static(`DROP TRIGGER IF EXISTS rules_to_kt_delete ON ` + q(RulesTableName))},
+		{"create trigger rules_to_kt_delete", static(`CREATE TRIGGER rules_to_kt_delete AFTER DELETE ON ` + q(RulesTableName) +
+			` REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION ` + q("rules_to_kt") + `()`)},
 		{"replace trigger rules_no_truncate", static(`DROP TRIGGER IF EXISTS rules_no_truncate ON ` + q(RulesTableName))},
 		{"create trigger rules_no_truncate", static(`CREATE TRIGGER rules_no_truncate BEFORE TRUNCATE ON ` + q(RulesTableName) +
 			` FOR EACH STATEMENT EXECUTE FUNCTION ` + q("rules_no_truncate") + `()`)},

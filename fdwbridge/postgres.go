@@ -1,6 +1,6 @@
 // Package fdwbridge starts PostgreSQL for tests and demos, installs the
 // kt_fdw extension into it and creates the pipeline schema: a rules table
-// whose row triggers write every change through the foreign table kt_rules
+// whose statement triggers write every change through the foreign table kt_rules
 // into a Kyoto Tycoon compatible server (ktd).
 //
 // A typical harness:

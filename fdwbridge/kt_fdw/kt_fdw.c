@@ -87,6 +87,7 @@ typedef struct KtTableInfo
 	KtColumn	val;
 	char	   *db;				/* NULL = default database */
 	int			batch_size;
+	bool		upsert;			/* INSERT stores with set instead of add */
 	Oid			serverid;
 } KtTableInfo;
 
@@ -133,6 +134,7 @@ typedef struct KtModifyState
 	bool		key_updated;
 	bool		value_updated;
 	int			batch_size;
+	const char *insert_proc;	/* "add", or "set" with upsert */
 } KtModifyState;
 
 /* ------------------------------------------------------------------------
@@ -152,8 +154,10 @@ static const KtOption kt_options[] = {
 	{"use_transactions", ForeignServerRelationId},
 	{"batch_size", ForeignServerRelationId},
 	{"db", ForeignServerRelationId},
+	{"upsert", ForeignServerRelationId},
 	{"batch_size", ForeignTableRelationId},
 	{"db", ForeignTableRelationId},
+	{"upsert", ForeignTableRelationId},
 	{NULL, InvalidOid}
 };
 
@@ -246,13 +250,15 @@ kt_fdw_validator(PG_FUNCTION_ARGS)
 						 errhint("The batch size must be an integer between 1 and %d.",
 								 KT_MAX_BATCH)));
 		}
-		else if (strcmp(def->defname, "use_transactions") == 0)
+		else if (strcmp(def->defname, "use_transactions") == 0 ||
+				 strcmp(def->defname, "upsert") == 0)
 		{
 			if (!kt_parse_bool_opt(val, &bval))
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("invalid value for option \"use_transactions\": \"%s\"", val),
-						 errhint("use_transactions requires a Boolean value.")));
+						 errmsg("invalid value for option \"%s\": \"%s\"",
+								def->defname, val),
+						 errhint("%s requires a Boolean value.", def->defname)));
 		}
 	}
 	PG_RETURN_VOID();
@@ -313,6 +319,15 @@ kt_table_info(Relation rel, KtTableInfo *ti, bool need_io)
 	ti->serverid = ft->serverid;
 	ti->db = sopts.db;
 	ti->batch_size = sopts.batch_size;
+	ti->upsert = false;
+	/* upsert is read here, not in kt_parse_server_opts: only writes use it */
+	foreach(lc, GetForeignServer(ft->serverid)->options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+
+		if (strcmp(def->defname, "upsert") == 0)
+			(void) kt_parse_bool_opt(defGetString(def), &ti->upsert);
+	}
 	foreach(lc, ft->options)
 	{
 		DefElem    *def = (DefElem *) lfirst(lc);
@@ -321,6 +336,8 @@ kt_table_info(Relation rel, KtTableInfo *ti, bool need_io)
 			ti->db = defGetString(def);
 		else if (strcmp(def->defname, "batch_size") == 0)
 			(void) kt_parse_int_opt(defGetString(def), &ti->batch_size);
+		else if (strcmp(def->defname, "upsert") == 0)
+			(void) kt_parse_bool_opt(defGetString(def), &ti->upsert);
 	}
 }
 
@@ -1320,6 +1337,7 @@ ktBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 	ms->key_updated = intVal(linitial(fdw_private)) != 0;
 	ms->value_updated = intVal(lsecond(fdw_private)) != 0;
 	ms->batch_size = ms->ti.batch_size;
+	ms->insert_proc = ms->ti.upsert ? "set" : "add";
 #if PG_VERSION_NUM >= 160000
 	userid = ExecGetResultRelCheckAsUser(rinfo, estate);
 #else
@@ -1361,7 +1379,7 @@ kt_queue_add(KtModifyState *ms, TupleTableSlot *slot)
 	int			vallen;
 
 	kt_slot_kv(&ms->ti, slot, &key, &keylen, &val, &vallen);
-	kt_req_begin(ms->conn, "add");
+	kt_req_begin(ms->conn, ms->insert_proc);
 	kt_param_db(ms->conn, &ms->ti);
 	kt_req_param(ms->conn, "key", 3, key, keylen);
 	kt_req_param(ms->conn, "value", 5, val, vallen);
@@ -1388,7 +1406,7 @@ ktExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
 	PG_END_TRY();
 	res = kt_exchange(ms->conn, NULL);
 	if (res[0].status != 200)
-		kt_report_write(ms->conn, "add", &res[0]);
+		kt_report_write(ms->conn, ms->insert_proc, &res[0]);
 	return slot;
 }
 
@@ -1441,7 +1459,7 @@ ktExecForeignBatchInsert(EState *estate, ResultRelInfo *rinfo,
 	res = kt_exchange(ms->conn, &nres);
 	for (i = 0; i < nres; i++)
 		if (res[i].status != 200)
-			kt_report_write(ms->conn, "add", &res[i]);
+			kt_report_write(ms->conn, ms->insert_proc, &res[i]);
 	return slots;
 }
 #endif
@@ -1574,6 +1592,21 @@ ktEndForeignModify(EState *estate, ResultRelInfo *rinfo)
 {
 }
 
+/* Only an upserting INSERT says anything: the default output is unchanged. */
+static void
+ktExplainForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
+					   List *fdw_private, int subplan_index,
+					   struct ExplainState *es)
+{
+	KtTableInfo ti;
+
+	if (mtstate->operation != CMD_INSERT)
+		return;
+	kt_table_info(rinfo->ri_RelationDesc, &ti, false);
+	if (ti.upsert)
+		ExplainPropertyText("KT operation", "set (upsert)", es);
+}
+
 static int
 ktIsForeignRelUpdatable(Relation rel)
 {
@@ -1603,6 +1636,7 @@ kt_fdw_handler(PG_FUNCTION_ARGS)
 	routine->ExecForeignUpdate = ktExecForeignUpdate;
 	routine->ExecForeignDelete = ktExecForeignDelete;
 	routine->EndForeignModify = ktEndForeignModify;
+	routine->ExplainForeignModify = ktExplainForeignModify;
 	routine->IsForeignRelUpdatable = ktIsForeignRelUpdatable;
 #if PG_VERSION_NUM >= 140000
 	routine->GetForeignModifyBatchSize = ktGetForeignModifyBatchSize;

@@ -17,6 +17,7 @@ CREATE SERVER bad FOREIGN DATA WRAPPER kt_fdw OPTIONS (timeout '-2');
 CREATE SERVER bad FOREIGN DATA WRAPPER kt_fdw OPTIONS (timeout '1.5');
 CREATE SERVER bad FOREIGN DATA WRAPPER kt_fdw OPTIONS (use_transactions 'maybe');
 CREATE SERVER bad FOREIGN DATA WRAPPER kt_fdw OPTIONS (batch_size '0');
+CREATE SERVER bad FOREIGN DATA WRAPPER kt_fdw OPTIONS (upsert 'maybe');
 CREATE SERVER bad FOREIGN DATA WRAPPER kt_fdw OPTIONS (host '');
 CREATE FOREIGN DATA WRAPPER kt_fdw2 HANDLER kt_fdw_handler VALIDATOR kt_fdw_validator OPTIONS (host 'x');
 
@@ -26,6 +27,7 @@ CREATE USER MAPPING FOR PUBLIC SERVER kt OPTIONS (user 'x');
 CREATE USER MAPPING FOR PUBLIC SERVER kt;
 CREATE FOREIGN TABLE bad_t (key text, value text) SERVER kt OPTIONS (dbname 'x');
 CREATE FOREIGN TABLE bad_t (key text, value text) SERVER kt OPTIONS (batch_size '100000');
+CREATE FOREIGN TABLE bad_t (key text, value text) SERVER kt OPTIONS (upsert '');
 ALTER SERVER kt OPTIONS (SET port '99999');
 ALTER SERVER kt OPTIONS (SET timeout 'soon');
 
@@ -158,6 +160,42 @@ INSERT INTO kv VALUES ('single1', 's'), ('single2', 's');
 ALTER FOREIGN TABLE kv OPTIONS (DROP batch_size);
 DELETE FROM kv WHERE key LIKE 'batch%' OR key LIKE 'single%';
 SELECT count(*) FROM kv;
+
+-- upsert: INSERT stores with set, replacing an existing record
+CREATE FOREIGN TABLE kv_up (key text, value text) SERVER kt OPTIONS (upsert 'true');
+INSERT INTO kv VALUES ('up1', 'a');
+INSERT INTO kv VALUES ('up1', 'b');
+EXPLAIN (COSTS OFF) INSERT INTO kv VALUES ('up1', 'b');
+EXPLAIN (COSTS OFF) INSERT INTO kv_up VALUES ('up1', 'b');
+EXPLAIN (COSTS OFF) UPDATE kv_up SET value = 'x' WHERE key = 'up1';
+INSERT INTO kv_up VALUES ('up1', 'b');
+SELECT * FROM kv WHERE key LIKE 'up%' ORDER BY key;
+-- batched: new and existing keys, and a key twice in one batch (the last wins)
+INSERT INTO kv_up SELECT 'up' || i, 'batch' || i FROM generate_series(1, 4) i;
+INSERT INTO kv_up VALUES ('up2', 'first'), ('up5', 'new'), ('up2', 'second');
+SELECT * FROM kv WHERE key LIKE 'up%' ORDER BY key;
+-- one request per row
+ALTER FOREIGN TABLE kv_up OPTIONS (ADD batch_size '1');
+INSERT INTO kv_up VALUES ('up3', 'single'), ('up6', 'single');
+SELECT * FROM kv WHERE key LIKE 'up%' ORDER BY key;
+-- UPDATE and DELETE are unchanged
+UPDATE kv_up SET value = 'updated' WHERE key = 'up4';
+UPDATE kv_up SET value = 'never' WHERE key = 'up9';
+DELETE FROM kv_up WHERE key IN ('up5', 'up9');
+SELECT * FROM kv WHERE key LIKE 'up%' ORDER BY key;
+-- the server option; the table's value wins
+ALTER FOREIGN TABLE kv_up OPTIONS (SET upsert 'off');
+INSERT INTO kv_up VALUES ('up1', 'dup');
+ALTER SERVER kt OPTIONS (ADD upsert 'on');
+INSERT INTO kv_up VALUES ('up1', 'dup');
+INSERT INTO kv VALUES ('up1', 'server'), ('up7', 'server');
+ALTER FOREIGN TABLE kv_up OPTIONS (SET upsert 'sometimes');
+ALTER SERVER kt OPTIONS (SET upsert '1x');
+ALTER SERVER kt OPTIONS (DROP upsert);
+INSERT INTO kv VALUES ('up1', 'again');
+SELECT * FROM kv WHERE key LIKE 'up%' ORDER BY key;
+DELETE FROM kv WHERE key LIKE 'up%';
+DROP FOREIGN TABLE kv_up;
 
 -- transactions
 BEGIN;
