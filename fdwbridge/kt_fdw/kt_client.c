@@ -11,6 +11,7 @@
  */
 #include "postgres.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -26,6 +27,7 @@
 #include "catalog/pg_user_mapping.h"
 #include "commands/defrem.h"
 #include "foreign/foreign.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "utils/hsearch.h"
@@ -43,6 +45,19 @@
 
 /* Longest header section of a response we accept. */
 #define KT_MAX_HEADER_LEN	(64 * 1024)
+/*
+ * Largest response body we accept: the bytes of all responses of one
+ * exchange must fit in one buffer, which palloc limits to 1 GB.  KT's
+ * largest value (128 MiB) takes about 171 MiB in base64.
+ */
+#define KT_MAX_BODY_LEN		(512 * 1024 * 1024)
+/*
+ * Most fields in one response.  kt_fdw asks for at most 1000 records per
+ * get_bulk; the cap bounds the memory of a response of tiny fields.
+ */
+#define KT_MAX_FIELDS		100000
+/* Longest part of a KT error message put into an ERROR. */
+#define KT_MAX_ERRMSG_LEN	1024
 /* Buffers larger than this are given back after an exchange. */
 #define KT_KEEP_BUF_LEN		(1024 * 1024)
 /* Cap on the wait for cleanup requests sent while aborting. */
@@ -274,7 +289,8 @@ kt_decode_column(const char *src, int len, char colenc, int *outlen)
 	return dst;
 }
 
-static void
+/* Parse a TSV body into res; false when it has too many fields. */
+static bool
 kt_parse_tsv(const char *body, int len, char colenc, KtResult *res)
 {
 	int			cap = 4;
@@ -295,6 +311,8 @@ kt_parse_tsv(const char *body, int len, char colenc, KtResult *res)
 		tab = memchr(line, '\t', linelen);
 		if (tab == NULL)
 			continue;
+		if (res->nfields == KT_MAX_FIELDS)
+			return false;
 		if (res->nfields == cap)
 		{
 			cap *= 2;
@@ -308,6 +326,7 @@ kt_parse_tsv(const char *body, int len, char colenc, KtResult *res)
 							 &res->fields[res->nfields].valuelen);
 		res->nfields++;
 	}
+	return true;
 }
 
 const char *
@@ -329,14 +348,40 @@ kt_result_get(const KtResult *res, const char *name, int *len)
 	return NULL;
 }
 
+/*
+ * The KT error message of a response, fit for an ERROR: control bytes and,
+ * unless it is valid in the database encoding, bytes >= 0x80 are shown as
+ * \xNN, and it is cut after KT_MAX_ERRMSG_LEN bytes.
+ */
 const char *
 kt_result_error(const KtResult *res)
 {
-	const char *msg = kt_result_get(res, "ERROR", NULL);
+	int			len;
+	const char *msg = kt_result_get(res, "ERROR", &len);
+	bool		valid;
+	int			keep;
+	int			i;
+	StringInfoData buf;
 
-	if (msg != NULL)
-		return msg;
-	return psprintf("HTTP status %d", res->status);
+	if (msg == NULL)
+		return psprintf("HTTP status %d", res->status);
+	valid = pg_verifymbstr(msg, len, true);
+	keep = len;
+	if (keep > KT_MAX_ERRMSG_LEN)
+		keep = valid ? pg_mbcliplen(msg, len, KT_MAX_ERRMSG_LEN) : KT_MAX_ERRMSG_LEN;
+	initStringInfo(&buf);
+	for (i = 0; i < keep; i++)
+	{
+		unsigned char c = (unsigned char) msg[i];
+
+		if (c < 0x20 || c == 0x7f || (!valid && c >= 0x80))
+			appendStringInfo(&buf, "\\x%02x", c);
+		else
+			appendStringInfoChar(&buf, (char) c);
+	}
+	if (keep < len)
+		appendStringInfoString(&buf, "...");
+	return buf.data;
 }
 
 void
@@ -505,6 +550,12 @@ kt_recv_some(KtConn *conn, char **emsg)
 	{
 		ssize_t		n;
 
+		/* only a server sending what nobody asked for gets here */
+		if ((Size) conn->in.len + 65536 + 1 >= MaxAllocSize)
+		{
+			*emsg = pstrdup("invalid response from KT server: too much data");
+			return false;
+		}
 		enlargeStringInfo(&conn->in, 65536);
 		n = recv(conn->sock, conn->in.data + conn->in.len,
 				 conn->in.maxlen - conn->in.len - 1, 0);
@@ -641,17 +692,22 @@ kt_read_response(KtConn *conn, KtResult *res, TimestampTz deadline,
 			return false;
 	}
 
-	/* status line */
+	/* status line: HTTP/1.x, a space, three digits, then a space or CRLF */
 	p = conn->in.data + conn->inpos;
 	end = conn->in.data + hdrend;
-	if (end - p < 12 || strncmp(p, "HTTP/1.", 7) != 0 || p[8] != ' ')
+	if (end - p < 12 || strncmp(p, "HTTP/1.", 7) != 0 ||
+		(p[7] != '0' && p[7] != '1') || p[8] != ' ' ||
+		!isdigit((unsigned char) p[9]) || !isdigit((unsigned char) p[10]) ||
+		!isdigit((unsigned char) p[11]) ||
+		(end - p > 12 && p[12] != ' ' && p[12] != '\r'))
 	{
 		*emsg = pstrdup("invalid response from KT server: bad status line");
 		return false;
 	}
-	res->status = atoi(p + 9);
+	res->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+	/* HTTP/1.0 closes after the response unless it says keep-alive */
+	*closing = (p[7] == '0');
 	p = memchr(p, '\n', end - p);
-	*closing = false;
 	while (p != NULL && p < end)
 	{
 		const char *line = p + 1;
@@ -663,7 +719,36 @@ kt_read_response(KtConn *conn, KtResult *res, TimestampTz deadline,
 		if (linelen > 0 && line[linelen - 1] == '\r')
 			linelen--;
 		if (kt_header_is(line, linelen, "content-length", &v, &vlen))
-			clen = atoi(v);
+		{
+			int64		n = 0;
+			int			i;
+
+			while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+				vlen--;
+			for (i = 0; i < vlen && isdigit((unsigned char) v[i]); i++)
+			{
+				if (n <= KT_MAX_BODY_LEN)
+					n = n * 10 + (v[i] - '0');
+			}
+			if (vlen == 0 || i < vlen || (clen >= 0 && clen != n))
+			{
+				*emsg = pstrdup("invalid response from KT server: bad Content-Length");
+				return false;
+			}
+			if (n > KT_MAX_BODY_LEN)
+			{
+				*emsg = psprintf("invalid response from KT server: the body is larger than kt_fdw's limit of %d MB",
+								 KT_MAX_BODY_LEN / (1024 * 1024));
+				return false;
+			}
+			clen = (int) n;
+		}
+		else if (kt_header_is(line, linelen, "transfer-encoding", &v, &vlen))
+		{
+			/* KT never sends it, and kt_fdw does not decode it */
+			*emsg = pstrdup("invalid response from KT server: Transfer-Encoding is not supported");
+			return false;
+		}
 		else if (kt_header_is(line, linelen, "content-type", &v, &vlen))
 		{
 			int			i;
@@ -674,7 +759,7 @@ kt_read_response(KtConn *conn, KtResult *res, TimestampTz deadline,
 				{
 					const char *c = v + i + 7;
 
-					if (*c == '"')
+					if (c < v + vlen && *c == '"')
 						c++;
 					if (c < v + vlen)
 						colenc = pg_toupper((unsigned char) *c);
@@ -686,6 +771,8 @@ kt_read_response(KtConn *conn, KtResult *res, TimestampTz deadline,
 		{
 			if (vlen == 5 && pg_strncasecmp(v, "close", 5) == 0)
 				*closing = true;
+			else if (vlen == 10 && pg_strncasecmp(v, "keep-alive", 10) == 0)
+				*closing = false;
 		}
 		p = nl;
 	}
@@ -694,7 +781,18 @@ kt_read_response(KtConn *conn, KtResult *res, TimestampTz deadline,
 		*emsg = pstrdup("invalid response from KT server: no Content-Length");
 		return false;
 	}
+	if (colenc != 0 && colenc != 'B' && colenc != 'U' && colenc != 'Q')
+	{
+		*emsg = pstrdup("invalid response from KT server: unknown colenc");
+		return false;
+	}
 	bodystart = hdrend + 4;
+	if ((Size) bodystart + clen + 65536 >= MaxAllocSize)
+	{
+		*emsg = psprintf("invalid response from KT server: the responses of one exchange exceed kt_fdw's limit of %d MB",
+						 (int) (MaxAllocSize / (1024 * 1024)));
+		return false;
+	}
 	while (conn->in.len - bodystart < clen)
 	{
 		if (kt_wait(conn, WL_SOCKET_READABLE, deadline) == 0)
@@ -705,7 +803,12 @@ kt_read_response(KtConn *conn, KtResult *res, TimestampTz deadline,
 		if (!kt_recv_some(conn, emsg))
 			return false;
 	}
-	kt_parse_tsv(conn->in.data + bodystart, clen, colenc, res);
+	if (!kt_parse_tsv(conn->in.data + bodystart, clen, colenc, res))
+	{
+		*emsg = psprintf("invalid response from KT server: more than %d fields",
+						 KT_MAX_FIELDS);
+		return false;
+	}
 	conn->inpos = bodystart + clen;
 	return true;
 }
@@ -849,6 +952,37 @@ kt_exchange_soft(KtConn *conn, int timeout, KtResult **results, char **emsg)
 		int			i;
 		TimestampTz deadline;
 
+		/*
+		 * An idle keep-alive connection has nothing to read.  Bytes there
+		 * answer no request of ours (a confused server), and EOF or an error
+		 * means the server closed it: either way it is unusable.  Start over
+		 * on a fresh connection unless state (a KT transaction, cursors)
+		 * lives on this one.
+		 */
+		if (conn->sock != PGINVALID_SOCKET && conn->reused &&
+			conn->in.len == 0)
+		{
+			char		c;
+			ssize_t		r = recv(conn->sock, &c, 1, MSG_PEEK);
+
+			if (r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK &&
+						   errno != EINTR))
+			{
+				bool		stateless = (!conn->xact_open &&
+										 conn->live_cursors == 0);
+
+				kt_disconnect(conn);
+				if (!stateless)
+				{
+					*emsg = pstrdup(r > 0 ?
+									"invalid response from KT server: unexpected data on an idle connection" :
+									"KT server closed the connection unexpectedly");
+					return false;
+				}
+				conn->busy = true;
+			}
+		}
+
 		if (conn->sock == PGINVALID_SOCKET)
 		{
 			if (!kt_connect(conn, timeout, emsg))
@@ -974,6 +1108,17 @@ kt_exchange(KtConn *conn, int *nresults)
 		conn->xact_open = true;
 		res++;
 		n--;
+	}
+	if (conn->sock == PGINVALID_SOCKET && (had_xact || begin_queued))
+	{
+		/* the server closed the connection after answering, "Connection: close" */
+		conn->xact_open = false;
+		kt_doom(conn, "the KT server closed the connection while a KT transaction was open");
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+				 errmsg("KT server \"%s\" closed the connection while a KT transaction was open",
+						conn->servername),
+				 errdetail("Closing the connection discards the KT transaction.")));
 	}
 	if (nresults)
 		*nresults = n;
