@@ -5,7 +5,7 @@ BIN       := bin
 BENCHCOUNT ?= 5
 PKGS      := ./...
 
-.PHONY: all build run test pgdeps check race unit fuzz fuzz-long bench load repl-load conformance fdw demo clean
+.PHONY: all build run test pgdeps check race unit fuzz fuzz-long bench load repl-load conformance fdw demo bench-fdw sim clean
 
 all: build
 
@@ -15,6 +15,7 @@ build:
 	$(GO) build -o $(BIN)/ktload ./cmd/ktload
 	$(GO) build -o $(BIN)/ktrepl ./cmd/ktrepl
 	$(GO) build -o $(BIN)/fdwtest ./cmd/fdwtest
+	$(GO) build -o $(BIN)/popsim ./cmd/popsim
 
 # run: ktd on 127.0.0.1:1978 with a file (Pebble) database under ./data.
 run: build
@@ -73,6 +74,20 @@ fuzz-long:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./internal/... ./ktserver | tee bench.txt
 
+# bench-fdw: the pipeline's write speed through PostgreSQL and kt_fdw into a
+# durable ktd: 10 000 rows in one transaction, and 1 000 single-row
+# autocommit inserts from 1 and 4 sessions, direct and through the rules
+# table (fdwbridge/bench_test.go). Three runs of each.
+bench-fdw: pgdeps
+	$(GO) test -run '^$$' -bench 'OneTx' -benchtime 3x -count 3 ./fdwbridge | tee bench-fdw.txt
+	$(GO) test -run '^$$' -bench 'Autocommit' -benchtime 1000x -count 3 ./fdwbridge | tee -a bench-fdw.txt
+
+# sim: the PoP replication simulation's default scenario (about a minute):
+# a master and 23 PoP replicas as ktd processes, 2 000 writes/s, faults;
+# report in popsim-out/. SIM_FLAGS passes more flags (bin/popsim -h).
+sim: build
+	./$(BIN)/popsim -ktd $(BIN)/ktd $(SIM_FLAGS)
+
 # load: wrk and binary load runs against a fresh ktd; see scripts/load.sh.
 load: build
 	./scripts/load.sh
@@ -101,5 +116,5 @@ demo: pgdeps build
 	./$(BIN)/fdwtest -ktd $(BIN)/ktd $(FDWTEST_FLAGS)
 
 clean:
-	rm -rf $(BIN) bench.txt
+	rm -rf $(BIN) bench.txt bench-fdw.txt
 	$(MAKE) -C fdwbridge/kt_fdw clean 2>/dev/null || true

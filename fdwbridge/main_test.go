@@ -51,7 +51,7 @@ func stderrLogf(format string, args ...any) {
 
 // sharedPostgres returns the test binary's local PostgreSQL, starting it
 // on first use. It skips the test when there are no local binaries.
-func sharedPostgres(t *testing.T) *Postgres {
+func sharedPostgres(t testing.TB) *Postgres {
 	t.Helper()
 	shared.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*startTimeout)
@@ -69,7 +69,7 @@ func sharedPostgres(t *testing.T) *Postgres {
 
 // installExtension installs kt_fdw into pg's installation once per test
 // binary.
-func installExtension(t *testing.T, pg *Postgres) {
+func installExtension(t testing.TB, pg *Postgres) {
 	t.Helper()
 	shared.installOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -82,7 +82,7 @@ func installExtension(t *testing.T, pg *Postgres) {
 }
 
 // testCtx returns a context that ends with the test or after d.
-func testCtx(t *testing.T, d time.Duration) context.Context {
+func testCtx(t testing.TB, d time.Duration) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), d)
 	t.Cleanup(cancel)
@@ -94,7 +94,7 @@ var nonIdent = regexp.MustCompile(`[^a-z0-9_]+`)
 // schemaConn connects to pg with a fresh schema named after the test as
 // the current schema; the schema is dropped and the connection closed when
 // the test ends.
-func schemaConn(t *testing.T, pg *Postgres) *pgx.Conn {
+func schemaConn(t testing.TB, pg *Postgres) *pgx.Conn {
 	t.Helper()
 	ctx := testCtx(t, 30*time.Second)
 	conn, err := pg.Connect(ctx)

@@ -77,12 +77,21 @@ func (r *Replica) StoredPosition() (uint64, error) {
 	return pos, nil
 }
 
+// Reconnect delays: the first retry after a session ends comes quickly, then
+// the delay doubles up to maxBackoff while the master stays unreachable. A
+// refused connection costs the master nothing, and a short cap bounds how
+// long a replica stays behind after its master (or relay) comes back.
+const (
+	minBackoff = 100 * time.Millisecond
+	maxBackoff = time.Second
+)
+
 // Run replicates until ctx ends: connect, stream, and on any error log it,
-// wait (1 s, doubling to 30 s while the master stays unreachable) and
+// wait (0.1 s, doubling to 1 s while the master stays unreachable) and
 // reconnect from the stored position.
 func (r *Replica) Run(ctx context.Context) {
 	logger := r.logger()
-	backoff := time.Second
+	backoff := minBackoff
 	for ctx.Err() == nil {
 		streamed, err := r.session(ctx)
 		r.connected.Store(false)
@@ -90,7 +99,7 @@ func (r *Replica) Run(ctx context.Context) {
 			return
 		}
 		if streamed {
-			backoff = time.Second
+			backoff = minBackoff
 		}
 		logger.Warn("replication session ended; reconnecting", "master", r.Master, "err", err, "delay", backoff)
 		select {
@@ -99,7 +108,7 @@ func (r *Replica) Run(ctx context.Context) {
 		case <-time.After(backoff):
 		}
 		if !streamed {
-			backoff = min(2*backoff, 30*time.Second)
+			backoff = min(2*backoff, maxBackoff)
 		}
 	}
 }
