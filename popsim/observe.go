@@ -1,0 +1,114 @@
+package popsim
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"ktd/internal/ktproto"
+	"ktd/replication"
+)
+
+// observerSID is the server id the observers give. A server sends a
+// replication client every update whose origin is not the client's sid;
+// every update here originates on the master and keeps its sid when a
+// replica relogs it, so this sid sees everything.
+const observerSID = 0xFFF0
+
+// xtSize is the expiration time KT stores in front of every value in an
+// update-log set message (5 bytes, big-endian).
+const xtSize = 5
+
+// observe attaches to the update log of the server at addr as a
+// replication client (KT's binary 0xB1 protocol, without ktd's extension
+// flags, so any KT-compatible server can be observed) and hands every set,
+// remove and clear of database 0 to s with its arrival time, until ctx
+// ends. The replica relogs what it applies, so an arrival is the moment
+// the replica has applied the write (plus one loopback hop). After a
+// broken connection (the replica was killed) it reconnects every 20 ms
+// from the last timestamp it saw. connected is called on each accepted
+// session.
+func observe(ctx context.Context, addr string, s *stream, connected func()) {
+	var ts uint64
+	for ctx.Err() == nil {
+		observeOnce(ctx, addr, s, &ts, connected)
+		sleepCtx(ctx, 20*time.Millisecond)
+	}
+}
+
+func observeOnce(ctx context.Context, addr string, s *stream, ts *uint64, connected func()) error {
+	d := net.Dialer{Timeout: time.Second}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if _, err := nc.Write(ktproto.AppendReplRequest(nil, 0, *ts, observerSID)); err != nil {
+		return err
+	}
+	br := bufio.NewReaderSize(nc, 256<<10)
+	b, err := br.ReadByte()
+	if err != nil {
+		return err
+	}
+	if b != ktproto.MagicReplication {
+		return fmt.Errorf("%s answered the replication request with %#x (is -ulog set?)", addr, b)
+	}
+	if connected != nil {
+		connected()
+	}
+	var buf []byte
+	for {
+		var f replication.Frame
+		if f, buf, err = replication.ReadFrame(br, buf); err != nil {
+			return err
+		}
+		at := s.reg.now()
+		*ts = max(*ts, f.TS)
+		if f.Nop {
+			if _, err := nc.Write([]byte{ktproto.MagicReplication}); err != nil {
+				return err
+			}
+			continue
+		}
+		if f.IsSkip() {
+			continue
+		}
+		m, err := replication.DecodeMessage(f.Msg)
+		if err != nil {
+			return fmt.Errorf("frame at ts %d: %w", f.TS, err)
+		}
+		if m.DBID != 0 {
+			continue
+		}
+		switch m.Op {
+		case replication.OpSet:
+			v := m.Value
+			if len(v) >= xtSize {
+				v = v[xtSize:]
+			}
+			seq, ok := valueSeq(v)
+			if !ok {
+				seq = 0 // counted as unmatched
+			}
+			s.arrive(m.Key, false, seq, at)
+		case replication.OpRemove:
+			s.arrive(m.Key, true, 0, at)
+		case replication.OpClear:
+			s.clear()
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

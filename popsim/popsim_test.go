@@ -1,0 +1,118 @@
+package popsim
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// buildKTD builds ktd into a temporary directory.
+func buildKTD(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds ktd and runs real server processes; skipped with -short")
+	}
+	bin := filepath.Join(t.TempDir(), "ktd")
+	cmd := exec.Command("go", "build", "-o", bin, "ktd/cmd/ktd")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ktd: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestRun_ShortScenario runs four replicas for 8 s through one fault of
+// each cheap kind and checks convergence, order and the JSON report.
+func TestRun_ShortScenario(t *testing.T) {
+	bin := buildKTD(t)
+	sc, err := ParseScenario("short", `
+at 1s kill replica-1 for 1.5s
+at 2s partition replica-2 for 1.5s
+at 3s latency replica-3 100ms for 1.5s
+at 4s start-late replica-4
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	var summary, progress bytes.Buffer
+	cfg := DefaultConfig()
+	cfg.KTD = bin
+	cfg.Replicas = 4
+	cfg.Rate = 400
+	cfg.Writers = 8
+	cfg.Keys = 2000
+	cfg.Duration = 8 * time.Second
+	cfg.Drain = 20 * time.Second
+	cfg.Scenario = sc
+	cfg.OutDir = out
+	cfg.Summary, cfg.Progress = &summary, &progress
+	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	rep, err := Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	t.Logf("summary:\n%s", summary.String())
+	if !rep.Verification.OK {
+		t.Fatalf("verification failed: %q", rep.Verification.Problems)
+	}
+	if rep.Master.AckedWrites < 1000 {
+		t.Errorf("only %d writes acknowledged", rep.Master.AckedWrites)
+	}
+	if len(rep.PerReplica) != 4 {
+		t.Fatalf("%d replicas in the report, want 4", len(rep.PerReplica))
+	}
+	for _, p := range rep.PerReplica {
+		if !p.DigestOK || p.OrderViolations != 0 || p.LatencyMS.N == 0 {
+			t.Errorf("%s: digest_ok %v, %d order violations, %d latency samples", p.Name, p.DigestOK, p.OrderViolations, p.LatencyMS.N)
+		}
+	}
+	if got := len(rep.Faults); got != 4 {
+		t.Fatalf("%d faults reported, want 4", got)
+	}
+	for _, f := range rep.Faults {
+		if f.CaughtUpS < 0 {
+			t.Errorf("%s %s never caught up", f.Kind, f.Target)
+		}
+	}
+	if progress.Len() == 0 {
+		t.Error("no progress lines")
+	}
+
+	// The JSON report parses and has the agreed shape.
+	b, err := os.ReadFile(filepath.Join(out, "popsim-report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("report does not parse: %v", err)
+	}
+	for _, k := range []string{"scenario", "topology", "replicas", "duration_s", "rate", "master", "faults", "latency_ms", "per_replica", "verification"} {
+		if _, ok := doc[k]; !ok {
+			t.Errorf("report lacks %q", k)
+		}
+	}
+	pr := doc["per_replica"].([]any)[0].(map[string]any)
+	for _, k := range []string{"name", "upstream", "latency_ms", "lag_ms_over_time", "cpu_s", "rss_bytes", "order_violations", "digest_ok"} {
+		if _, ok := pr[k]; !ok {
+			t.Errorf("per_replica entry lacks %q", k)
+		}
+	}
+	lat := doc["latency_ms"].(map[string]any)
+	for _, k := range []string{"overall", "in_faults", "cdf"} {
+		if _, ok := lat[k]; !ok {
+			t.Errorf("latency_ms lacks %q", k)
+		}
+	}
+	f := doc["faults"].([]any)[0].(map[string]any)
+	for _, k := range []string{"kind", "target", "start_s", "end_s", "caught_up_s"} {
+		if _, ok := f[k]; !ok {
+			t.Errorf("fault entry lacks %q", k)
+		}
+	}
+}
