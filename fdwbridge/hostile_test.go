@@ -74,7 +74,7 @@ type hostileRun struct {
 
 // run runs sc with fault armed for sc.target and returns what happened,
 // or an error when kt_fdw misbehaved.
-func (e *hostileEnv) run(sc hostileScenario, fault ktFault) (out hostileRun, err error) {
+func (e *hostileEnv) run(sc hostileScenario, fault ktFault, desync bool) (out hostileRun, err error) {
 	logOff := e.logSize()
 	ctx, cancel := context.WithTimeout(e.t.Context(), 15*time.Second)
 	defer cancel()
@@ -127,6 +127,11 @@ func (e *hostileEnv) run(sc hostileScenario, fault ktFault) (out hostileRun, err
 	} {
 		sql := strings.ReplaceAll(check.sql, "{t}", e.table)
 		rows, err := hostileQuery(ctx, conn, sql)
+		if err != nil && desync && isPgError(err) {
+			desync = false
+			hostileQuery(ctx, conn, "ROLLBACK")
+			rows, err = hostileQuery(ctx, conn, sql)
+		}
 		if got := strings.Join(rows, " "); err != nil || got != check.want {
 			return out, fmt.Errorf("after the fault, %s = %q, %v; want %q\nserver log:\n%s", sql, got, err, check.want, e.logSince(logOff))
 		}
@@ -325,6 +330,11 @@ type hostileCase struct {
 	mustOK bool     // every statement must succeed
 	// mustFail names scenarios whose statements must end in an ERROR.
 	mustFail []string
+	// desync: the fault can leave the connection out of step with no way for
+	// the client to tell (HTTP/1.1 has no request ids) when it arrives while
+	// pipelined requests are in flight; a follow-up query may then fail with
+	// an error, once, but never return wrong rows.
+	desync bool
 }
 
 func hostileCases() []hostileCase {
@@ -471,7 +481,7 @@ func hostileCases() []hostileCase {
 		{name: "extra response pipelined", fault: withValid(true, func(v []byte) []byte {
 			return append(slices.Clone(v), evil...)
 		})},
-		{name: "extra response later", fault: func(c net.Conn, v []byte) bool {
+		{name: "extra response later", desync: true, fault: func(c net.Conn, v []byte) bool {
 			if _, err := c.Write(v); err != nil {
 				return false
 			}
@@ -497,7 +507,7 @@ func TestHostileKTResponses(t *testing.T) {
 		r, err := e.run(sc, func(c net.Conn, v []byte) bool {
 			_, err := c.Write(v)
 			return err == nil
-		})
+		}, false)
 		if err != nil || r.stmtErr != nil || !r.fired {
 			t.Fatalf("baseline %s: %v, statement error %v, target seen %v", sc.name, err, r.stmtErr, r.fired)
 		}
@@ -515,7 +525,7 @@ func TestHostileKTResponses(t *testing.T) {
 				continue
 			}
 			caseStart := time.Now()
-			r, err := e.run(sc, hc.fault)
+			r, err := e.run(sc, hc.fault, hc.desync)
 			runs++
 			switch {
 			case err != nil:
@@ -622,7 +632,7 @@ func TestHostileKTMutations(t *testing.T) {
 			mu.Unlock()
 			_, werr := c.Write(m)
 			return keep && werr == nil
-		})
+		}, true)
 		if r.stmtErr != nil {
 			errs++
 		}

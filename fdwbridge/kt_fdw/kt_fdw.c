@@ -906,7 +906,10 @@ kt_scan_get(ForeignScanState *node, KtScanState *st)
 		kt_report_result(st->conn, "get", &res[0], 0);
 	val = kt_result_get(&res[0], "value", &vallen);
 	if (val == NULL)
-		return;
+		/* not a get answer: the connection is out of step (closed at abort) */
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("invalid get response from KT server: no value")));
 	kt_add_row(st, VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v), val, vallen);
 }
 
