@@ -109,6 +109,15 @@ type core struct {
 	// (nil = the beginning).
 	sweepMu  sync.Mutex
 	sweepPos []byte
+	// A sweep cycle (a pass over all keys) that found nothing expired makes the
+	// next one wait sweepPause (doubling up to maxSweepPause) unless a record with
+	// an expiry has been written since (expiryHint): an idle server does not
+	// re-read its whole database over and over. Guarded by sweepMu.
+	expiryHint     atomic.Bool
+	cycleFound     bool // the current cycle deleted something
+	lastCycleFound bool // the last complete cycle did
+	sweepPause     time.Duration
+	nextCycle      time.Time
 
 	// lru tracks recency for cache DBs with capcnt/capsiz (nil otherwise).
 	lru *lruList
@@ -140,6 +149,7 @@ func Open(cfg Config) (*DB, error) {
 	if db.now == nil {
 		db.now = time.Now
 	}
+	db.expiryHint.Store(true) // what is stored is unknown: sweep it once
 	if spec.isCache() && (spec.CapCount > 0 || spec.CapSize > 0) {
 		db.lru = newLRU()
 	}
@@ -494,6 +504,9 @@ func (t *txn) old(key []byte, fn func(stored []byte, found bool)) error {
 func (t *txn) set(key, stored []byte, oldLen int) error {
 	if err := t.b.Set(dataKey(key), stored, nil); err != nil {
 		return sysErr("batch set", err)
+	}
+	if !t.db.spec.Persistent && len(stored) >= xtLen && getXT(stored) < XTMax {
+		t.db.expiryHint.Store(true)
 	}
 	if oldLen < 0 {
 		t.dCount++

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -39,6 +40,7 @@ func (db *DB) Sweep(budget int) (wrapped bool, err error) {
 // positive step examines about step records from the sweep position.
 func (db *DB) Vacuum(step int64) error {
 	db = db.autocommit()
+	db.expiryHint.Store(true) // asked for: no pause
 	if step > 0 {
 		_, err := db.Sweep(int(min(step, 1<<30)))
 		return err
@@ -71,6 +73,12 @@ func (db *DB) ktCapExcess() (cnt, siz int64) {
 	return cnt, siz
 }
 
+// Pauses between sweep cycles that find nothing to delete (see core.sweepPause).
+const (
+	minSweepPause = time.Second
+	maxSweepPause = 30 * time.Second
+)
+
 // sweepLocked is Sweep's body; the caller holds db.mu shared and db.sweepMu.
 func (db *DB) sweepLocked(budget int) (bool, error) {
 	cntExcess, sizExcess := db.ktCapExcess()
@@ -78,6 +86,13 @@ func (db *DB) sweepLocked(budget int) (bool, error) {
 	if (db.spec.Persistent && !evicting) || db.count.Load() == 0 || budget <= 0 {
 		db.sweepPos = nil
 		return true, nil
+	}
+	if db.sweepPos == nil && !evicting {
+		hint := db.expiryHint.Swap(false)
+		if !hint && !db.lastCycleFound && db.now().Before(db.nextCycle) {
+			return true, nil // nothing expired last time, nothing expiring written since
+		}
+		db.cycleFound = false
 	}
 	now := db.nowUnix()
 	opts := dataBounds(nil)
@@ -105,8 +120,16 @@ func (db *DB) sweepLocked(budget int) (bool, error) {
 		sizExcess -= int64(len(key) + len(stored))
 	}
 	wrapped := !it.Valid()
+	db.cycleFound = db.cycleFound || len(victims) > 0
 	if wrapped {
 		db.sweepPos = nil
+		db.lastCycleFound = db.cycleFound
+		if db.cycleFound {
+			db.sweepPause = 0
+		} else {
+			db.sweepPause = min(max(2*db.sweepPause, minSweepPause), maxSweepPause)
+		}
+		db.nextCycle = db.now().Add(db.sweepPause)
 	} else {
 		db.sweepPos = slices.Clone(it.Key()[1:])
 	}
