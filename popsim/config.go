@@ -68,6 +68,11 @@ type Config struct {
 	// JSON is the report's path; relative paths are inside OutDir.
 	// Default "popsim-report.json".
 	JSON string
+	// InProcess runs the master and the replicas as ktd servers inside
+	// this process (ktserver.New and Serve on loopback listeners) rather
+	// than as child processes; KTD is then unused. See inproc.go for what
+	// changes.
+	InProcess bool
 	// KeepData keeps the servers' databases after a successful run (they
 	// are always kept after a failed one). Logs are always kept.
 	KeepData bool

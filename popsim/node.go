@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"ktd/ktserver"
 )
 
 // Roles of the nodes of a topology.
@@ -37,11 +39,16 @@ type node struct {
 	addr     string
 	bin      string
 	nosync   bool
+	inproc   bool // an in-process server (ktserver.New + Serve), not a child process
+	memDB    bool // in-process: an in-memory database ("*"), lost on a restart
 
 	// mu guards the fields below.
 	mu      sync.Mutex
 	cmd     *exec.Cmd
-	exited  chan struct{} // closed when the current child has exited
+	srv     *ktserver.Server // in-process: the current server
+	ln      net.Listener     // in-process: the listener reserved at build time, until the first start
+	logf    *os.File         // in-process: its log
+	exited  chan struct{}    // closed when the current child (or Serve) has exited
 	starts  int
 	cpuDone float64 // CPU seconds of earlier incarnations
 	cpuLast float64 // last CPU seconds sampled of the current one
@@ -66,8 +73,12 @@ func (n *node) args() []string {
 	return append(a, "db/rules.kct")
 }
 
-// start starts the node's process and waits until it answers /rpc/void.
+// start starts the node's process (or in-process server) and waits until
+// it answers /rpc/void.
 func (n *node) start(ctx context.Context) error {
+	if n.inproc {
+		return n.startInProc(ctx)
+	}
 	if err := os.MkdirAll(filepath.Join(n.dir, "db"), 0o755); err != nil {
 		return err
 	}
@@ -126,6 +137,10 @@ func (n *node) stop() {
 }
 
 func (n *node) signal(sig syscall.Signal) {
+	if n.inproc {
+		n.closeInProc()
+		return
+	}
 	n.mu.Lock()
 	cmd, exited := n.cmd, n.exited
 	n.mu.Unlock()
@@ -150,7 +165,7 @@ func (n *node) signal(sig syscall.Signal) {
 func (n *node) running() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.cmd != nil && isOpen(n.exited)
+	return n.exited != nil && isOpen(n.exited)
 }
 
 func isOpen(c chan struct{}) bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -48,9 +49,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	bin, err := findBinary(cfg.KTD)
-	if err != nil {
-		return nil, err
+	bin := "ktd in-process (ktserver.New)"
+	if !cfg.InProcess {
+		var err error
+		if bin, err = findBinary(cfg.KTD); err != nil {
+			return nil, err
+		}
 	}
 	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
 		return nil, err
@@ -119,14 +123,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := rep.writeJSON(s.jsonPath()); err != nil {
 		return rep, err
 	}
+	if err := WriteHTMLFile(htmlPath(s.jsonPath()), []*Report{rep}, nil); err != nil {
+		return rep, err
+	}
 	if cfg.Summary != nil {
 		rep.writeSummary(cfg.Summary, s.jsonPath())
 	}
 	if rep.Verification.OK && !cfg.KeepData {
+		var wg sync.WaitGroup
 		for _, n := range s.nodes {
-			n.stop()
-			os.RemoveAll(filepath.Join(n.dir, "db"))
+			wg.Go(func() {
+				n.stop()
+				os.RemoveAll(filepath.Join(n.dir, "db"))
+			})
 		}
+		wg.Wait()
 	}
 	return rep, nil
 }
@@ -138,17 +149,38 @@ func (s *sim) jsonPath() string {
 	return filepath.Join(s.cfg.OutDir, s.cfg.JSON)
 }
 
-// build lays out the topology: ports, directories, proxies.
+// build lays out the topology: ports, directories, proxies. In-process,
+// only the targets of network faults get a proxy, and only the targets of
+// kills a file database.
 func (s *sim) build(dir string) error {
+	killed, netFault := map[string]bool{}, map[string]bool{}
+	for _, ev := range s.cfg.Scenario.Events {
+		switch ev.Kind {
+		case KindKill:
+			killed[ev.Target] = true
+		case KindPartition, KindLatency, KindBandwidth:
+			netFault[ev.Target] = true
+		}
+	}
 	mk := func(name, role string, sid int, up *node) (*node, error) {
-		port, err := freePort()
-		if err != nil {
+		var ln net.Listener
+		port, err := 0, error(nil)
+		if s.cfg.InProcess {
+			// Keep the port: hundreds of servers starting at once open
+			// many outgoing connections, whose ephemeral ports could take
+			// a port found free and released.
+			if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+				return nil, err
+			}
+			port = ln.Addr().(*net.TCPAddr).Port
+		} else if port, err = freePort(); err != nil {
 			return nil, err
 		}
 		n := &node{name: name, role: role, sid: sid, upstream: up, dir: filepath.Join(dir, name),
 			port: port, addr: fmt.Sprintf("127.0.0.1:%d", port), bin: s.bin,
-			nosync: s.cfg.ReplicaNoSync && role == roleReplica}
-		if up != nil {
+			nosync: s.cfg.ReplicaNoSync && role == roleReplica,
+			inproc: s.cfg.InProcess, memDB: s.cfg.InProcess && !killed[name], ln: ln}
+		if up != nil && (!s.cfg.InProcess || netFault[name]) {
 			if n.proxy, err = NewProxy(up.addr); err != nil {
 				return nil, err
 			}
@@ -437,6 +469,12 @@ func (s *sim) shutdown() {
 		if n.proxy != nil {
 			n.proxy.Close()
 		}
+		n.mu.Lock()
+		if n.ln != nil { // never started
+			n.ln.Close()
+			n.ln = nil
+		}
+		n.mu.Unlock()
 	}
 }
 

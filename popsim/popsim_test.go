@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -115,4 +116,83 @@ at 4s start-late replica-4
 			t.Errorf("fault entry lacks %q", k)
 		}
 	}
+	checkHTML(t, filepath.Join(out, "popsim-report.html"), rep)
+}
+
+// checkHTML checks that the HTML report of a run exists and shows it.
+func checkHTML(t *testing.T, path string, rep *Report) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("HTML report: %v", err)
+	}
+	page := string(b)
+	if len(page) < 10<<10 {
+		t.Errorf("HTML report is only %d bytes", len(page))
+	}
+	if got, want := strings.Count(page, "<svg"), 3+len(rep.PerReplica); got != want {
+		t.Errorf("HTML report has %d charts, want %d", got, want)
+	}
+	if strings.Contains(page, "NaN") {
+		t.Error("HTML report contains NaN")
+	}
+	for _, p := range rep.PerReplica {
+		if !strings.Contains(page, ">"+p.Name+"<") {
+			t.Errorf("HTML report does not name %s", p.Name)
+		}
+	}
+}
+
+// TestRun_InProcess runs 20 in-process replicas for 5 s through a kill
+// (Close + New) and a partition.
+func TestRun_InProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs 21 servers for 5 s; skipped with -short")
+	}
+	sc, err := ParseScenario("inprocess", `
+at 1s kill replica-1 for 1s
+at 1.5s partition replica-2 for 1s
+at 2s start-late replica-3
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	var summary bytes.Buffer
+	cfg := DefaultConfig()
+	cfg.InProcess = true
+	cfg.KTD = "no-such-binary" // unused in-process
+	cfg.Replicas = 20
+	cfg.Rate = 300
+	cfg.Writers = 4
+	cfg.Keys = 1000
+	cfg.Duration = 5 * time.Second
+	cfg.Drain = 20 * time.Second
+	cfg.Scenario = sc
+	cfg.OutDir = out
+	cfg.Summary = &summary
+	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	rep, err := Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	t.Logf("summary:\n%s", summary.String())
+	if !rep.Verification.OK {
+		t.Fatalf("verification failed: %q", rep.Verification.Problems)
+	}
+	if rep.Mode != ModeInProcess || len(rep.PerReplica) != 20 || len(rep.Faults) != 3 {
+		t.Fatalf("mode %q, %d replicas, %d faults", rep.Mode, len(rep.PerReplica), len(rep.Faults))
+	}
+	if rep.Master.AckedWrites < 500 {
+		t.Errorf("only %d writes acknowledged", rep.Master.AckedWrites)
+	}
+	for _, p := range rep.PerReplica {
+		if !p.DigestOK || p.OrderViolations != 0 || p.LatencyMS.N == 0 {
+			t.Errorf("%s: digest_ok %v, %d order violations, %d latency samples", p.Name, p.DigestOK, p.OrderViolations, p.LatencyMS.N)
+		}
+	}
+	if got := rep.PerReplica[0].Starts; got != 2 {
+		t.Errorf("replica-1 started %d times, want 2", got)
+	}
+	checkHTML(t, filepath.Join(out, "popsim-report.html"), rep)
 }

@@ -18,6 +18,7 @@ type Report struct {
 	Scenario     string          `json:"scenario"`
 	ScenarioText string          `json:"scenario_text"`
 	Topology     string          `json:"topology"`
+	Mode         string          `json:"mode"` // ModeProcesses or ModeInProcess
 	Replicas     int             `json:"replicas"`
 	Relays       int             `json:"relays"`
 	DurationS    float64         `json:"duration_s"`
@@ -31,6 +32,7 @@ type Report struct {
 	PerReplica   []ReplicaReport `json:"per_replica"`
 	Harness      Usage           `json:"harness"`
 	Events       []string        `json:"events"`
+	Notes        []string        `json:"notes,omitempty"` // how the run departs from its config (faults dropped or changed)
 	Verification VerifyReport    `json:"verification"`
 }
 
@@ -85,11 +87,12 @@ type Quantiles struct {
 // reported per replica only): master acknowledgement -> arrival in the
 // PoP's update-log stream. Overall excludes fault windows (from a fault's
 // start until its replica caught up); InFaults is the rest. CDF is
-// [ms, fraction] of Overall.
+// [ms, fraction] of Overall, CDFInFaults of InFaults.
 type LatencyReport struct {
-	Overall  Quantiles    `json:"overall"`
-	InFaults Quantiles    `json:"in_faults"`
-	CDF      [][2]float64 `json:"cdf"`
+	Overall     Quantiles    `json:"overall"`
+	InFaults    Quantiles    `json:"in_faults"`
+	CDF         [][2]float64 `json:"cdf"`
+	CDFInFaults [][2]float64 `json:"cdf_in_faults"`
 }
 
 // ReplicaReport is one relay or PoP.
@@ -134,7 +137,7 @@ func (s *sim) report(writeEnd int64, v *verification) *Report {
 	wl := s.wl
 	r := &Report{
 		Scenario: s.cfg.Scenario.Name, ScenarioText: scenarioText(s.cfg.Scenario),
-		Topology: s.cfg.Topology, Replicas: s.cfg.Replicas, Relays: s.cfg.Relays,
+		Topology: s.cfg.Topology, Mode: ModeProcesses, Replicas: s.cfg.Replicas, Relays: s.cfg.Relays,
 		DurationS: round(time.Duration(writeEnd-s.writeStart).Seconds(), 3), Rate: s.cfg.Rate,
 		Binary: s.bin, ReplicaSync: !s.cfg.ReplicaNoSync,
 		Workload: WorkloadReport{
@@ -142,6 +145,12 @@ func (s *sim) report(writeEnd int64, v *verification) *Report {
 			Removes: wl.removes.Load(), Toggles: wl.toggles.Load(), Unknown: wl.failed.Load(),
 			NotSent: wl.notSent.Load(), Rejected: wl.rejected.Load(), NoopRm: wl.noopRm.Load(), Missed: wl.missed.Load(),
 		},
+	}
+	if s.cfg.InProcess {
+		r.Mode = ModeInProcess
+		r.Notes = append(r.Notes, "in-process: every server runs inside popsim (ktserver.New + Serve); CPU and memory are the whole process's (harness), not per server",
+			"in-process: a kill is a graceful Close and its restart a New on the same directory and port (the kill targets keep a file database, the other nodes an in-memory one)",
+			"in-process: only the targets of network faults reach their upstream through a proxy")
 	}
 	var writeLat []float64
 	for i := range writes {
@@ -243,6 +252,7 @@ func (s *sim) report(writeEnd int64, v *verification) *Report {
 	r.LatencyMS.Overall = quantiles(allOut)
 	r.LatencyMS.InFaults = quantiles(allIn)
 	r.LatencyMS.CDF = cdf(allOut)
+	r.LatencyMS.CDFInFaults = cdf(allIn)
 
 	r.Verification = VerifyReport{OK: len(v.problems) == 0, Problems: v.problems,
 		MasterRecords: v.records, MasterDigest: v.digests["master"]}
@@ -359,7 +369,13 @@ func (r *Report) writeSummary(w io.Writer, jsonPath string) {
 	if r.Relays > 0 {
 		fmt.Fprintf(w, " behind %d relays", r.Relays)
 	}
+	if r.Mode == ModeInProcess {
+		fmt.Fprint(w, " (in-process servers)")
+	}
 	fmt.Fprintf(w, ", scenario %s, %.0f s of writes at %d/s (replicas synced: %v)\n", r.Scenario, r.DurationS, r.Rate, r.ReplicaSync)
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
 	m := r.Master
 	fmt.Fprintf(w, "master: %d acknowledged writes, %.0f/s; set latency p50 %.2f ms p99 %.2f ms; cpu %.1f s, rss %.0f MiB\n",
 		m.AckedWrites, m.WritesPerS, m.WriteLatencyMS.P50, m.WriteLatencyMS.P99, m.CPUS, float64(m.RSSBytes)/(1<<20))
@@ -404,5 +420,5 @@ func (r *Report) writeSummary(w io.Writer, jsonPath string) {
 			fmt.Fprintf(w, "  %s\n", p)
 		}
 	}
-	fmt.Fprintf(w, "report: %s\n", jsonPath)
+	fmt.Fprintf(w, "report: %s and %s\n", jsonPath, htmlPath(jsonPath))
 }

@@ -48,8 +48,13 @@ func (s *sim) verify(ctx context.Context, drained bool) *verification {
 	scans := make(map[string]map[string]record, len(s.nodes))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	// At most 16 scans at once: hundreds at once (in-process) time out
+	// on a small machine.
+	sem := make(chan struct{}, 16)
 	for _, n := range s.nodes {
 		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
 			recs, err := scanAll(ctx, n.addr, keyPrefix)
 			mu.Lock()
 			defer mu.Unlock()
