@@ -478,7 +478,7 @@ func hostileCases() []hostileCase {
 			h, _ := splitResponse(v)
 			return []byte(h + "\r\n\r\n")
 		})},
-		{name: "extra response pipelined", fault: withValid(true, func(v []byte) []byte {
+		{name: "extra response pipelined", desync: true, fault: withValid(true, func(v []byte) []byte {
 			return append(slices.Clone(v), evil...)
 		})},
 		{name: "extra response later", desync: true, fault: func(c net.Conn, v []byte) bool {
@@ -489,7 +489,7 @@ func hostileCases() []hostileCase {
 			_, err := c.Write(evil)
 			return err == nil
 		}},
-		{name: "answer to another request", fault: writeThen(evil, true)},
+		{name: "answer to another request", desync: true, fault: writeThen(evil, true)},
 		{name: "status 200 with an error", fault: writeThen(tsvResponse(200, "", "ERROR\tsurprise\n"), true)},
 		{name: "more fields than kt_fdw takes", only: []string{"get", "get_bulk"}, mustFail: []string{"get", "get_bulk"},
 			fault: writeThen(tsvResponse(200, "", strings.Repeat("_k\tv\n", 150_000)), true)},

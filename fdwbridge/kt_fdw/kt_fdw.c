@@ -887,6 +887,7 @@ kt_scan_get(ForeignScanState *node, KtScanState *st)
 	KtResult   *res;
 	const char *val;
 	int			vallen;
+	int			keylen;
 
 	d = ExecEvalExpr(st->exprstate, econtext, &isnull);
 	st->done = true;
@@ -905,11 +906,11 @@ kt_scan_get(ForeignScanState *node, KtScanState *st)
 	if (res[0].status != 200)
 		kt_report_result(st->conn, "get", &res[0], 0);
 	val = kt_result_get(&res[0], "value", &vallen);
-	if (val == NULL)
+	if (val == NULL || kt_result_get(&res[0], "key", &keylen) != NULL)
 		/* not a get answer: the connection is out of step (closed at abort) */
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
-				 errmsg("invalid get response from KT server: no value")));
+				 errmsg("invalid get response from KT server")));
 	kt_add_row(st, VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v), val, vallen);
 }
 
