@@ -1,6 +1,7 @@
 package ktserver
 
 import (
+	"errors"
 	"time"
 
 	"ktd/internal/ktproto"
@@ -62,8 +63,9 @@ func (c *conn) groupByDB(recs []ktproto.BulkRecord) map[uint16][]int {
 }
 
 func (c *conn) binSetBulk() bool {
-	flags, recs, err := ktproto.ReadSetBulk(c.br)
+	flags, recs, err := ktproto.ReadSetBulkLimited(c.br, &c.lim)
 	if err != nil {
+		c.noteRefusal(err)
 		return c.binFail(flags)
 	}
 	var hits uint32
@@ -88,8 +90,9 @@ func (c *conn) binSetBulk() bool {
 }
 
 func (c *conn) binRemoveBulk() bool {
-	flags, recs, err := ktproto.ReadKeyBulk(c.br)
+	flags, recs, err := ktproto.ReadKeyBulkLimited(c.br, &c.lim)
 	if err != nil {
+		c.noteRefusal(err)
 		return c.binFail(flags)
 	}
 	var hits uint32
@@ -116,8 +119,9 @@ func (c *conn) binRemoveBulk() bool {
 // binGetBulk answers found records in request order. get_bulk ignores the
 // no-reply flag: it always replies.
 func (c *conn) binGetBulk() bool {
-	_, recs, err := ktproto.ReadKeyBulk(c.br)
+	_, recs, err := ktproto.ReadKeyBulkLimited(c.br, &c.lim)
 	if err != nil {
+		c.noteRefusal(err)
 		return c.binFail(0)
 	}
 	found := make([]bool, len(recs))
@@ -158,8 +162,13 @@ func (c *conn) binGetBulk() bool {
 // binPlayScript answers play_script: a failure is a single 0xBF and the
 // connection stays open; a malformed request closes it.
 func (c *conn) binPlayScript() bool {
-	flags, name, args, err := ktproto.ReadPlayScript(c.br)
+	flags, name, args, err := ktproto.ReadPlayScriptLimited(c.br, &c.lim)
 	if err != nil {
+		if errors.Is(err, ktproto.ErrTooLarge) || errors.Is(err, errBusy) {
+			// Over a limit: refused like an oversized bulk frame.
+			c.noteRefusal(err)
+			return c.binFail(flags)
+		}
 		return false
 	}
 	noReply := flags&ktproto.FlagNoReply != 0

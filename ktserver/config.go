@@ -87,10 +87,47 @@ type Config struct {
 	// SyncHard is KT's -ash: make the periodic synchronization physical.
 	SyncHard bool
 
+	// SnapshotDir is KT's -bgs: every SnapshotInterval (and at Close) a
+	// snapshot of every database is written there, and at start-up an
+	// on-memory database, or a file database whose directory is missing or
+	// empty, is restored from the snapshot found there. "" means off.
+	SnapshotDir string
+
+	// SnapshotInterval is KT's -bgsi. Zero means 180 s; negative means
+	// snapshots only at Close and on request.
+	SnapshotInterval time.Duration
+
+	// SnapshotRoot is where the snapshot procedure may write; "" means
+	// SnapshotDir. With neither, the procedure is refused.
+	SnapshotRoot string
+
 	// TxIdleTimeout closes a connection whose transaction (play_script
 	// ktfdwbegintransaction) has seen no request for this long, which
 	// aborts the transaction. Default 60 s; negative means never.
 	TxIdleTimeout time.Duration
+
+	// Limits against hostile clients (limits.go). Zero means the default;
+	// negative means none (the protocols' own 256 MiB bounds remain).
+	//
+	// MaxKeySize bounds one key (RPC, REST, binary). Default 1 MiB.
+	// MaxValueSize bounds one value. Default 256 MiB.
+	// MaxBodySize bounds an HTTP request body (413, as KT) and the keys and
+	// values of one binary frame together. Default 256 MiB (KT's).
+	// MaxRecords bounds the records of one bulk request (and the arguments
+	// of a play_script). Default 1 Mi.
+	// MaxInflightBytes bounds the request bytes being read and served by
+	// all connections together; a request that does not fit within a
+	// moment is refused (503, binary 0xBF) and its connection closed.
+	// Default 256 MiB.
+	MaxKeySize       int64
+	MaxValueSize     int64
+	MaxBodySize      int64
+	MaxRecords       int64
+	MaxInflightBytes int64
+
+	// IdleTimeout closes a keep-alive connection that has waited this long
+	// for its next request. Default 0: never, as in KT.
+	IdleTimeout time.Duration
 
 	// CacheSize is the Pebble block cache of each file database, in bytes;
 	// zero means the store's default.

@@ -30,6 +30,11 @@ type conn struct {
 	// tx is the connection's open transaction, if any (txn.go).
 	tx *connTx
 
+	// lim are the readers' limits; resv and charged the in-flight budget
+	// the current request holds and uses (limits.go).
+	lim           ktproto.Limits
+	resv, charged int64
+
 	closeOnce sync.Once
 
 	mu      sync.Mutex // guards closing and the read deadline
@@ -113,7 +118,9 @@ func (c *conn) close() {
 func (c *conn) serve() {
 	c.br = readerPool.Get().(*bufio.Reader)
 	c.br.Reset(c.nc)
+	c.initLimits()
 	defer func() {
+		c.releaseReserved()
 		c.close()
 		c.br.Reset(nil)
 		readerPool.Put(c.br)
@@ -125,8 +132,8 @@ func (c *conn) serve() {
 				return
 			}
 			// Idle: wait for the next request with no deadline, unless a
-			// transaction is open.
-			if !c.setReadDeadline(c.idleDeadline()) {
+			// transaction is open or Config.IdleTimeout is set.
+			if !c.setReadDeadline(c.waitDeadline()) {
 				return
 			}
 		}
@@ -134,8 +141,11 @@ func (c *conn) serve() {
 		if err != nil {
 			c.flush()
 			c.idleTimedOut(err)
+			c.idleClosed(err)
 			return
 		}
+		// From the first byte on, the whole request must arrive within
+		// -tout: the deadline is not moved while it trickles in.
 		if !c.setReadDeadline(time.Now().Add(tout)) {
 			c.flush()
 			return
@@ -147,6 +157,7 @@ func (c *conn) serve() {
 		} else {
 			keep = c.serveHTTP()
 		}
+		c.releaseReserved()
 		c.s.lastActive.Store(time.Now().UnixNano())
 		c.s.inflight.Add(-1)
 		if !keep {
@@ -178,10 +189,11 @@ func (c *conn) flush() bool {
 // serveHTTP reads and answers one HTTP request. It reports whether the
 // connection stays open.
 func (c *conn) serveHTTP() bool {
-	req, err := ktproto.ReadRequest(c.br, ktproto.MaxBody)
+	req, err := ktproto.ReadRequestLimited(c.br, &c.lim)
 	if err != nil {
 		var se *ktproto.StatusError
 		if errors.As(err, &se) {
+			c.noteRefusal(err)
 			// KT's transport-level errors: a text/plain body, then close.
 			body := fmt.Appendf(nil, "%d %s (%s)\n", se.Code, ktproto.StatusText(se.Code), se.Reason)
 			c.out = ktproto.AppendResponse(c.out, &ktproto.Response{
@@ -213,5 +225,30 @@ func (c *conn) handleHTTP(req *ktproto.Request) *ktproto.Response {
 	if len(req.Path) >= 5 && req.Path[:5] == "/rpc/" {
 		return c.handleRPC(req)
 	}
+	if resp := c.s.lim.checkREST(req); resp != nil {
+		return resp
+	}
 	return c.handleREST(req)
+}
+
+// waitDeadline is the read deadline while waiting for the next request:
+// the earlier of the transaction's idle deadline and Config.IdleTimeout;
+// zero (none, as KT) when neither applies.
+func (c *conn) waitDeadline() time.Time {
+	d := c.idleDeadline()
+	if it := c.s.cfg.IdleTimeout; it > 0 {
+		if t := time.Now().Add(it); d.IsZero() || t.Before(d) {
+			d = t
+		}
+	}
+	return d
+}
+
+// idleClosed counts and logs a connection closed by Config.IdleTimeout.
+func (c *conn) idleClosed(err error) {
+	var ne net.Error
+	if c.s.cfg.IdleTimeout > 0 && errors.As(err, &ne) && ne.Timeout() && !c.isClosing() {
+		c.s.lim.idleClosed.Add(1)
+		c.s.logger.Debug("idle connection closed", "remote", c.remote(), "idle", c.s.cfg.IdleTimeout)
+	}
 }

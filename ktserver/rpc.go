@@ -115,6 +115,7 @@ func init() {
 		"echo":             procEcho,
 		"report":           procReport,
 		"play_script":      procPlayScript,
+		"snapshot":         procSnapshot, // ktd
 		"tune_replication": procTuneReplication,
 		"ulog_list":        procULogList,
 		"ulog_remove":      procULogRemove,
@@ -180,6 +181,9 @@ func (c *conn) handleRPC(req *ktproto.Request) *ktproto.Response {
 
 func (r *call) run() error {
 	s := r.s
+	if err := s.lim.checkInput(r.in); err != nil {
+		return err
+	}
 	if w, ok := r.in["WAIT"]; ok {
 		wt := ktproto.Atof(r.in["WAITTIME"])
 		d := 30 * time.Second

@@ -48,6 +48,7 @@ type Server struct {
 	stats   stats
 	metrics *metrics
 	repl    replState
+	snap    snapState // snapshots (snapshot.go)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -58,6 +59,8 @@ type Server struct {
 	// server has been idle for a moment, as KT's idle GC does.
 	inflight   atomic.Int64
 	lastActive atomic.Int64
+
+	lim limiter // request size limits and the in-flight byte budget (limits.go)
 
 	mu        sync.Mutex // guards the fields below
 	listeners map[net.Listener]struct{}
@@ -85,6 +88,7 @@ func New(cfg Config) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.metrics = newMetrics(s, cfg.Registry)
 	ulog := s.repl.init(s)
+	s.loadRestoreManifest()
 
 	for i, arg := range cfg.DBs {
 		spec, err := store.ParseSpec(arg)
@@ -96,6 +100,7 @@ func New(cfg Config) (*Server, error) {
 			s.logger.Info("database options have no meaning on Pebble; ignored",
 				"db", spec.Name, "options", spec.Ignored)
 		}
+		restoreFrom := s.restoreBeforeOpen(i, spec)
 		db, err := store.Open(store.Config{
 			Spec:      spec,
 			NoSync:    cfg.NoSync,
@@ -112,6 +117,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.dbs = append(s.dbs, db)
 		s.byName[spec.Name] = i
+		s.restoreAfterOpen(i, db, restoreFrom)
 	}
 	if err := s.repl.opened(); err != nil {
 		s.closeDBs()
@@ -171,6 +177,9 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		if s.repl.log != nil {
 			s.goFunc(s.trimLoop)
+		}
+		if s.cfg.SnapshotDir != "" {
+			s.goFunc(s.snapshotLoop)
 		}
 		s.mu.Unlock()
 		s.repl.start()
@@ -279,6 +288,7 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 
 	s.wg.Wait()
+	s.snapshotAtClose()
 	err := s.closeDBs()
 	s.logger.Info("server stopped")
 	return err

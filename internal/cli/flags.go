@@ -30,6 +30,7 @@ type Options struct {
 	SyncEvery  float64       // -asi seconds
 	SyncHard   bool          // -ash
 	Snapshot   string        // -bgs
+	SnapshotIV float64       // -bgsi seconds (KT's default 180)
 	Daemon     bool          // -dmn
 	PIDPath    string        // -pid
 	CommandDir string        // -cmd
@@ -48,6 +49,12 @@ type Options struct {
 	Bootstrap   bool          // -bootstrap: a new replica starts from a snapshot of its master
 	ULogAge     time.Duration // -ulogage: drop update-log records older than this
 	TxIdle      time.Duration // -txidle: abort a connection transaction idle this long (0 = default)
+	MaxKey      int64         // -maxkey: bound on one key (0 = default, negative = none)
+	MaxValue    int64         // -maxval: bound on one value
+	MaxBody     int64         // -maxbody: bound on a request body or binary frame
+	MaxRecords  int64         // -maxrec: bound on the records of one bulk request
+	MaxInflight int64         // -maxinflight: budget of request bytes in flight
+	Idle        time.Duration // -idle: close keep-alive connections idle this long (0 = never)
 
 	// Notices are one-line messages about flags that are accepted but have
 	// no effect in ktd.
@@ -71,7 +78,8 @@ const Usage = `usage: ktd [-host str] [-port num] [-tout num] [-th num] [-log fi
            [-cmd path] [-scr file] [-mhost str] [-mport num] [-rts file] [-riv num]
            [-plsv file] [-plex str] [-pldb file]
            [-metrics host:port] [-nosync] [-maxconn num] [-bootstrap] [-ulogage sec]
-           [-txidle sec] [db...]
+           [-txidle sec] [-maxkey num] [-maxval num] [-maxbody num] [-maxrec num]
+           [-maxinflight num] [-idle sec] [db...]
        ktd --version
 `
 
@@ -119,6 +127,7 @@ func Parse(args []string) (*Options, error) {
 		case "-host", "-port", "-tout", "-th", "-log", "-ulog", "-ulim", "-uasi", "-sid",
 			"-asi", "-bgs", "-bgsi", "-bgsc", "-pid", "-cmd", "-scr", "-mhost", "-mport",
 			"-rts", "-riv", "-plsv", "-plex", "-pldb", "-metrics", "-maxconn", "-ulogage", "-txidle",
+			"-maxkey", "-maxval", "-maxbody", "-maxrec", "-maxinflight", "-idle",
 			"-ca", "-pk", "-cert", "-rpk", "-rcert", "-auxhost", "-auxport":
 			if v, err = next(a); err != nil {
 				return nil, err
@@ -167,9 +176,10 @@ func Parse(args []string) (*Options, error) {
 			o.SyncHard = true
 		case "-bgs":
 			o.Snapshot = v
-			notice(a, "background snapshots are not implemented yet; file databases are durable on their own")
-		case "-bgsi", "-bgsc":
-			notice(a, "background snapshots are not implemented yet")
+		case "-bgsi":
+			o.SnapshotIV = ktproto.Atof(v)
+		case "-bgsc":
+			notice(a, "snapshots are Pebble directories, which Pebble compresses already")
 		case "-dmn":
 			o.Daemon = true
 		case "-pid":
@@ -205,6 +215,18 @@ func Parse(args []string) (*Options, error) {
 			if o.TxIdle == 0 {
 				o.TxIdle = -1 // 0 means never, as for -tout-like flags
 			}
+		case "-maxkey":
+			o.MaxKey = ktproto.Atoix(v)
+		case "-maxval":
+			o.MaxValue = ktproto.Atoix(v)
+		case "-maxbody":
+			o.MaxBody = ktproto.Atoix(v)
+		case "-maxrec":
+			o.MaxRecords = ktproto.Atoix(v)
+		case "-maxinflight":
+			o.MaxInflight = ktproto.Atoix(v)
+		case "-idle":
+			o.Idle = time.Duration(ktproto.Atof(v) * float64(time.Second))
 		default:
 			return nil, fmt.Errorf("%w: unknown option %s", ErrUsage, a)
 		}
@@ -234,7 +256,7 @@ func (o *Options) validate() error {
 		return errors.New("too much databases")
 	}
 	if o.Daemon {
-		for _, p := range append([]string{o.LogPath, o.ULogDir, o.PIDPath, o.ScriptPath, o.RTSPath}, dbPaths(o.DBs)...) {
+		for _, p := range append([]string{o.LogPath, o.ULogDir, o.PIDPath, o.ScriptPath, o.RTSPath, o.Snapshot}, dbPaths(o.DBs)...) {
 			if p != "" && p != "-" && !filepath.IsAbs(p) {
 				return fmt.Errorf("%s: a daemon can accept absolute path only", p)
 			}

@@ -133,9 +133,15 @@ func Run(ctx context.Context, o *Options, stdout io.Writer) error {
 	cfg.CommandDir = o.CommandDir
 	cfg.SyncInterval = time.Duration(o.SyncEvery * float64(time.Second))
 	cfg.SyncHard = o.SyncHard
+	cfg.SnapshotDir = o.Snapshot
+	if o.SnapshotIV > 0 {
+		cfg.SnapshotInterval = time.Duration(o.SnapshotIV * float64(time.Second))
+	}
 	if o.MaxConns != 0 {
 		cfg.MaxConns = o.MaxConns
 	}
+	cfg.MaxKeySize, cfg.MaxValueSize, cfg.MaxBodySize = o.MaxKey, o.MaxValue, o.MaxBody
+	cfg.MaxRecords, cfg.MaxInflightBytes, cfg.IdleTimeout = o.MaxRecords, o.MaxInflight, o.Idle
 	cfg.Logger = logger
 	reg := prometheus.NewRegistry()
 	if o.MetricsAddr != "" {

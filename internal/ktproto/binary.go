@@ -46,6 +46,12 @@ type frameReader struct {
 	br  *bufio.Reader
 	err error
 	buf [18]byte
+
+	// Limits (see Limits); the zero frameReader has none but MaxBinarySize.
+	maxKey, maxValue int64
+	maxTotal, total  int64 // bound on and sum of the sizes read so far
+	maxRecs          int64
+	reserve          func(int64) error
 }
 
 func (r *frameReader) fixed(n int) []byte {
@@ -102,7 +108,7 @@ func (r *frameReader) bytes(n uint32) []byte {
 	if r.err != nil {
 		return nil
 	}
-	b, err := readFull(r.br, int64(n))
+	b, err := appendFull(nil, r.br, int64(n), r.reserve)
 	if err != nil {
 		r.err = eofToUnexpected(err)
 		return nil
@@ -119,16 +125,19 @@ func initialCap(rnum uint32) int {
 // flags is returned even on error so the caller can honour FlagNoReply.
 // Truncation gives io.ErrUnexpectedEOF, an oversized field ErrFrame.
 func ReadSetBulk(br *bufio.Reader) (flags uint32, recs []BulkRecord, err error) {
-	r := frameReader{br: br}
+	return readSetBulk(newFrameReader(br, nil))
+}
+
+func readSetBulk(r *frameReader) (flags uint32, recs []BulkRecord, err error) {
 	flags = r.u32()
 	rnum := r.u32()
-	if r.err != nil {
+	if !r.records(rnum) {
 		return flags, nil, r.err
 	}
 	recs = make([]BulkRecord, 0, initialCap(rnum))
 	for i := uint32(0); i < rnum; i++ {
 		h := r.fixed(18)
-		if h == nil {
+		if h == nil || !r.charge(recOverhead) {
 			return flags, nil, r.err
 		}
 		rec := BulkRecord{DBIdx: binary.BigEndian.Uint16(h)}
@@ -137,6 +146,9 @@ func ReadSetBulk(br *bufio.Reader) (flags uint32, recs []BulkRecord, err error) 
 		rec.XT = int64(binary.BigEndian.Uint64(h[10:]))
 		if ksiz > MaxBinarySize || vsiz > MaxBinarySize {
 			return flags, nil, ErrFrame
+		}
+		if !r.limit(ksiz, r.maxKey) || !r.limit(vsiz, r.maxValue) {
+			return flags, nil, r.err
 		}
 		rec.Key = r.bytes(ksiz)
 		rec.Value = r.bytes(vsiz)
@@ -152,22 +164,25 @@ func ReadSetBulk(br *bufio.Reader) (flags uint32, recs []BulkRecord, err error) 
 // u32 flags, u32 rnum, rnum × (u16 dbidx, u32 ksiz, key). Value is nil and
 // XT 0 in the records.
 func ReadKeyBulk(br *bufio.Reader) (flags uint32, recs []BulkRecord, err error) {
-	r := frameReader{br: br}
+	return readKeyBulk(newFrameReader(br, nil))
+}
+
+func readKeyBulk(r *frameReader) (flags uint32, recs []BulkRecord, err error) {
 	flags = r.u32()
 	rnum := r.u32()
-	if r.err != nil {
+	if !r.records(rnum) {
 		return flags, nil, r.err
 	}
 	recs = make([]BulkRecord, 0, initialCap(rnum))
 	for i := uint32(0); i < rnum; i++ {
 		h := r.fixed(6)
-		if h == nil {
+		if h == nil || !r.charge(recOverhead) {
 			return flags, nil, r.err
 		}
 		rec := BulkRecord{DBIdx: binary.BigEndian.Uint16(h)}
 		ksiz := binary.BigEndian.Uint32(h[2:])
-		if ksiz > MaxBinarySize {
-			return flags, nil, ErrFrame
+		if !r.limit(ksiz, r.maxKey) {
+			return flags, nil, r.err
 		}
 		rec.Key = r.bytes(ksiz)
 		if r.err != nil {
@@ -181,10 +196,15 @@ func ReadKeyBulk(br *bufio.Reader) (flags uint32, recs []BulkRecord, err error) 
 // ReadPlayScript reads a play_script request after its magic byte:
 // u32 flags, u32 nsiz, u32 rnum, name, rnum × (u32 ksiz, u32 vsiz, key, value).
 func ReadPlayScript(br *bufio.Reader) (flags uint32, name string, args []KV, err error) {
-	r := frameReader{br: br}
+	return readPlayScript(newFrameReader(br, nil))
+}
+
+func readPlayScript(r *frameReader) (flags uint32, name string, args []KV, err error) {
 	flags = r.u32()
 	nsiz := r.size()
 	rnum := r.u32()
+	r.limit(nsiz, r.maxKey)
+	r.records(rnum)
 	nb := r.bytes(nsiz)
 	if r.err != nil {
 		return flags, "", nil, r.err
@@ -193,6 +213,9 @@ func ReadPlayScript(br *bufio.Reader) (flags uint32, name string, args []KV, err
 	for i := uint32(0); i < rnum; i++ {
 		ksiz := r.size()
 		vsiz := r.size()
+		r.limit(ksiz, r.maxKey)
+		r.limit(vsiz, r.maxValue)
+		r.charge(recOverhead)
 		k := r.bytes(ksiz)
 		v := r.bytes(vsiz)
 		if r.err != nil {

@@ -172,6 +172,10 @@ func cutNUL(b []byte) []byte {
 // the next line); for a request line this always leaves it without a valid
 // version, so the request is dropped.
 func ReadRequest(br *bufio.Reader, maxBody int64) (*Request, error) {
+	return readRequest(br, maxBody, DefaultMaxHeader, nil)
+}
+
+func readRequest(br *bufio.Reader, maxBody, maxHeader int64, reserve func(int64) error) (*Request, error) {
 	lr := lineReader{br: br}
 	line, err := lr.readLine()
 	if err != nil {
@@ -225,6 +229,7 @@ func ReadRequest(br *bufio.Reader, maxBody int64) (*Request, error) {
 
 	clen := int64(-1)
 	chunked := false
+	headBytes := int64(0)
 	for {
 		line, err := lr.readLine()
 		if err != nil {
@@ -232,6 +237,11 @@ func ReadRequest(br *bufio.Reader, maxBody int64) (*Request, error) {
 		}
 		if len(line) == 0 {
 			break
+		}
+		// Header lines are kept in a map: bound their total so that a
+		// client cannot grow it without limit within one -tout.
+		if headBytes += int64(len(line)) + 1; headBytes > maxHeader {
+			return nil, errHeaderTooLarge
 		}
 		colon := indexByte(line, ':')
 		if colon < 0 {
@@ -279,21 +289,32 @@ func ReadRequest(br *bufio.Reader, maxBody int64) (*Request, error) {
 		if clen > maxBody {
 			return nil, errTooLarge
 		}
-		body, err := readFull(br, clen)
+		body, err := appendFull(nil, br, clen, reserve)
 		if err != nil {
-			return nil, errRecvFailed
+			return nil, recvErr(err)
 		}
 		req.Body = body
 		return req, nil
 	}
 	if chunked {
-		body, err := readChunked(&lr, maxBody)
+		body, err := readChunked(&lr, maxBody, reserve)
 		if err != nil {
 			return nil, err
 		}
 		req.Body = body
 	}
 	return req, nil
+}
+
+// recvErr maps a failure while reading a body to KT's 400 "receiving data
+// failed", except a refusal from the reserve hook (a *StatusError), which
+// is passed through.
+func recvErr(err error) error {
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se
+	}
+	return errRecvFailed
 }
 
 // dropErr maps a failure while reading the request head to ErrDrop; other
@@ -408,37 +429,10 @@ func equalFoldASCII(a []byte, b string) bool {
 // make us allocate 256 MiB up front.
 const bodyStep = 1 << 20
 
-// readFull reads exactly n bytes.
-func readFull(r io.Reader, n int64) ([]byte, error) {
-	if n <= bodyStep {
-		buf := make([]byte, n)
-		_, err := io.ReadFull(r, buf)
-		return buf, err
-	}
-	buf := make([]byte, 0, bodyStep)
-	for int64(len(buf)) < n {
-		if len(buf) == cap(buf) {
-			next := int64(cap(buf)) * 2
-			if next > n {
-				next = n
-			}
-			nb := make([]byte, len(buf), next)
-			copy(nb, buf)
-			buf = nb
-		}
-		m, err := io.ReadFull(r, buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+m]
-		if err != nil {
-			return buf, err
-		}
-	}
-	return buf, nil
-}
-
 // readChunked follows KT's loop: size line (empty line ends the body; size
 // via atoih, so extensions after ';' are ignored), data, then exactly "\r\n";
 // a chunk of size < 1 ends the body after its CRLF. Trailers are not read.
-func readChunked(lr *lineReader, maxBody int64) ([]byte, error) {
+func readChunked(lr *lineReader, maxBody int64, reserve func(int64) error) ([]byte, error) {
 	var body []byte
 	for {
 		line, err := lr.readLine()
@@ -455,14 +449,9 @@ func readChunked(lr *lineReader, maxBody int64) ([]byte, error) {
 			return nil, errTooLarge
 		}
 		if csiz > 0 {
-			chunk, err := readFull(lr.br, csiz)
+			body, err = appendFull(body, lr.br, csiz, reserve)
 			if err != nil {
-				return nil, errRecvFailed
-			}
-			if body == nil {
-				body = chunk
-			} else {
-				body = append(body, chunk...)
+				return nil, recvErr(err)
 			}
 		}
 		c1, err1 := lr.br.ReadByte()
