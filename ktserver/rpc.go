@@ -116,6 +116,7 @@ func init() {
 		"report":           procReport,
 		"play_script":      procPlayScript,
 		"snapshot":         procSnapshot, // ktd
+		"digest":           procDigest,   // ktd
 		"tune_replication": procTuneReplication,
 		"ulog_list":        procULogList,
 		"ulog_remove":      procULogRemove,

@@ -36,6 +36,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "ulog" {
 		return ulogMain(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "verify" {
+		return verifyMain(args[1:], stdout, stderr)
+	}
 	o, err := Parse(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "ktd: %v\n", err)

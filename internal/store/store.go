@@ -164,6 +164,11 @@ func Open(cfg Config) (*DB, error) {
 		FormatMajorVersion: pebble.FormatNewest,
 		Cache:              cache,
 		Logger:             pebbleLogger{logger.With("db", spec.Path)},
+		// A bad block checksum is an error for the read that met it, not a
+		// crash of the whole server (Pebble's default calls Fatalf).
+		EventListener: &pebble.EventListener{DataCorruption: func(info pebble.DataCorruptionInfo) {
+			logger.Error("pebble: on-disk corruption", "db", spec.Path, "file", info.Path, "err", info.Details)
+		}},
 	}
 	// Bloom filters let the existence check that precedes every write skip
 	// sstables that cannot hold a new key.
