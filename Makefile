@@ -5,7 +5,7 @@ BIN       := bin
 BENCHCOUNT ?= 5
 PKGS      := ./...
 
-.PHONY: all build run test pgdeps check race unit fuzz fuzz-long bench load repl-load conformance fdw demo bench-fdw sim clean
+.PHONY: all build run test pgdeps check race unit fuzz fuzz-long bench load repl-load conformance fdw demo bench-fdw sim crash clean
 
 all: build
 
@@ -16,6 +16,7 @@ build:
 	$(GO) build -o $(BIN)/ktrepl ./cmd/ktrepl
 	$(GO) build -o $(BIN)/fdwtest ./cmd/fdwtest
 	$(GO) build -o $(BIN)/popsim ./cmd/popsim
+	$(GO) build -o $(BIN)/ktcrash ./cmd/ktcrash
 
 # run: ktd on 127.0.0.1:1978 with a file (Pebble) database under ./data.
 run: build
@@ -87,6 +88,13 @@ bench-fdw: pgdeps
 # report in popsim-out/. SIM_FLAGS passes more flags (bin/popsim -h).
 sim: build
 	./$(BIN)/popsim -ktd $(BIN)/ktd $(SIM_FLAGS)
+
+# crash: the crash loop (README, "Tests"): 50 rounds of kill -9 of the
+# master or a replica under a write storm, then a timed restart at 1 M keys
+# (about 3 minutes). CRASH_FLAGS changes it.
+CRASH_FLAGS ?= -rounds 50 -preload 1000000
+crash: build
+	./$(BIN)/ktcrash -ktd $(BIN)/ktd $(CRASH_FLAGS)
 
 # load: wrk and binary load runs against a fresh ktd; see scripts/load.sh.
 load: build
