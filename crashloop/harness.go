@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"ktd/internal/childproc"
 	"ktd/internal/ktproto"
 )
 
@@ -229,7 +230,7 @@ func (r *run) fillCounts() {
 // startAll starts the master and the replicas, and an observer on each
 // (the master's own log is checked the same way).
 func (r *run) startAll(ctx context.Context) error {
-	mport, err := freePort()
+	mport, err := childproc.FreePort()
 	if err != nil {
 		return err
 	}
@@ -240,7 +241,7 @@ func (r *run) startAll(ctx context.Context) error {
 	}
 	r.observers = append(r.observers, &observer{n: r.master, check: NewOrderChecker("master", r.ledger)})
 	for i := range r.cfg.Replicas {
-		port, err := freePort()
+		port, err := childproc.FreePort()
 		if err != nil {
 			return err
 		}

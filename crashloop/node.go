@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"ktd/internal/childproc"
 )
 
 // node is one ktd child process on a file database in its own directory,
@@ -54,7 +56,7 @@ func (n *node) start(ctx context.Context, timeout time.Duration) (time.Duration,
 		cmd := exec.Command(n.bin, args...)
 		cmd.Dir = n.dir
 		cmd.Stdout, cmd.Stderr = logf, logf
-		cmd.SysProcAttr = sysProcAttr()
+		cmd.SysProcAttr = childproc.SysProcAttr()
 		t0 := time.Now()
 		err = cmd.Start()
 		logf.Close()
@@ -84,12 +86,12 @@ func (n *node) start(ctx context.Context, timeout time.Duration) (time.Duration,
 					continue
 				}
 				n.kill()
-				return 0, fmt.Errorf("%s did not answer within %v; its log ends:\n%s", n.name, timeout, logTail(logPath, 15))
+				return 0, fmt.Errorf("%s did not answer within %v; its log ends:\n%s", n.name, timeout, childproc.LogTail(logPath, 15))
 			}
 			break // exited
 		}
 		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("%s exited at start-up; its log ends:\n%s", n.name, logTail(logPath, 15))
+			return 0, fmt.Errorf("%s exited at start-up; its log ends:\n%s", n.name, childproc.LogTail(logPath, 15))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -141,29 +143,6 @@ func (n *node) running() bool {
 	default:
 		return true
 	}
-}
-
-// logTail returns the last n lines of the file at path, indented.
-func logTail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "  (" + err.Error() + ")"
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return "  " + strings.Join(lines, "\n  ")
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // BuildKTD builds ktd (go build ktd/cmd/ktd, from within the module) into

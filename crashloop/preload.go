@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"ktd/internal/childproc"
 	"ktd/internal/ktproto"
 )
 
@@ -26,7 +27,7 @@ func preloadKey(i int) string { return fmt.Sprintf("p%08d", i) }
 // every key; preloadKills times.
 func (r *run) preload(ctx context.Context) error {
 	n := r.cfg.Preload
-	port, err := freePort()
+	port, err := childproc.FreePort()
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"ktd/internal/childproc"
 	"ktd/ktserver"
 )
 
@@ -91,7 +92,7 @@ func (n *node) start(ctx context.Context) error {
 	cmd := exec.Command(n.bin, n.args()...)
 	cmd.Dir = n.dir
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = childproc.SysProcAttr()
 	err = cmd.Start()
 	logf.Close() // the child has its own descriptor
 	if err != nil {
@@ -116,10 +117,10 @@ func (n *node) start(ctx context.Context) error {
 		}
 		select {
 		case <-exited:
-			return fmt.Errorf("%s exited at start-up; its log ends:\n%s", n.name, logTail(logPath, 15))
+			return fmt.Errorf("%s exited at start-up; its log ends:\n%s", n.name, childproc.LogTail(logPath, 15))
 		case <-ctx.Done():
 			n.kill()
-			return fmt.Errorf("%s did not answer within %v; its log ends:\n%s", n.name, startupTimeout, logTail(logPath, 15))
+			return fmt.Errorf("%s did not answer within %v; its log ends:\n%s", n.name, startupTimeout, childproc.LogTail(logPath, 15))
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -148,11 +149,11 @@ func (n *node) signal(sig syscall.Signal) {
 		return
 	}
 	n.sample() // keep the CPU time spent so far
-	killGroup(cmd.Process.Pid, sig)
+	childproc.KillGroup(cmd.Process.Pid, sig)
 	select {
 	case <-exited:
 	case <-time.After(5 * time.Second):
-		killGroup(cmd.Process.Pid, syscall.SIGKILL)
+		childproc.KillGroup(cmd.Process.Pid, syscall.SIGKILL)
 		<-exited
 	}
 	n.mu.Lock()
@@ -284,29 +285,6 @@ func ping(ctx context.Context, addr string) error {
 		return fmt.Errorf("void answered %d", code)
 	}
 	return nil
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-// logTail returns the last n lines of the file at path, indented.
-func logTail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("  (%v)", err)
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return "  " + strings.Join(lines, "\n  ")
 }
 
 // findBinary resolves the server binary to an absolute path (each child

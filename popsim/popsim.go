@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"ktd/internal/childproc"
 )
 
 // sim is one run in progress.
@@ -173,7 +175,7 @@ func (s *sim) build(dir string) error {
 				return nil, err
 			}
 			port = ln.Addr().(*net.TCPAddr).Port
-		} else if port, err = freePort(); err != nil {
+		} else if port, err = childproc.FreePort(); err != nil {
 			return nil, err
 		}
 		n := &node{name: name, role: role, sid: sid, upstream: up, dir: filepath.Join(dir, name),

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"ktd/internal/childproc"
 	"ktd/internal/ktproto"
 )
 
@@ -42,7 +43,7 @@ const startupTimeout = 20 * time.Second
 func startKT(ctx context.Context, bin, name, dir string, args func(port int) []string) (*ktNode, error) {
 	var lastErr error
 	for range 3 {
-		port, err := freePort()
+		port, err := childproc.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -61,7 +62,7 @@ func startKT(ctx context.Context, bin, name, dir string, args func(port int) []s
 		n.cmd = exec.Command(bin, args(port)...)
 		n.cmd.Dir = dir
 		n.cmd.Stdout, n.cmd.Stderr = logf, logf
-		n.cmd.SysProcAttr = sysProcAttr()
+		n.cmd.SysProcAttr = childproc.SysProcAttr()
 		err = n.cmd.Start()
 		logf.Close() // the child has its own descriptor
 		if err != nil {
@@ -94,10 +95,10 @@ func (n *ktNode) waitReady(ctx context.Context) error {
 		}
 		select {
 		case <-n.exited:
-			return fmt.Errorf("%s exited before answering (%v); its log ends:\n%s", n.name, n.waitErr, logTail(n.logPath, 20))
+			return fmt.Errorf("%s exited before answering (%v); its log ends:\n%s", n.name, n.waitErr, childproc.LogTail(n.logPath, 20))
 		case <-ctx.Done():
 			return fmt.Errorf("%s did not answer /rpc/void within %v: %v; its log ends:\n%s",
-				n.name, startupTimeout, err, logTail(n.logPath, 20))
+				n.name, startupTimeout, err, childproc.LogTail(n.logPath, 20))
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -112,11 +113,11 @@ func (n *ktNode) stop() {
 	default:
 	}
 	pid := n.cmd.Process.Pid
-	killGroup(pid, syscall.SIGTERM)
+	childproc.KillGroup(pid, syscall.SIGTERM)
 	select {
 	case <-n.exited:
 	case <-time.After(5 * time.Second):
-		killGroup(pid, syscall.SIGKILL)
+		childproc.KillGroup(pid, syscall.SIGKILL)
 		<-n.exited
 	}
 }
@@ -129,28 +130,6 @@ func (n *ktNode) alive() bool {
 	default:
 		return true
 	}
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-// logTail returns the last n lines of the file at path.
-func logTail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(%v)", err)
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return "  " + strings.Join(lines, "\n  ")
 }
 
 // findKTD resolves the server binary: the given path, else bin/ktd when it

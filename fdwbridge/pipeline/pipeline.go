@@ -52,6 +52,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"ktd/fdwbridge"
+	"ktd/internal/childproc"
 )
 
 // ErrVerify means the run completed but the servers' contents or streams
@@ -425,7 +426,7 @@ func (h *harness) waitCaughtUp(ctx context.Context, timeout time.Duration) error
 		}
 		for _, n := range h.nodes() {
 			if !n.alive() {
-				return fmt.Errorf("%s exited (%v); its log ends:\n%s", n.name, n.waitErr, logTail(n.logPath, 20))
+				return fmt.Errorf("%s exited (%v); its log ends:\n%s", n.name, n.waitErr, childproc.LogTail(n.logPath, 20))
 			}
 		}
 		if time.Now().After(deadline) {
@@ -459,7 +460,7 @@ func (h *harness) close(failed bool) {
 	if failed {
 		for _, n := range h.nodes() {
 			if n != nil {
-				fmt.Fprintf(h.cfg.Progress, "fdwtest: %s log (%s) ends:\n%s\n", n.name, n.logPath, logTail(n.logPath, 20))
+				fmt.Fprintf(h.cfg.Progress, "fdwtest: %s log (%s) ends:\n%s\n", n.name, n.logPath, childproc.LogTail(n.logPath, 20))
 			}
 		}
 		if h.pg != nil {
