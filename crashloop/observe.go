@@ -1,14 +1,12 @@
 package crashloop
 
 import (
-	"bufio"
 	"context"
+	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"time"
 
-	"ktd/internal/ktproto"
 	"ktd/replication"
 )
 
@@ -46,72 +44,38 @@ func (o *observer) run(ctx context.Context) {
 }
 
 func (o *observer) once(ctx context.Context) error {
-	d := net.Dialer{Timeout: time.Second}
-	nc, err := d.DialContext(ctx, "tcp", o.n.addr)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
 	// The epoch is read before the session: updates it delivers come from
 	// this incarnation or a later one, never an earlier one.
 	epoch := o.n.epoch()
 	o.mu.Lock()
 	from := o.ts
 	o.mu.Unlock()
-	if _, err := nc.Write(ktproto.AppendReplRequest(nil, 0, from, observerSID)); err != nil {
-		return err
-	}
-	br := bufio.NewReaderSize(nc, 256<<10)
-	b, err := br.ReadByte()
-	if err != nil {
-		return err
-	}
-	if b != ktproto.MagicReplication {
-		return fmt.Errorf("%s answered the replication request with %#x", o.n.name, b)
-	}
-	o.mu.Lock()
-	o.sessions++
-	o.mu.Unlock()
-	var buf []byte
-	for {
-		var f replication.Frame
-		if f, buf, err = replication.ReadFrame(br, buf); err != nil {
-			return err
+	err := replication.Follow(ctx, o.n.addr, observerSID, from, func() {
+		o.mu.Lock()
+		o.sessions++
+		o.mu.Unlock()
+	}, func(_ uint64, m replication.Message) error {
+		if m.DBID != 0 {
+			return nil
 		}
-		if f.Nop {
-			if _, err := nc.Write([]byte{ktproto.MagicReplication}); err != nil {
-				return err
+		switch m.Op {
+		case replication.OpSet:
+			v := m.Value
+			if len(v) >= xtSize {
+				v = v[xtSize:]
 			}
-			o.advance(f.TS)
-			continue
+			o.fail(o.check.Set(string(m.Key), string(v), epoch))
+		case replication.OpRemove:
+			o.fail(o.check.Remove(string(m.Key), epoch))
+		case replication.OpClear:
+			o.fail(o.check.Clear())
 		}
-		if f.IsSkip() {
-			o.advance(f.TS)
-			continue
-		}
-		m, err := replication.DecodeMessage(f.Msg)
-		if err != nil {
-			o.fail(fmt.Errorf("%s: undecodable update at ts %d: %v", o.n.name, f.TS, err))
-			return err
-		}
-		if m.DBID == 0 {
-			switch m.Op {
-			case replication.OpSet:
-				v := m.Value
-				if len(v) >= xtSize {
-					v = v[xtSize:]
-				}
-				o.fail(o.check.Set(string(m.Key), string(v), epoch))
-			case replication.OpRemove:
-				o.fail(o.check.Remove(string(m.Key), epoch))
-			case replication.OpClear:
-				o.fail(o.check.Clear())
-			}
-		}
-		o.advance(f.TS)
+		return nil
+	}, o.advance)
+	if errors.Is(err, replication.ErrUndecodableUpdate) {
+		o.fail(fmt.Errorf("%s: %v", o.n.name, err))
 	}
+	return err
 }
 
 func (o *observer) advance(ts uint64) {

@@ -1,13 +1,9 @@
 package popsim
 
 import (
-	"bufio"
 	"context"
-	"fmt"
-	"net"
 	"time"
 
-	"ktd/internal/ktproto"
 	"ktd/replication"
 )
 
@@ -39,51 +35,10 @@ func observe(ctx context.Context, addr string, s *stream, connected func()) {
 }
 
 func observeOnce(ctx context.Context, addr string, s *stream, ts *uint64, connected func()) error {
-	d := net.Dialer{Timeout: time.Second}
-	nc, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	if _, err := nc.Write(ktproto.AppendReplRequest(nil, 0, *ts, observerSID)); err != nil {
-		return err
-	}
-	br := bufio.NewReaderSize(nc, 256<<10)
-	b, err := br.ReadByte()
-	if err != nil {
-		return err
-	}
-	if b != ktproto.MagicReplication {
-		return fmt.Errorf("%s answered the replication request with %#x (is -ulog set?)", addr, b)
-	}
-	if connected != nil {
-		connected()
-	}
-	var buf []byte
-	for {
-		var f replication.Frame
-		if f, buf, err = replication.ReadFrame(br, buf); err != nil {
-			return err
-		}
+	return replication.Follow(ctx, addr, observerSID, *ts, connected, func(_ uint64, m replication.Message) error {
 		at := s.reg.now()
-		*ts = max(*ts, f.TS)
-		if f.Nop {
-			if _, err := nc.Write([]byte{ktproto.MagicReplication}); err != nil {
-				return err
-			}
-			continue
-		}
-		if f.IsSkip() {
-			continue
-		}
-		m, err := replication.DecodeMessage(f.Msg)
-		if err != nil {
-			return fmt.Errorf("frame at ts %d: %w", f.TS, err)
-		}
 		if m.DBID != 0 {
-			continue
+			return nil
 		}
 		switch m.Op {
 		case replication.OpSet:
@@ -101,7 +56,8 @@ func observeOnce(ctx context.Context, addr string, s *stream, ts *uint64, connec
 		case replication.OpClear:
 			s.clear()
 		}
-	}
+		return nil
+	}, func(t uint64) { *ts = max(*ts, t) })
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

@@ -1,14 +1,10 @@
 package pipeline
 
 import (
-	"bufio"
 	"context"
-	"fmt"
 	"log/slog"
-	"net"
 	"time"
 
-	"ktd/internal/ktproto"
 	"ktd/replication"
 )
 
@@ -46,52 +42,15 @@ func follow(ctx context.Context, addr string, s *stream, logger *slog.Logger, ac
 }
 
 func followOnce(ctx context.Context, addr string, s *stream, ts *uint64, accepted *chan<- struct{}) error {
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	if _, err := nc.Write(ktproto.AppendReplRequest(nil, 0, *ts, observerSID)); err != nil {
-		return fmt.Errorf("send replication request: %w", err)
-	}
-	br := bufio.NewReaderSize(nc, 256<<10)
-	b, err := br.ReadByte()
-	if err != nil {
-		return fmt.Errorf("read replication answer: %w", err)
-	}
-	if b != ktproto.MagicReplication {
-		return fmt.Errorf("server answered the replication request with %#x (is -ulog set?)", b)
-	}
-	if *accepted != nil {
-		close(*accepted)
-		*accepted = nil
-	}
-	var buf []byte
-	for {
-		var f replication.Frame
-		if f, buf, err = replication.ReadFrame(br, buf); err != nil {
-			return err
+	return replication.Follow(ctx, addr, observerSID, *ts, func() {
+		if *accepted != nil {
+			close(*accepted)
+			*accepted = nil
 		}
+	}, func(_ uint64, m replication.Message) error {
 		now := time.Now()
-		*ts = max(*ts, f.TS)
-		if f.Nop {
-			if _, err := nc.Write([]byte{ktproto.MagicReplication}); err != nil {
-				return fmt.Errorf("answer idle frame: %w", err)
-			}
-			continue
-		}
-		if f.IsSkip() {
-			continue
-		}
-		m, err := replication.DecodeMessage(f.Msg)
-		if err != nil {
-			return fmt.Errorf("frame at ts %d: %w", f.TS, err)
-		}
 		if m.DBID != 0 {
-			continue
+			return nil
 		}
 		switch m.Op {
 		case replication.OpSet:
@@ -107,7 +66,8 @@ func followOnce(ctx context.Context, addr string, s *stream, ts *uint64, accepte
 			s.clears++
 			s.mu.Unlock()
 		}
-	}
+		return nil
+	}, func(t uint64) { *ts = max(*ts, t) })
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {
