@@ -54,6 +54,7 @@ FUZZ_TARGETS := \
 	./internal/ktproto:FuzzParseTSV:300000x \
 	./internal/ktproto:FuzzColEnc:600000x \
 	./internal/ktproto:FuzzBinaryFrames:300000x \
+	./internal/ktproto:FuzzReadResponse:200000x \
 	./internal/ktproto:FuzzURLCodec:400000x \
 	./internal/ktproto:FuzzParseKTTime:500000x \
 	./replication:FuzzDecodeMessage:100000x \

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -63,36 +62,8 @@ func (c *conn) rpc(name string, params ...string) (int, map[string]string, error
 
 // readResponse reads one Content-Length framed HTTP response.
 func (c *conn) readResponse() (int, map[string]string, error) {
-	status, err := c.br.ReadString('\n')
+	code, body, err := ktproto.ReadResponse(c.br)
 	if err != nil {
-		return 0, nil, err
-	}
-	f := strings.Fields(status)
-	if len(f) < 2 {
-		return 0, nil, fmt.Errorf("bad status line %q", status)
-	}
-	code, err := strconv.Atoi(f[1])
-	if err != nil {
-		return 0, nil, fmt.Errorf("bad status line %q", status)
-	}
-	length := 0
-	for {
-		line, err := c.br.ReadString('\n')
-		if err != nil {
-			return 0, nil, err
-		}
-		line = strings.TrimRight(line, "\r\n")
-		if line == "" {
-			break
-		}
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "content-length") {
-			if length, err = strconv.Atoi(strings.TrimSpace(v)); err != nil {
-				return 0, nil, fmt.Errorf("bad content-length %q", v)
-			}
-		}
-	}
-	body := make([]byte, length)
-	if _, err := io.ReadFull(c.br, body); err != nil {
 		return 0, nil, err
 	}
 	m := map[string]string{}

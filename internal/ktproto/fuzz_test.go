@@ -290,3 +290,18 @@ func FuzzBinaryFrames(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReadResponse: any input gives a response or an error, never a panic,
+// and a body is exactly as long as its Content-Length.
+func FuzzReadResponse(f *testing.F) {
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nvalue\t1\n"))
+	f.Add([]byte("HTTP/1.1 450 Logical Inconsistency\r\ncontent-length:0\r\n\r\n"))
+	f.Add([]byte("HTTP/1.1 200\r\n\r\n"))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		_, body, err := ReadResponse(bufio.NewReader(bytes.NewReader(in)))
+		if err == nil && len(body) > len(in) {
+			t.Fatalf("body of %d bytes from %d bytes of input", len(body), len(in))
+		}
+	})
+}

@@ -16,7 +16,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"slices"
 	"strconv"
@@ -572,42 +571,7 @@ func (c *httpConn) do(req []byte) (int, []byte, error) {
 	if _, err := c.nc.Write(req); err != nil {
 		return 0, nil, err
 	}
-	status, err := c.br.ReadSlice('\n')
-	if err != nil {
-		return 0, nil, err
-	}
-	f := strings.Fields(string(status))
-	if len(f) < 2 {
-		return 0, nil, fmt.Errorf("bad status line %q", status)
-	}
-	code, err := strconv.Atoi(f[1])
-	if err != nil {
-		return 0, nil, fmt.Errorf("bad status line %q", status)
-	}
-	clen := -1
-	for {
-		line, err := c.br.ReadSlice('\n')
-		if err != nil {
-			return 0, nil, err
-		}
-		line = bytes.TrimRight(line, "\r\n")
-		if len(line) == 0 {
-			break
-		}
-		if k, v, ok := bytes.Cut(line, []byte(":")); ok && strings.EqualFold(string(k), "content-length") {
-			if clen, err = strconv.Atoi(string(bytes.TrimSpace(v))); err != nil {
-				return 0, nil, fmt.Errorf("bad content-length %q", v)
-			}
-		}
-	}
-	if clen < 0 {
-		return 0, nil, errors.New("response without content-length")
-	}
-	body := make([]byte, clen)
-	if _, err := io.ReadFull(c.br, body); err != nil {
-		return 0, nil, err
-	}
-	return code, body, nil
+	return ktproto.ReadResponse(c.br)
 }
 
 // count returns the record count of database 0 from /rpc/status.
