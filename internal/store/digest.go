@@ -129,3 +129,84 @@ func appendDigestRecord(dst []byte, rec RangeRecord) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(rec.Value)))
 	return append(dst, rec.Value...)
 }
+
+// SnapshotDigest is the result of DB.SnapshotDigest.
+type SnapshotDigest struct {
+	Sum      [sha256.Size]byte // as Digest's, over the records covered
+	Count    int               // records covered
+	ULogLast uint64            // newest update-log timestamp in the snapshot; 0 without one
+}
+
+// SnapshotDigest digests the whole database from one Pebble snapshot, as Digest does,
+// but leaves out every record whose absolute expiry is at or before liveAfter instead of
+// those expired now, so that two servers comparing at different moments (each sweeping
+// expired records on its own clock) agree when liveAfter is later than both clocks.
+// It also returns the newest update-log timestamp in the same snapshot: every commit up
+// to it, and none after, is in the digest. Replication uses it to compare a replica
+// with its master online.
+func (db *DB) SnapshotDigest(liveAfter int64) (SnapshotDigest, error) {
+	var d SnapshotDigest
+	if err := db.rlock(); err != nil {
+		return d, err
+	}
+	snap := db.pdb.NewSnapshot()
+	db.mu.RUnlock()
+	defer snap.Close()
+
+	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixULog}, UpperBound: []byte{prefixULogEnd}})
+	if err != nil {
+		return d, sysErr("iterate ulog", err)
+	}
+	if it.Last() && len(it.Key()) == 9 {
+		d.ULogLast = binary.BigEndian.Uint64(it.Key()[1:])
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return d, sysErr("iterate ulog", err)
+	}
+
+	h := sha256.New()
+	h.Write([]byte(digestVersion))
+	it, err = snap.NewIter(dataBounds(nil))
+	if err != nil {
+		return d, sysErr("iterator", err)
+	}
+	var buf []byte
+	for it.First(); it.Valid(); it.Next() {
+		stored, verr := it.ValueAndErr()
+		if verr != nil {
+			it.Close()
+			return d, sysErr("read value", verr)
+		}
+		value, xt := db.decodeStored(stored)
+		if xt <= liveAfter {
+			continue
+		}
+		buf = appendDigestRecord(buf[:0], RangeRecord{Key: it.Key()[1:], Value: value, XT: xt})
+		h.Write(buf)
+		d.Count++
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return d, sysErr("iterate", err)
+	}
+	h.Sum(d.Sum[:0])
+	return d, nil
+}
+
+// Evicts reports whether the database drops records on its own (capcnt, capsiz,
+// ktcapcnt or ktcapsiz), so that its content may differ from a master's or replica's
+// holding the same updates.
+func (db *DB) Evicts() bool {
+	s := db.spec
+	return s.CapCount >= 0 || s.CapSize >= 0 || s.KTCapCount >= 0 || s.KTCapSize >= 0
+}
+
+// ULogHasOrigin reports whether the retained update log holds a record stamped with
+// server id sid: on a replica, a write made on it directly (a dual master's own writes).
+func (db *DB) ULogHasOrigin(sid uint16) (bool, error) {
+	found := false
+	err := db.ReadULog(0, ^uint64(0), func(_ uint64, msg []byte) bool {
+		found = len(msg) >= 2 && binary.BigEndian.Uint16(msg) == sid
+		return !found
+	})
+	return found, err
+}
