@@ -107,42 +107,12 @@ func AppendNopFrame(dst []byte, ts uint64) []byte {
 // io.ErrUnexpectedEOF inside a frame, ErrRefused for 0xBF, ErrMalformed for
 // any other magic or a size over MaxFrameSize.
 func ReadFrame(br *bufio.Reader, buf []byte) (Frame, []byte, error) {
-	magic, err := br.ReadByte()
-	if err != nil {
-		return Frame{}, buf, err
-	}
-	switch magic {
-	case ktproto.MagicNop:
-		h, err := readHead(br, 8)
-		if err != nil {
-			return Frame{}, buf, err
-		}
-		return Frame{Nop: true, TS: binary.BigEndian.Uint64(h)}, buf, nil
-	case ktproto.MagicReplication:
-		h, err := readHead(br, 12)
-		if err != nil {
-			return Frame{}, buf, err
-		}
-		f := Frame{TS: binary.BigEndian.Uint64(h)}
-		size := binary.BigEndian.Uint32(h[8:])
-		if size > MaxFrameSize {
-			return Frame{}, buf, ErrMalformed
-		}
-		buf, err = readN(br, buf[:0], int64(size))
-		if err != nil {
-			return Frame{}, buf, err
-		}
-		f.Msg = buf
-		return f, buf, nil
-	case ktproto.MagicError:
-		return Frame{}, buf, ErrRefused
-	default:
-		return Frame{}, buf, ErrMalformed
-	}
+	r := frameReader{br: br}
+	return r.next(buf)
 }
 
-// readHead returns the next n (<= 16) bytes of br without copying them; they
-// are valid until br is read again.
+// readHead returns the next n (at most br's buffer size) bytes of br without
+// copying them; they are valid until br is read again.
 func readHead(br *bufio.Reader, n int) ([]byte, error) {
 	h, err := br.Peek(n)
 	if err != nil {

@@ -3,13 +3,13 @@ package replication
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,7 +34,24 @@ type Master struct {
 	// logged (KT: 100 ms). A commit ends the pause at once.
 	IdleInterval time.Duration
 
+	// VerifyInterval is how often a replica that asks for it (FlagVerify)
+	// is sent a digest of each database to compare with its own, at a
+	// moment when it has been sent everything. Default 60 s; negative:
+	// never.
+	VerifyInterval time.Duration
+
 	slaves atomic.Int64 // slaves being served
+
+	digestMu sync.Mutex
+	digests  map[int]cachedDigest // by database index
+}
+
+// cachedDigest is a database digest shared by the slaves' streamers while no
+// commit changes it and it is younger than the verify interval.
+type cachedDigest struct {
+	d    store.SnapshotDigest
+	live int64
+	at   time.Time
 }
 
 // Slaves returns the number of slaves being served.
@@ -115,7 +132,9 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 		logger.Warn("slave asks for a position older than the retained update log; updates in between are lost to it",
 			"requested_ts", ts, "log_trimmed_before", trimmed)
 	}
-	logger.Info("slave connected", "from_ts", ts, "whitesid", flags&ktproto.FlagWhiteSID != 0, "bootstrap", bootstrap)
+	checked := flags&FlagChecksum != 0
+	verify := checked && flags&FlagVerify != 0 && m.VerifyInterval >= 0
+	logger.Info("slave connected", "from_ts", ts, "whitesid", flags&ktproto.FlagWhiteSID != 0, "bootstrap", bootstrap, "checked", checked)
 	m.slaves.Add(1)
 	defer m.slaves.Add(-1)
 
@@ -124,6 +143,7 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	bw := bufio.NewWriterSize(nc, 64<<10)
+	fw := &frameWriter{bw: bw, checked: checked}
 	write := func() error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -131,13 +151,17 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 		nc.SetWriteDeadline(time.Now().Add(timeout))
 		return bw.Flush()
 	}
-	bw.WriteByte(ktproto.MagicReplication)
+	if checked {
+		bw.WriteByte(MagicChecked)
+	} else {
+		bw.WriteByte(ktproto.MagicReplication)
+	}
 	if err := write(); err != nil {
 		return err
 	}
 	if bootstrap {
 		var err error
-		if ts, err = m.sendSnapshot(bw, nc, timeout); err != nil {
+		if ts, err = m.sendSnapshot(fw, nc, timeout); err != nil {
 			return fmt.Errorf("send snapshot: %w", err)
 		}
 		logger.Info("slave bootstrapped from a snapshot", "ts", ts)
@@ -145,9 +169,13 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 	white := flags&ktproto.FlagWhiteSID != 0
 	// Transaction markers are ktd's: a KT slave never sees them.
 	markers := flags&FlagGapAware != 0
-	var frame []byte
 	pos := ts
 	dropped := 0
+	verifyEvery := m.VerifyInterval
+	if verifyEvery == 0 {
+		verifyEvery = time.Minute
+	}
+	lastVerify := time.Now()
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -167,11 +195,9 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 				}
 				if keep {
 					dropped = 0
-					frame = AppendDataFrame(frame[:0], r.ts, r.msg)
-					bw.Write(frame)
+					fw.data(r.ts, r.msg)
 				} else if dropped++; dropped%skipEvery == 0 {
-					frame = AppendSkipFrame(frame[:0], r.ts)
-					bw.Write(frame)
+					fw.data(r.ts, nil)
 				}
 				pos = r.ts
 			}
@@ -200,8 +226,7 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 		if pos > nop {
 			nop = pos
 		}
-		frame = AppendNopFrame(frame[:0], nop)
-		bw.Write(frame)
+		fw.nop(nop)
 		if err := write(); err != nil {
 			return err
 		}
@@ -215,6 +240,17 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 		}
 		if ack != ktproto.MagicReplication {
 			return fmt.Errorf("slave answered %#x to an idle frame", ack)
+		}
+		if verify && time.Since(lastVerify) >= verifyEvery {
+			// The slave has been sent every record up to pos: the moment
+			// to let it compare.
+			lastVerify = time.Now()
+			if err := m.sendDigests(fw, pos, verifyEvery); err != nil {
+				return err
+			}
+			if err := write(); err != nil {
+				return err
+			}
 		}
 		timer := time.NewTimer(idle)
 		select {
@@ -244,22 +280,12 @@ func (m *Master) trimmed() (uint64, error) {
 // the stream resumes from. Every commit up to that timestamp is in the
 // copy; a copy may also hold later commits, which the stream then repeats
 // (SET and REMOVE carry whole records, so repeating them is harmless).
-func (m *Master) sendSnapshot(bw *bufio.Writer, nc net.Conn, timeout time.Duration) (uint64, error) {
+func (m *Master) sendSnapshot(fw *frameWriter, nc net.Conn, timeout time.Duration) (uint64, error) {
 	ts := m.Log.Horizon()
-	var hdr [15]byte
-	hdr[0] = MagicBootstrap
-	binary.BigEndian.PutUint64(hdr[1:], ts)
-	binary.BigEndian.PutUint16(hdr[9:], m.Log.SID())
-	bw.Write(hdr[:11])
+	fw.bootstrap(ts, m.Log.SID())
 	for i, db := range m.DBs {
 		err := db.ScanStored(func(key, stored []byte) error {
-			hdr[0] = MagicSnapshot
-			binary.BigEndian.PutUint16(hdr[1:], uint16(i))
-			binary.BigEndian.PutUint32(hdr[3:], uint32(len(key)))
-			binary.BigEndian.PutUint32(hdr[7:], uint32(len(stored)))
-			bw.Write(hdr[:11])
-			bw.Write(key)
-			if _, err := bw.Write(stored); err != nil {
+			if err := fw.snapshotRecord(uint16(i), key, stored); err != nil {
 				return err
 			}
 			nc.SetWriteDeadline(time.Now().Add(timeout))
@@ -269,9 +295,65 @@ func (m *Master) sendSnapshot(bw *bufio.Writer, nc net.Conn, timeout time.Durati
 			return 0, err
 		}
 	}
-	bw.Write([]byte{MagicSnapshot, 0xFF, 0xFF})
+	fw.snapshotEnd()
 	nc.SetWriteDeadline(time.Now().Add(timeout))
-	return ts, bw.Flush()
+	return ts, fw.bw.Flush()
+}
+
+// liveMargin is how far past now a digest's live_after lies: records expiring
+// before it are left out on both sides, so that neither side's expiry sweep (on
+// its own clock, within the margin of the master's) makes them differ.
+const liveMargin = 5 * time.Minute
+
+// sendDigests sends a digest frame for each database whose update log, in
+// the digest's snapshot, ends at or before pos (everything in it has been
+// sent), skipping databases that evict on their own. A database written to
+// since is left for the next round.
+func (m *Master) sendDigests(fw *frameWriter, pos uint64, every time.Duration) error {
+	for i, db := range m.DBs {
+		if db.Evicts() {
+			continue
+		}
+		c, err := m.digest(i, every)
+		if err != nil {
+			return err
+		}
+		if c.d.ULogLast > pos {
+			continue
+		}
+		fw.digest(Digest{TS: pos, DBID: uint16(i), LiveAfter: c.live, Count: uint64(c.d.Count), Sum: c.d.Sum})
+	}
+	return nil
+}
+
+// digest returns database i's digest, computing it unless the cached one is
+// younger than every and no commit has reached the database since.
+func (m *Master) digest(i int, every time.Duration) (cachedDigest, error) {
+	db := m.DBs[i]
+	_, last, err := db.ULogBounds()
+	if err != nil {
+		return cachedDigest{}, err
+	}
+	m.digestMu.Lock()
+	c, ok := m.digests[i]
+	m.digestMu.Unlock()
+	if ok && c.d.ULogLast == last && time.Since(c.at) < every {
+		return c, nil
+	}
+	now := time.Now()
+	live := now.Add(liveMargin + every).Unix()
+	d, err := db.SnapshotDigest(live)
+	if err != nil {
+		return cachedDigest{}, err
+	}
+	c = cachedDigest{d: d, live: live, at: now}
+	m.digestMu.Lock()
+	if m.digests == nil {
+		m.digests = make(map[int]cachedDigest)
+	}
+	m.digests[i] = c
+	m.digestMu.Unlock()
+	return c, nil
 }
 
 // ReadMerged calls fn for every update-log record of dbs with

@@ -4,10 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
+	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -29,7 +28,7 @@ type Replica struct {
 	RTSPath  string        // KT's rts file; "" for none
 	Interval float64       // KT's -riv throttle (default 0.04)
 	DBs      []*store.DB   // this server's databases, by index
-	Logger   *slog.Logger  // nil discards
+	Logger   *slog.Logger  // nil discards; give it the master's address (ktserver does)
 	Timeout  time.Duration // bound on each read and write; default 60 s as KT's slave
 
 	// Bootstrap asks the master for a snapshot when the replica has no
@@ -37,6 +36,29 @@ type Replica struct {
 	// Whatever it is set to, a ktd master sends a snapshot when the
 	// replica's position is older than the master's retained log.
 	Bootstrap bool
+
+	// TLS, when set, dials the master over TLS with this configuration
+	// (its Certificates are the replica's client certificate for a master
+	// that authenticates replicas; ServerName defaults to the master's
+	// host).
+	TLS *tls.Config
+
+	// Verify asks a ktd master for digest frames (FlagVerify) and compares
+	// each with the replica's own database once it has applied the same
+	// updates. A replica found diverged re-bootstraps from its master —
+	// unless its update log holds writes made on it directly (a dual
+	// master's), which a snapshot would destroy: then it only reports.
+	Verify bool
+
+	// Counters, when set, counts checksum failures, verifications,
+	// divergences and re-bootstraps (shared across the replicas a server
+	// starts one after another).
+	Counters *ReplicaCounters
+
+	// rebootstrap: the next session asks for a snapshot (divergence found).
+	rebootstrap atomic.Bool
+	// lastRebootstrap is when the last divergence asked for one.
+	lastRebootstrap time.Time
 
 	// position is the timestamp of the last frame handled.
 	position atomic.Uint64
@@ -47,6 +69,29 @@ type Replica struct {
 	// masterTS is the timestamp of the last frame received (the master's
 	// clock for idle frames): the lag is masterTS - position in ts.
 	masterTS atomic.Uint64
+}
+
+// ReplicaCounters are a replica's integrity counters.
+type ReplicaCounters struct {
+	ChecksumErrors atomic.Int64 // frames damaged in transit (ErrChecksum)
+	Verified       atomic.Int64 // digests compared equal
+	Diverged       atomic.Int64 // digests that differed
+	Rebootstraps   atomic.Int64 // snapshots loaded after a divergence
+}
+
+// rebootstrapGap is the least time between two re-bootstraps for divergence;
+// a divergence found sooner is only reported.
+const rebootstrapGap = 10 * time.Minute
+
+// ErrDiverged ends a session whose digest comparison found the replica's
+// database different from the master's.
+var ErrDiverged = errors.New("replication: replica diverged from its master")
+
+func (r *Replica) counters() *ReplicaCounters {
+	if r.Counters == nil {
+		r.Counters = new(ReplicaCounters)
+	}
+	return r.Counters
 }
 
 // Position returns the timestamp of the last update handled.
@@ -101,7 +146,11 @@ func (r *Replica) Run(ctx context.Context) {
 		if streamed {
 			backoff = minBackoff
 		}
-		logger.Warn("replication session ended; reconnecting", "master", r.Master, "err", err, "delay", backoff)
+		if errors.Is(err, ErrChecksum) {
+			r.counters().ChecksumErrors.Add(1)
+			logger.Error("replication stream damaged in transit (checksum mismatch); nothing of the frame was applied, reconnecting")
+		}
+		logger.Warn("replication session ended; reconnecting", "err", err, "delay", backoff)
 		select {
 		case <-ctx.Done():
 			return
@@ -111,6 +160,24 @@ func (r *Replica) Run(ctx context.Context) {
 			backoff = min(2*backoff, maxBackoff)
 		}
 	}
+}
+
+// dial connects to the master, over TLS when r.TLS is set (the handshake
+// completes within timeout).
+func (r *Replica) dial(ctx context.Context, timeout time.Duration) (net.Conn, error) {
+	nd := &net.Dialer{Timeout: timeout}
+	if r.TLS == nil {
+		return nd.DialContext(ctx, "tcp", r.Master)
+	}
+	cfg := r.TLS
+	if cfg.ServerName == "" {
+		if host, _, err := net.SplitHostPort(r.Master); err == nil {
+			cfg = cfg.Clone()
+			cfg.ServerName = host
+		}
+	}
+	td := &tls.Dialer{NetDialer: nd, Config: cfg}
+	return td.DialContext(ctx, "tcp", r.Master)
 }
 
 func (r *Replica) logger() *slog.Logger {
@@ -147,8 +214,7 @@ func (r *Replica) session(ctx context.Context) (accepted bool, err error) {
 		}
 	}()
 
-	d := net.Dialer{Timeout: timeout}
-	nc, err := d.DialContext(ctx, "tcp", r.Master)
+	nc, err := r.dial(ctx, timeout)
 	if err != nil {
 		return false, err
 	}
@@ -156,8 +222,12 @@ func (r *Replica) session(ctx context.Context) (accepted bool, err error) {
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
-	flags := FlagGapAware
-	if r.Bootstrap && pos == 0 {
+	flags := FlagGapAware | FlagChecksum
+	if r.Verify {
+		flags |= FlagVerify
+	}
+	rebootstrap := r.rebootstrap.Load()
+	if r.Bootstrap && pos == 0 || rebootstrap {
 		flags |= FlagBootstrap
 	}
 	nc.SetWriteDeadline(time.Now().Add(timeout))
@@ -170,11 +240,13 @@ func (r *Replica) session(ctx context.Context) (accepted bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("read answer: %w", err)
 	}
-	if b != ktproto.MagicReplication {
+	if b != ktproto.MagicReplication && b != MagicChecked {
 		return false, fmt.Errorf("master refused replication (answered %#x)", b)
 	}
+	// A KT master answers 0xB1 whatever the flags: a plain session.
+	fr := &frameReader{br: br, checked: b == MagicChecked}
 	r.connected.Store(true)
-	r.logger().Info("replicating", "master", r.Master, "from_ts", pos)
+	r.logger().Info("replicating", "from_ts", pos, "checked", fr.checked)
 
 	var (
 		buf       []byte
@@ -202,13 +274,30 @@ func (r *Replica) session(ctx context.Context) (accepted bool, err error) {
 			if err := run.flush(r.DBs); err != nil {
 				return true, err
 			}
-			if err := r.bootstrap(br, nc, timeout); err != nil {
+			if err := r.bootstrap(fr, nc, timeout); err != nil {
 				return true, fmt.Errorf("bootstrap: %w", err)
+			}
+			if rebootstrap {
+				rebootstrap = false
+				r.rebootstrap.Store(false)
+				r.counters().Rebootstraps.Add(1)
+			}
+			continue
+		} else if err == nil && magic[0] == MagicDigest && fr.checked {
+			d, err := fr.digest()
+			if err != nil {
+				return true, err
+			}
+			if err := run.flush(r.DBs); err != nil {
+				return true, err
+			}
+			if err := r.compare(d); err != nil {
+				return true, err
 			}
 			continue
 		}
 		var f Frame
-		f, buf, err = ReadFrame(br, buf)
+		f, buf, err = fr.next(buf)
 		if err != nil {
 			if ferr := run.flush(r.DBs); ferr != nil {
 				return true, ferr
@@ -376,13 +465,11 @@ func (r *Replica) Lag() (ts uint64, sinceFrame time.Duration) {
 // the next session starts over. The records are applied (and, with an
 // update log, re-logged) under the master's sid, so that a dual-master
 // peer does not get them back.
-func (r *Replica) bootstrap(br *bufio.Reader, nc net.Conn, timeout time.Duration) error {
-	var hdr [11]byte
-	if _, err := io.ReadFull(br, hdr[:11]); err != nil {
+func (r *Replica) bootstrap(fr *frameReader, nc net.Conn, timeout time.Duration) error {
+	ts, sid, err := fr.bootstrapHead()
+	if err != nil {
 		return err
 	}
-	ts := binary.BigEndian.Uint64(hdr[1:])
-	sid := binary.BigEndian.Uint16(hdr[9:])
 	r.logger().Info("bootstrapping from a snapshot of the master", "ts", ts)
 	// Until the snapshot is loaded the replica has no valid position: a
 	// session that ends now must not resume (or write an rts file) from
@@ -406,26 +493,12 @@ func (r *Replica) bootstrap(br *bufio.Reader, nc net.Conn, timeout time.Duration
 	n := 0
 	for {
 		nc.SetReadDeadline(time.Now().Add(timeout))
-		if _, err := io.ReadFull(br, hdr[:3]); err != nil {
+		dbid, ksiz, rec, end, err := fr.snapshotRecord(nil)
+		if err != nil {
 			return err
 		}
-		if hdr[0] != MagicSnapshot {
-			return fmt.Errorf("%w: snapshot frame %#x", ErrMalformed, hdr[0])
-		}
-		dbid := binary.BigEndian.Uint16(hdr[1:])
-		if dbid == snapshotEnd {
+		if end {
 			break
-		}
-		if _, err := io.ReadFull(br, hdr[3:11]); err != nil {
-			return err
-		}
-		ksiz, vsiz := binary.BigEndian.Uint32(hdr[3:]), binary.BigEndian.Uint32(hdr[7:])
-		if ksiz > ktproto.MaxBinarySize || vsiz > ktproto.MaxBinarySize {
-			return fmt.Errorf("%w: snapshot record of %d+%d bytes", ErrMalformed, ksiz, vsiz)
-		}
-		rec := make([]byte, ksiz+vsiz)
-		if _, err := io.ReadFull(br, rec); err != nil {
-			return err
 		}
 		n++
 		if int(dbid) >= len(r.DBs) {
@@ -451,4 +524,52 @@ func (r *Replica) bootstrap(br *bufio.Reader, nc net.Conn, timeout time.Duration
 	r.position.Store(ts)
 	r.logger().Info("bootstrap complete", "records", n, "ts", ts)
 	return nil
+}
+
+// compare checks a digest frame against this replica's own database, which
+// has applied every update the master had sent before it. On a difference it
+// re-bootstraps (ErrDiverged ends the session; the next asks for a snapshot)
+// unless its update log holds writes of its own, or it re-bootstrapped less
+// than rebootstrapGap ago: then it only reports.
+func (r *Replica) compare(d Digest) error {
+	if !r.Verify || int(d.DBID) >= len(r.DBs) {
+		return nil
+	}
+	db := r.DBs[d.DBID]
+	if db.Evicts() {
+		return nil
+	}
+	own, err := db.SnapshotDigest(d.LiveAfter)
+	if err != nil {
+		return err
+	}
+	logger := r.logger()
+	if own.Sum == d.Sum && uint64(own.Count) == d.Count {
+		r.counters().Verified.Add(1)
+		logger.Debug("database verified against the master", "db", d.DBID, "ts", d.TS, "records", own.Count)
+		return nil
+	}
+	r.counters().Diverged.Add(1)
+	local, err := db.ULogHasOrigin(r.SID)
+	if err != nil {
+		return err
+	}
+	if local {
+		logger.Error("database differs from the master's, but its update log holds writes made on this server (dual master?): not re-bootstrapping",
+			"db", d.DBID, "ts", d.TS, "records", own.Count, "master_records", d.Count)
+		return nil
+	}
+	if !r.lastRebootstrap.IsZero() && time.Since(r.lastRebootstrap) < rebootstrapGap {
+		// Diverged again right after a snapshot: something keeps changing
+		// the replica (or the comparison is wrong); reloading in a loop
+		// would not help and would cost the master a snapshot each time.
+		logger.Error("database differs from the master's again soon after a re-bootstrap: reporting only",
+			"db", d.DBID, "ts", d.TS, "records", own.Count, "master_records", d.Count, "last_rebootstrap", r.lastRebootstrap)
+		return nil
+	}
+	logger.Error("database diverged from the master's: re-bootstrapping from a snapshot of the master",
+		"db", d.DBID, "ts", d.TS, "records", own.Count, "master_records", d.Count)
+	r.lastRebootstrap = time.Now()
+	r.rebootstrap.Store(true)
+	return ErrDiverged
 }
