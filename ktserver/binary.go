@@ -206,6 +206,13 @@ func (c *conn) binReplication() bool {
 	if err != nil {
 		return false
 	}
+	if reason, err := c.replRefusal(); err != nil {
+		c.s.metrics.replRefused.WithLabelValues(reason).Inc()
+		c.s.logger.Warn("replication refused: the client is not an authenticated replica",
+			"remote", c.remote(), "sid", sid, "err", err)
+		c.out = append(c.out, ktproto.MagicError)
+		return false
+	}
 	m := c.s.repl.master
 	if m == nil {
 		c.out = append(c.out, ktproto.MagicError)

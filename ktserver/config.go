@@ -1,6 +1,8 @@
 package ktserver
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"log/slog"
 	"time"
 
@@ -76,6 +78,15 @@ type Config struct {
 	// snapshot of its master rather than from the master's whole log.
 	ReplBootstrap bool
 
+	// ReplVerifyInterval is how often replication compares databases
+	// online (ktd to ktd, checksummed sessions): as a master, how often it
+	// sends each replica that asks a digest of each database; as a
+	// replica, whether it asks (any value but negative). A replica found
+	// diverged re-bootstraps from its master, unless its update log holds
+	// writes made on it (dual master), when it only reports. Default 60 s;
+	// negative: never.
+	ReplVerifyInterval time.Duration
+
 	// CommandDir is KT's -cmd: where synchronize finds its commands.
 	// Default ".".
 	CommandDir string
@@ -128,6 +139,39 @@ type Config struct {
 	// IdleTimeout closes a keep-alive connection that has waited this long
 	// for its next request. Default 0: never, as in KT.
 	IdleTimeout time.Duration
+
+	// TLS, when set, makes every connection on the port TLS, whatever
+	// protocol it then speaks (RPC, REST, binary, replication). It must
+	// carry a certificate (Certificates, GetCertificate or
+	// GetConfigForClient). Versions below TLS 1.2 are never negotiated. A
+	// connection whose handshake fails or does not finish within Timeout
+	// (a plain-TCP client, say) is closed without an answer and counted
+	// in ktd_tls_handshake_failures_total. Default nil: plain TCP, as KT.
+	TLS *tls.Config
+
+	// ReplClientCAs, when set, restricts replication sessions (binary
+	// 0xB1 requests) to TLS clients that presented a certificate which
+	// verifies against this pool for client authentication; any other
+	// replication request is answered 0xBF and closed, as KT refuses one,
+	// logged and counted in ktd_repl_refused_total. Requires TLS. Unless
+	// TLS already asks for client certificates, it is made to verify one
+	// when given (tls.VerifyClientCertIfGiven, ClientCAs defaulting to this
+	// pool), so clients without a certificate are still served.
+	ReplClientCAs *x509.CertPool
+
+	// TLSAllowPlain, with TLS, also serves plain-TCP clients on the same
+	// port (KT clients, kt_fdw): a connection whose first byte starts a TLS
+	// handshake is TLS, any other is served as plain KT. Replication
+	// sessions still require an authenticated TLS client when
+	// ReplClientCAs is set.
+	TLSAllowPlain bool
+
+	// ReplTLS, when set, is the TLS configuration this server's replica
+	// (MasterAddr, tune_replication) dials its master with: RootCAs to
+	// verify the master, Certificates for the client certificate a master
+	// with ReplClientCAs requires. ServerName defaults to the master's
+	// host. Default nil: plain TCP.
+	ReplTLS *tls.Config
 
 	// CacheSize is the Pebble block cache of each file database, in bytes;
 	// zero means the store's default.

@@ -58,7 +58,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 		tc.SetNoDelay(true)
 		tc.SetKeepAlive(true)
 	}
-	c := &conn{s: s, nc: nc}
+	c := &conn{s: s, nc: s.wrapTLS(nc)}
 	s.mu.Lock()
 	if s.closed || (s.cfg.MaxConns > 0 && len(s.conns) >= s.cfg.MaxConns) {
 		closed := s.closed
@@ -116,6 +116,10 @@ func (c *conn) close() {
 // idle keep-alive connections) for the first byte of a request, sniff it,
 // then read the request under the -tout deadline and answer it.
 func (c *conn) serve() {
+	if !c.handshake() {
+		c.close()
+		return
+	}
 	c.br = readerPool.Get().(*bufio.Reader)
 	c.br.Reset(c.nc)
 	c.initLimits()

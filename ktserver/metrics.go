@@ -16,6 +16,9 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	conns    prometheus.Gauge
+
+	tlsFailures prometheus.Counter     // failed TLS handshakes (Config.TLS)
+	replRefused *prometheus.CounterVec // replication sessions refused (Config.ReplClientCAs), by reason
 }
 
 func newMetrics(s *Server, reg *prometheus.Registry) *metrics {
@@ -33,11 +36,19 @@ func newMetrics(s *Server, reg *prometheus.Registry) *metrics {
 			Namespace: "ktd", Name: "open_connections",
 			Help: "Client connections currently open.",
 		}),
+		tlsFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "ktd", Name: "tls_handshake_failures_total",
+			Help: "Connections closed because their TLS handshake failed or timed out.",
+		}),
+		replRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "ktd", Name: "repl_refused_total",
+			Help: "Replication sessions refused for want of an authenticated client certificate, by reason (no_tls, no_cert, untrusted).",
+		}, []string{"reason"}),
 	}
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.requests, m.latency, m.conns, &dbCollector{s: s})
+	reg.MustRegister(m.requests, m.latency, m.conns, m.tlsFailures, m.replRefused, &dbCollector{s: s})
 	for name, c := range map[string]*atomic.Int64{
 		"begun": &s.stats.txBegun, "committed": &s.stats.txCommitted,
 		"aborted": &s.stats.txAborted, "conflicts": &s.stats.txConflicts,
@@ -72,6 +83,9 @@ var (
 	descPosition  = prometheus.NewDesc("ktd_repl_position_ts", "KT timestamp of the last update this replica handled.", nil, nil)
 	descLagTS     = prometheus.NewDesc("ktd_repl_lag_ts", "Master's last timestamp minus this replica's position (KT timestamp units, ns).", nil, nil)
 	descConnected = prometheus.NewDesc("ktd_repl_connected", "1 while this replica streams from its master.", nil, nil)
+	descIntegrity = prometheus.NewDesc("ktd_repl_integrity_events_total",
+		"Replica integrity events: checksum (frames damaged in transit), verified and diverged (online digest comparisons), rebootstrap (snapshots loaded after a divergence).",
+		[]string{"event"}, nil)
 )
 
 func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -82,6 +96,7 @@ func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descPosition
 	ch <- descLagTS
 	ch <- descConnected
+	ch <- descIntegrity
 }
 
 func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
@@ -108,5 +123,19 @@ func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descPosition, prometheus.GaugeValue, float64(rep.Position()))
 		ch <- prometheus.MustNewConstMetric(descLagTS, prometheus.GaugeValue, float64(lag))
 		ch <- prometheus.MustNewConstMetric(descConnected, prometheus.GaugeValue, connected)
+	}
+	if c.s.cfg.MasterAddr != "" || rep != nil {
+		rc := &c.s.repl.counters
+		for _, e := range []struct {
+			name string
+			n    int64
+		}{
+			{"checksum", rc.ChecksumErrors.Load()},
+			{"verified", rc.Verified.Load()},
+			{"diverged", rc.Diverged.Load()},
+			{"rebootstrap", rc.Rebootstraps.Load()},
+		} {
+			ch <- prometheus.MustNewConstMetric(descIntegrity, prometheus.CounterValue, float64(e.n), e.name)
+		}
 	}
 }

@@ -28,6 +28,8 @@ type replState struct {
 	stop    context.CancelFunc
 	done    chan struct{}
 	started bool // Serve has run: replicas may be started
+
+	counters replication.ReplicaCounters // of every replica started
 }
 
 // init prepares the update log before the databases open; the returned
@@ -59,10 +61,11 @@ func (r *replState) opened() error {
 	}
 	r.log.Seed(last)
 	r.master = &replication.Master{
-		DBs:     r.s.dbs,
-		Log:     r.log,
-		Logger:  r.s.logger.With("component", "replication"),
-		Timeout: r.s.cfg.Timeout,
+		DBs:            r.s.dbs,
+		Log:            r.log,
+		Logger:         r.s.logger.With("component", "replication"),
+		Timeout:        r.s.cfg.Timeout,
+		VerifyInterval: r.s.cfg.ReplVerifyInterval,
 	}
 	return nil
 }
@@ -89,6 +92,9 @@ func (r *replState) startLocked() {
 		Timeout:  60 * time.Second,
 
 		Bootstrap: r.s.cfg.ReplBootstrap,
+		Verify:    r.s.cfg.ReplVerifyInterval >= 0,
+		Counters:  &r.counters,
+		TLS:       r.s.cfg.ReplTLS,
 	}
 	ctx, cancel := context.WithCancel(r.s.ctx)
 	done := make(chan struct{})
@@ -165,6 +171,10 @@ func (r *replState) report(c *call, now time.Time) {
 	c.set("repl_delay", strconv.FormatFloat(delay, 'f', 6, 64))
 	c.set("repl_lag_ts", strconv.FormatUint(lag, 10))
 	c.set("repl_connected", strconv.FormatBool(connected))
+	c.setInt("repl_checksum_errors", r.counters.ChecksumErrors.Load())
+	c.setInt("repl_verified", r.counters.Verified.Load())
+	c.setInt("repl_diverged", r.counters.Diverged.Load())
+	c.setInt("repl_rebootstraps", r.counters.Rebootstraps.Load())
 }
 
 // ulogList answers ulog_list: ktd keeps one log per database inside its

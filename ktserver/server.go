@@ -155,12 +155,16 @@ func (c Config) withDefaults() (Config, error) {
 	if c.CommandDir == "" {
 		c.CommandDir = "."
 	}
+	if err := c.prepareTLS(); err != nil {
+		return c, err
+	}
 	return c, nil
 }
 
 // Serve accepts connections on ln until Close, serving each on its own
 // goroutine. It returns ErrServerClosed after Close. Serve may be called
-// with several listeners at once.
+// with several listeners at once. With Config.TLS, every connection
+// accepted is served over TLS (ln itself is a plain listener).
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.closed {
@@ -186,7 +190,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Lock()
 	}
 	s.mu.Unlock()
-	s.logger.Info("listening", "addr", ln.Addr().String())
+	s.logger.Info("listening", "addr", ln.Addr().String(), "tls", s.cfg.TLS != nil)
 
 	var tempDelay time.Duration
 	for {

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -74,6 +75,19 @@ func Dial(t testing.TB, addr string) *Client {
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return &Client{t: t, nc: nc, br: bufio.NewReader(nc)}
+}
+
+// DialTLS connects a Client to addr over TLS with cfg, completing the
+// handshake; the connection closes when the test ends.
+func DialTLS(t testing.TB, addr string, cfg *tls.Config) *Client {
+	t.Helper()
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: cfg}
+	nc, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("TLS dial %s: %v", addr, err)
 	}
 	t.Cleanup(func() { nc.Close() })
 	return &Client{t: t, nc: nc, br: bufio.NewReader(nc)}
