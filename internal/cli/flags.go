@@ -47,6 +47,7 @@ type Options struct {
 	NoSync      bool          // -nosync: acknowledge writes before they are synced
 	MaxConns    int           // -maxconn: cap on open client connections
 	Bootstrap   bool          // -bootstrap: a new replica starts from a snapshot of its master
+	ReplVerify  time.Duration // -rverify: online replica verification interval (0 = default, negative = never)
 	ULogAge     time.Duration // -ulogage: drop update-log records older than this
 	TxIdle      time.Duration // -txidle: abort a connection transaction idle this long (0 = default)
 	MaxKey      int64         // -maxkey: bound on one key (0 = default, negative = none)
@@ -55,6 +56,19 @@ type Options struct {
 	MaxRecords  int64         // -maxrec: bound on the records of one bulk request
 	MaxInflight int64         // -maxinflight: budget of request bytes in flight
 	Idle        time.Duration // -idle: close keep-alive connections idle this long (0 = never)
+
+	// TLS (tls.go).
+	TLSCert    string // -tlscert: serve TLS on the port with this PEM certificate (chain)
+	TLSKey     string // -tlskey: its PEM private key
+	TLSCA      string // -tlsca: PEM CA bundle: verifies client certificates (replicas must present one) and, with -mtls, the master
+	TLSClients bool   // -tlsclients: require a verified client certificate from every client
+	TLSPlain   bool   // -tlsplain: also serve plain-TCP clients on the TLS port
+	MasterTLS  bool   // -mtls: dial the master over TLS, presenting -tlscert/-tlskey
+	// The replica link's own certificate and CA, when it must differ from
+	// the port's (a PoP serving plain TCP that authenticates to its master).
+	MasterTLSCert string // -mtlscert (default -tlscert)
+	MasterTLSKey  string // -mtlskey (default -tlskey)
+	MasterTLSCA   string // -mtlsca (default -tlsca)
 
 	// Notices are one-line messages about flags that are accepted but have
 	// no effect in ktd.
@@ -77,9 +91,11 @@ const Usage = `usage: ktd [-host str] [-port num] [-tout num] [-th num] [-log fi
            [-asi num] [-ash] [-bgs path] [-bgsi num] [-bgsc str] [-dmn] [-pid file]
            [-cmd path] [-scr file] [-mhost str] [-mport num] [-rts file] [-riv num]
            [-plsv file] [-plex str] [-pldb file]
-           [-metrics host:port] [-nosync] [-maxconn num] [-bootstrap] [-ulogage sec]
-           [-txidle sec] [-maxkey num] [-maxval num] [-maxbody num] [-maxrec num]
-           [-maxinflight num] [-idle sec] [db...]
+           [-metrics host:port] [-nosync] [-maxconn num] [-bootstrap] [-rverify sec]
+           [-ulogage sec] [-txidle sec] [-maxkey num] [-maxval num] [-maxbody num] [-maxrec num]
+           [-maxinflight num] [-idle sec] [-tlscert file -tlskey file] [-tlsca file]
+           [-tlsclients] [-tlsplain] [-mtls [-mtlscert file -mtlskey file] [-mtlsca file]]
+           [db...]
        ktd --version
 `
 
@@ -126,8 +142,9 @@ func Parse(args []string) (*Options, error) {
 		switch a {
 		case "-host", "-port", "-tout", "-th", "-log", "-ulog", "-ulim", "-uasi", "-sid",
 			"-asi", "-bgs", "-bgsi", "-bgsc", "-pid", "-cmd", "-scr", "-mhost", "-mport",
-			"-rts", "-riv", "-plsv", "-plex", "-pldb", "-metrics", "-maxconn", "-ulogage", "-txidle",
+			"-rts", "-riv", "-plsv", "-plex", "-pldb", "-metrics", "-maxconn", "-ulogage", "-txidle", "-rverify",
 			"-maxkey", "-maxval", "-maxbody", "-maxrec", "-maxinflight", "-idle",
+			"-tlscert", "-tlskey", "-tlsca", "-mtlscert", "-mtlskey", "-mtlsca",
 			"-ca", "-pk", "-cert", "-rpk", "-rcert", "-auxhost", "-auxport":
 			if v, err = next(a); err != nil {
 				return nil, err
@@ -199,7 +216,7 @@ func Parse(args []string) (*Options, error) {
 		case "-plsv", "-plex", "-pldb":
 			notice(a, "ktd loads no plug-ins")
 		case "-sec", "-msec", "-ca", "-pk", "-cert", "-rpk", "-rcert", "-auxhost", "-auxport":
-			notice(a, "a Cloudflare-fork option; ktd has no TLS yet")
+			notice(a, "a Cloudflare-fork option; ktd's TLS flags are -tlscert, -tlskey, -tlsca, -tlsclients and -mtls")
 		case "-metrics":
 			o.MetricsAddr = v
 		case "-nosync":
@@ -208,6 +225,11 @@ func Parse(args []string) (*Options, error) {
 			o.MaxConns = int(ktproto.Atoix(v))
 		case "-bootstrap":
 			o.Bootstrap = true
+		case "-rverify":
+			o.ReplVerify = time.Duration(ktproto.Atof(v) * float64(time.Second))
+			if o.ReplVerify <= 0 {
+				o.ReplVerify = -1 // 0 means never
+			}
 		case "-ulogage":
 			o.ULogAge = time.Duration(ktproto.Atof(v) * float64(time.Second))
 		case "-txidle":
@@ -227,6 +249,24 @@ func Parse(args []string) (*Options, error) {
 			o.MaxInflight = ktproto.Atoix(v)
 		case "-idle":
 			o.Idle = time.Duration(ktproto.Atof(v) * float64(time.Second))
+		case "-tlscert":
+			o.TLSCert = v
+		case "-tlskey":
+			o.TLSKey = v
+		case "-tlsca":
+			o.TLSCA = v
+		case "-tlsclients":
+			o.TLSClients = true
+		case "-mtls":
+			o.MasterTLS = true
+		case "-tlsplain":
+			o.TLSPlain = true
+		case "-mtlscert":
+			o.MasterTLSCert = v
+		case "-mtlskey":
+			o.MasterTLSKey = v
+		case "-mtlsca":
+			o.MasterTLSCA = v
 		default:
 			return nil, fmt.Errorf("%w: unknown option %s", ErrUsage, a)
 		}
@@ -255,8 +295,11 @@ func (o *Options) validate() error {
 	case len(o.DBs) > 200:
 		return errors.New("too much databases")
 	}
+	if err := o.validateTLS(); err != nil {
+		return err
+	}
 	if o.Daemon {
-		for _, p := range append([]string{o.LogPath, o.ULogDir, o.PIDPath, o.ScriptPath, o.RTSPath, o.Snapshot}, dbPaths(o.DBs)...) {
+		for _, p := range append([]string{o.LogPath, o.ULogDir, o.PIDPath, o.ScriptPath, o.RTSPath, o.Snapshot, o.TLSCert, o.TLSKey, o.TLSCA, o.MasterTLSCert, o.MasterTLSKey, o.MasterTLSCA}, dbPaths(o.DBs)...) {
 			if p != "" && p != "-" && !filepath.IsAbs(p) {
 				return fmt.Errorf("%s: a daemon can accept absolute path only", p)
 			}

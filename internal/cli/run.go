@@ -129,6 +129,9 @@ func Run(ctx context.Context, o *Options, stdout io.Writer) error {
 	}
 	cfg.ReplInterval = o.ReplIV
 	cfg.ReplBootstrap = o.Bootstrap
+	if o.ReplVerify != 0 {
+		cfg.ReplVerifyInterval = o.ReplVerify
+	}
 	cfg.ULogRetention = o.ULogAge
 	if o.TxIdle != 0 {
 		cfg.TxIdleTimeout = o.TxIdle
@@ -145,6 +148,9 @@ func Run(ctx context.Context, o *Options, stdout io.Writer) error {
 	}
 	cfg.MaxKeySize, cfg.MaxValueSize, cfg.MaxBodySize = o.MaxKey, o.MaxValue, o.MaxBody
 	cfg.MaxRecords, cfg.MaxInflightBytes, cfg.IdleTimeout = o.MaxRecords, o.MaxInflight, o.Idle
+	if err := applyTLS(o, &cfg); err != nil {
+		return err
+	}
 	cfg.Logger = logger
 	reg := prometheus.NewRegistry()
 	if o.MetricsAddr != "" {
