@@ -39,6 +39,9 @@ func TestCrashLoopShort(t *testing.T) {
 	if rep.Acked < 100 || rep.Lost != 0 || rep.Updates == 0 {
 		t.Fatalf("acknowledged %d, lost %d, replica updates %d", rep.Acked, rep.Lost, rep.Updates)
 	}
+	if rep.Verified < int64(rep.Rounds) || rep.Diverged != 0 {
+		t.Fatalf("online verifications: %d equal, %d diverged; want one equal per round and replica", rep.Verified, rep.Diverged)
+	}
 	if rep.PreloadKeys != 5000 || len(rep.PreloadRestarts) != preloadKills {
 		t.Fatalf("preload %d keys, %d restarts", rep.PreloadKeys, len(rep.PreloadRestarts))
 	}

@@ -92,6 +92,8 @@ type Report struct {
 	Restarts         []time.Duration // every restart after kill -9, exec to serving
 	MasterRestart    []time.Duration // the master's alone
 	Converge         []time.Duration // master check done -> every replica equal
+	Verified         int64           // replicas' online verifications that found them equal
+	Diverged         int64           // ... that found them different (must be 0: the master is synced)
 	Violations       []string
 
 	PreloadKeys     int
@@ -131,6 +133,7 @@ func (r *Report) String() string {
 	if len(r.Converge) > 0 {
 		fmt.Fprintf(&b, "replicas converged   median %v, max %v after the master check\n",
 			median(r.Converge).Round(time.Millisecond), slices.Max(r.Converge).Round(time.Millisecond))
+		fmt.Fprintf(&b, "online verification  %d digests equal, %d diverged\n", r.Verified, r.Diverged)
 	}
 	r.writePreload(&b)
 	for _, d := range r.DuplicateSamples {
@@ -152,6 +155,7 @@ type run struct {
 	observers []*observer
 	report    *Report
 	writeErrs atomic.Int64
+	counted   map[string]verifyCount // by replica name
 
 	mu       sync.Mutex
 	liveErrs []string // violations seen by writers, reported at the round's check
@@ -174,7 +178,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Dir, err = filepath.Abs(cfg.Dir); err != nil {
 		return &Report{}, err
 	}
-	r := &run{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x6b746372617368)), ledger: NewLedger(), report: &Report{}}
+	r := &run{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x6b746372617368)), ledger: NewLedger(), report: &Report{}, counted: map[string]verifyCount{}}
 	defer r.stopAll()
 	if cfg.Rounds > 0 {
 		if err := r.startAll(ctx); err != nil {
@@ -235,7 +239,7 @@ func (r *run) startAll(ctx context.Context) error {
 		return err
 	}
 	dir := filepath.Join(r.cfg.Dir, "master")
-	r.master = newNode("master", r.cfg.KTD, dir, mport, "-le", "-sid", "1", "-ulog", "ulog", "db.kct")
+	r.master = newNode("master", r.cfg.KTD, dir, mport, "-le", "-sid", "1", "-ulog", "ulog", "-rverify", verifyEvery, "db.kct")
 	if _, err := r.master.start(ctx, r.cfg.StartTimeout); err != nil {
 		return err
 	}
@@ -247,7 +251,7 @@ func (r *run) startAll(ctx context.Context) error {
 		}
 		name := fmt.Sprintf("replica-%d", i+1)
 		n := newNode(name, r.cfg.KTD, filepath.Join(r.cfg.Dir, name), port, "-le", "-sid", strconv.Itoa(i+2),
-			"-ulog", "ulog", "-mhost", "127.0.0.1", "-mport", strconv.Itoa(mport), "-rts", "rts", "db.kct")
+			"-ulog", "ulog", "-mhost", "127.0.0.1", "-mport", strconv.Itoa(mport), "-rts", "rts", "-rverify", verifyEvery, "db.kct")
 		if _, err := n.start(ctx, r.cfg.StartTimeout); err != nil {
 			return err
 		}
@@ -512,6 +516,11 @@ func (r *run) check(ctx context.Context, round int) string {
 		}
 	}
 	r.report.Converge = append(r.report.Converge, time.Since(t0))
+	for _, n := range r.replicas {
+		if msg := r.verified(ctx, n); msg != "" {
+			fail("%s: %s", n.name, msg)
+		}
+	}
 	for _, o := range r.observers {
 		for _, err := range o.takeErrs() {
 			fail("%v", err)
@@ -525,6 +534,64 @@ func (r *run) check(ctx context.Context, round int) string {
 		}
 	}
 	return fmt.Sprintf("; %d keys on the master (%s), %d unknown settled", len(recs), master, settled)
+}
+
+// verifyEvery is the servers' -rverify: how often the master lets each
+// replica compare its database with the master's.
+const verifyEvery = "0.5"
+
+// verified waits for the replica's next online verification (the master,
+// idle after the storm, sends one within verifyEvery) and adds its counters
+// to the report. A divergence is a violation: with a synced master no
+// update a replica holds can have been lost by the master.
+func (r *run) verified(ctx context.Context, n *node) string {
+	read := func() (verified, diverged int64, err error) {
+		c, err := dial(ctx, n.addr, 5*time.Second)
+		if err != nil {
+			return 0, 0, err
+		}
+		defer c.Close()
+		code, kv, err := c.rpc("report")
+		if err != nil || code != 200 {
+			return 0, 0, fmt.Errorf("report: %d %v", code, err)
+		}
+		v, _ := strconv.ParseInt(kv["repl_verified"], 10, 64)
+		d, _ := strconv.ParseInt(kv["repl_diverged"], 10, 64)
+		return v, d, nil
+	}
+	v0, _, err := read()
+	if err != nil {
+		return err.Error()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		v, d, err := read()
+		if err != nil {
+			return err.Error()
+		}
+		prev := r.counted[n.name]
+		if prev.epoch != n.epoch() {
+			prev = verifyCount{epoch: n.epoch()}
+		}
+		r.report.Verified += v - prev.verified
+		r.report.Diverged += d - prev.diverged
+		r.counted[n.name] = verifyCount{n.epoch(), v, d}
+		switch {
+		case d > prev.diverged:
+			return fmt.Sprintf("online verification found the replica diverged from the master (%d time(s))", d-prev.diverged)
+		case v > v0:
+			return ""
+		case time.Now().After(deadline) || ctx.Err() != nil:
+			return "no online verification within 10 s of the storm's end"
+		}
+		sleep(ctx, 100*time.Millisecond)
+	}
+}
+
+// verifyCount is what verified has counted of one replica incarnation.
+type verifyCount struct {
+	epoch              int
+	verified, diverged int64
 }
 
 // compare scans a replica and returns its digest and where its update log
