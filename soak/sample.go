@@ -1,0 +1,124 @@
+package soak
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Sample is one observation of one server process.
+type Sample struct {
+	T          float64 `json:"t"`            // seconds since the load started (negative: before)
+	RSS        int64   `json:"rss"`          // resident set, bytes (/proc/PID/status VmRSS)
+	HeapInuse  int64   `json:"heap_inuse"`   // Go heap in use, bytes (go_memstats_heap_inuse_bytes)
+	Goroutines int     `json:"goroutines"`   // go_goroutines
+	Threads    int     `json:"threads"`      // OS threads (/proc/PID/status Threads)
+	FDs        int     `json:"fds"`          // open file descriptors (/proc/PID/fd)
+	Sockets    int     `json:"sockets"`      // of which sockets
+	Conns      int     `json:"conns"`        // ktd_open_connections: client connections
+	LagTS      float64 `json:"lag_ts_ms"`    // replica: ktd_repl_lag_ts in milliseconds
+	ProbeLagMS float64 `json:"probe_lag_ms"` // replica: a probe write's time from master to replica, ms (-1: not seen in time)
+}
+
+// procSample reads the resident set, thread count and file descriptors of
+// process pid from /proc.
+func procSample(pid int, s *Sample) error {
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return err
+	}
+	s.RSS = statusField(status, "VmRSS:") * 1024
+	s.Threads = int(statusField(status, "Threads:"))
+	fdDir := "/proc/" + strconv.Itoa(pid) + "/fd"
+	ents, err := os.ReadDir(fdDir)
+	if err != nil {
+		return err
+	}
+	s.FDs, s.Sockets = len(ents), 0
+	for _, e := range ents {
+		if target, err := os.Readlink(fdDir + "/" + e.Name()); err == nil && strings.HasPrefix(target, "socket:") {
+			s.Sockets++
+		}
+	}
+	return nil
+}
+
+// statusField returns the number of a "Name:   123 kB" line of
+// /proc/PID/status, 0 when absent.
+func statusField(status []byte, name string) int64 {
+	sc := bufio.NewScanner(bytes.NewReader(status))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name); ok {
+			if f := strings.Fields(v); len(f) > 0 {
+				n, _ := strconv.ParseInt(f[0], 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+// scrape fetches the metrics at addr and returns the value of every series
+// by its name with labels as written ("go_goroutines",
+// `ktd_db_records{db="0",name="db.kct"}`).
+func scrape(ctx context.Context, hc *http.Client, addr string) (map[string]float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("metrics of %s answered %s", addr, resp.Status)
+	}
+	return parseMetrics(body), nil
+}
+
+// parseMetrics reads Prometheus' text format: "series value [timestamp]"
+// lines; comments and unparsable lines are skipped.
+func parseMetrics(body []byte) map[string]float64 {
+	out := map[string]float64{}
+	for line := range strings.SplitSeq(string(body), "\n") {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		// The series ends at the space after the closing brace, if any.
+		end := strings.LastIndexByte(line, '}')
+		rest := line
+		if end >= 0 {
+			rest = line[end+1:]
+		} else {
+			end = strings.IndexByte(line, ' ') - 1
+			if end < 0 {
+				continue
+			}
+			rest = line[end+1:]
+		}
+		f := strings.Fields(rest)
+		if len(f) == 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			continue
+		}
+		out[line[:end+1]] = v
+	}
+	return out
+}
