@@ -141,19 +141,40 @@ type SnapshotDigest struct {
 // but leaves out every record whose absolute expiry is at or before liveAfter instead of
 // those expired now, so that two servers comparing at different moments (each sweeping
 // expired records on its own clock) agree when liveAfter is later than both clocks.
-// It also returns the newest update-log timestamp in the same snapshot: every commit up
-// to it, and none after, is in the digest. Replication uses it to compare a replica
-// with its master online.
+// It also returns the newest update-log timestamp in the same snapshot.
 func (db *DB) SnapshotDigest(liveAfter int64) (SnapshotDigest, error) {
-	var d SnapshotDigest
-	if err := db.rlock(); err != nil {
-		return d, err
+	v, err := db.NewDigestView()
+	if err != nil {
+		return SnapshotDigest{}, err
 	}
-	snap := db.pdb.NewSnapshot()
-	db.mu.RUnlock()
-	defer snap.Close()
+	defer v.Close()
+	return v.Digest(liveAfter)
+}
 
-	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixULog}, UpperBound: []byte{prefixULogEnd}})
+// DigestView is a consistent Pebble snapshot of a database, taken for a digest:
+// taking it is cheap, so a caller can take views of several databases at one instant
+// (replication takes them while no commit is in flight) and digest them afterwards.
+type DigestView struct {
+	db   *DB
+	snap *pebble.Snapshot
+}
+
+// NewDigestView takes a snapshot of the database now. Close releases it.
+func (db *DB) NewDigestView() (*DigestView, error) {
+	if err := db.rlock(); err != nil {
+		return nil, err
+	}
+	defer db.mu.RUnlock()
+	return &DigestView{db: db, snap: db.pdb.NewSnapshot()}, nil
+}
+
+// Close releases the view's snapshot.
+func (v *DigestView) Close() error { return v.snap.Close() }
+
+// Digest is SnapshotDigest over the view.
+func (v *DigestView) Digest(liveAfter int64) (SnapshotDigest, error) {
+	var d SnapshotDigest
+	it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixULog}, UpperBound: []byte{prefixULogEnd}})
 	if err != nil {
 		return d, sysErr("iterate ulog", err)
 	}
@@ -166,7 +187,7 @@ func (db *DB) SnapshotDigest(liveAfter int64) (SnapshotDigest, error) {
 
 	h := sha256.New()
 	h.Write([]byte(digestVersion))
-	it, err = snap.NewIter(dataBounds(nil))
+	it, err = v.snap.NewIter(dataBounds(nil))
 	if err != nil {
 		return d, sysErr("iterator", err)
 	}
@@ -177,7 +198,7 @@ func (db *DB) SnapshotDigest(liveAfter int64) (SnapshotDigest, error) {
 			it.Close()
 			return d, sysErr("read value", verr)
 		}
-		value, xt := db.decodeStored(stored)
+		value, xt := v.db.decodeStored(stored)
 		if xt <= liveAfter {
 			continue
 		}
