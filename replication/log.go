@@ -3,6 +3,7 @@ package replication
 import (
 	"bytes"
 	"cmp"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -27,6 +28,8 @@ type Log struct {
 	pending map[uint64]int // first timestamp -> size of reservations in flight
 	last    uint64         // highest timestamp reserved
 	changed chan struct{}  // closed when the horizon may have advanced
+	cutting bool           // a Cut is under way: new reservations wait
+	cond    *sync.Cond     // signals the end of a reservation or of a Cut
 
 	// tail holds the newest committed records in timestamp order, so that
 	// slaves that keep up are served from memory, not from Pebble. Every
@@ -49,13 +52,15 @@ func NewLog(sid uint16, last uint64, now func() time.Time) *Log {
 	if now == nil {
 		now = time.Now
 	}
-	return &Log{
+	l := &Log{
 		sid:     sid,
 		clock:   clock{now: now, last: last},
 		pending: make(map[uint64]int),
 		last:    last,
 		changed: make(chan struct{}),
 	}
+	l.cond = sync.NewCond(&l.mu)
+	return l
 }
 
 // SID is the server id stamped on changes that originate here.
@@ -65,6 +70,9 @@ func (l *Log) SID() uint16 { return l.sid }
 // done must be called once the commit attempt has finished.
 func (l *Log) Reserve(n int) (uint64, func(committed bool)) {
 	l.mu.Lock()
+	for l.cutting {
+		l.cond.Wait()
+	}
 	first := l.clock.next(n)
 	l.pending[first] = n
 	l.last = first + uint64(n) - 1
@@ -76,9 +84,52 @@ func (l *Log) Reserve(n int) (uint64, func(committed bool)) {
 			delete(l.pending, first)
 			close(l.changed)
 			l.changed = make(chan struct{})
+			if l.cutting && len(l.pending) == 0 {
+				l.cond.Broadcast()
+			}
 			l.mu.Unlock()
 		})
 	}
+}
+
+// ErrNoCut reports that the commits in flight did not finish within Cut's
+// wait.
+var ErrNoCut = errors.New("replication: commits in flight did not finish in time for a cut")
+
+// Cut runs fn at an instant when no commit is in flight, passing it the
+// highest timestamp reserved: a Pebble snapshot fn takes then holds every
+// commit up to that timestamp and none after it, in every database. New
+// reservations wait from the call until fn returns, so fn must be quick
+// (taking snapshots is); the commits in flight get up to wait to finish,
+// after which Cut gives up with ErrNoCut.
+func (l *Log) Cut(wait time.Duration, fn func(last uint64) error) error {
+	l.mu.Lock()
+	if l.cutting {
+		l.mu.Unlock()
+		return ErrNoCut // one at a time; the caller tries again later
+	}
+	l.cutting = true
+	expired := false
+	timer := time.AfterFunc(wait, func() {
+		l.mu.Lock()
+		expired = true
+		l.cond.Broadcast()
+		l.mu.Unlock()
+	})
+	for len(l.pending) > 0 && !expired {
+		l.cond.Wait()
+	}
+	timer.Stop()
+	var err error
+	if len(l.pending) > 0 {
+		err = ErrNoCut
+	} else {
+		err = fn(l.last)
+	}
+	l.cutting = false
+	l.cond.Broadcast()
+	l.mu.Unlock()
+	return err
 }
 
 // Committed keeps a commit's records in the in-memory tail (store.ULogTail).

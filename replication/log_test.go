@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -140,5 +141,100 @@ func TestLog_TailServesCommittedRecordsInOrder(t *testing.T) {
 	}
 	if _, ok := l.fromTail(a, l.Horizon(), 10); ok {
 		t.Error("tail still claims to cover evicted records")
+	}
+}
+
+// TestLog_CutSeesNoCommitInFlight: while writers reserve and finish commits
+// concurrently, every Cut runs with nothing in flight and with the highest
+// timestamp reserved, and holds new reservations back until it returns.
+func TestLog_CutSeesNoCommitInFlight(t *testing.T) {
+	l := NewLog(1, 0, nil)
+	var (
+		mu       sync.Mutex
+		inFlight = map[uint64]bool{}
+		highest  uint64
+	)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				first, done := l.Reserve(3)
+				mu.Lock()
+				inFlight[first] = true
+				highest = max(highest, first+2)
+				mu.Unlock()
+				time.Sleep(50 * time.Microsecond) // the commit
+				mu.Lock()
+				delete(inFlight, first)
+				mu.Unlock()
+				done(true)
+			}
+		})
+	}
+	cuts := 0
+	for range 50 {
+		err := l.Cut(time.Second, func(last uint64) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if len(inFlight) != 0 {
+				t.Errorf("cut with %d commits in flight", len(inFlight))
+			}
+			if last != highest {
+				t.Errorf("cut at %d, highest reserved %d", last, highest)
+			}
+			h := highest
+			mu.Unlock()
+			time.Sleep(time.Millisecond) // no reservation may happen meanwhile
+			mu.Lock()
+			if highest != h {
+				t.Errorf("a reservation (up to %d) happened during the cut at %d", highest, h)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cuts++
+	}
+	close(stop)
+	wg.Wait()
+	if cuts != 50 {
+		t.Fatalf("%d cuts", cuts)
+	}
+}
+
+// TestLog_CutGivesUpOnAStuckCommit: a commit that never finishes makes Cut
+// fail after its wait, and reservations go on afterwards.
+func TestLog_CutGivesUpOnAStuckCommit(t *testing.T) {
+	l := NewLog(1, 0, nil)
+	_, stuck := l.Reserve(1)
+	called := false
+	start := time.Now()
+	if err := l.Cut(50*time.Millisecond, func(uint64) error { called = true; return nil }); !errors.Is(err, ErrNoCut) || called {
+		t.Fatalf("Cut with a stuck commit: %v, fn called %v", err, called)
+	}
+	if d := time.Since(start); d < 50*time.Millisecond {
+		t.Fatalf("Cut gave up after %v, before its wait", d)
+	}
+	reserved := make(chan struct{})
+	go func() {
+		_, done := l.Reserve(1)
+		done(true)
+		close(reserved)
+	}()
+	select {
+	case <-reserved:
+	case <-time.After(10 * time.Second):
+		t.Fatal("reservations still held back after a failed cut")
+	}
+	stuck(true)
+	if err := l.Cut(time.Second, func(uint64) error { called = true; return nil }); err != nil || !called {
+		t.Fatalf("Cut once the commit finished: %v, fn called %v", err, called)
 	}
 }

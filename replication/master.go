@@ -42,16 +42,16 @@ type Master struct {
 
 	slaves atomic.Int64 // slaves being served
 
-	digestMu sync.Mutex
-	digests  map[int]cachedDigest // by database index
+	cutMu sync.Mutex // guards cut; held while one is computed
+	cut   *digestCut // the newest, shared by the slaves' streamers
 }
 
-// cachedDigest is a database digest shared by the slaves' streamers while no
-// commit changes it and it is younger than the verify interval.
-type cachedDigest struct {
-	d    store.SnapshotDigest
-	live int64
-	at   time.Time
+// digestCut is a digest of every database at one cut of the log (Log.Cut):
+// exactly the commits up to ts.
+type digestCut struct {
+	ts      uint64
+	at      time.Time
+	digests []Digest // one per database that does not evict on its own
 }
 
 // Slaves returns the number of slaves being served.
@@ -176,6 +176,9 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 		verifyEvery = time.Minute
 	}
 	lastVerify := time.Now()
+	// cut, when set, is a digest of the databases at a cut of the log not
+	// yet passed: it is sent once every record up to it has been.
+	var cut *digestCut
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -189,6 +192,11 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 		}
 		if len(recs) > 0 {
 			for _, r := range recs {
+				if cut != nil && r.ts > cut.ts {
+					// Every record up to the cut has been sent, none after.
+					sendCut(cut, fw)
+					cut = nil
+				}
 				keep := len(r.msg) >= 2 && (uint16(r.msg[0])<<8|uint16(r.msg[1]) == sid) == white
 				if keep && !markers && IsTxMarker(r.msg) {
 					keep = false
@@ -200,6 +208,12 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 					fw.data(r.ts, nil)
 				}
 				pos = r.ts
+			}
+			if verify && cut == nil && time.Since(lastVerify) >= verifyEvery {
+				lastVerify = time.Now()
+				if cut, err = m.digestCut(pos, verifyEvery); err != nil {
+					return err
+				}
 			}
 			if err := write(); err != nil {
 				return err
@@ -226,6 +240,12 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 		if pos > nop {
 			nop = pos
 		}
+		if cut != nil {
+			// Caught up: every record up to the cut, which is below the
+			// horizon, has been sent.
+			sendCut(cut, fw)
+			cut = nil
+		}
 		fw.nop(nop)
 		if err := write(); err != nil {
 			return err
@@ -241,14 +261,9 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 		if ack != ktproto.MagicReplication {
 			return fmt.Errorf("slave answered %#x to an idle frame", ack)
 		}
-		if verify && time.Since(lastVerify) >= verifyEvery {
-			// The slave has been sent every record up to pos: the moment
-			// to let it compare.
+		if verify && cut == nil && time.Since(lastVerify) >= verifyEvery {
 			lastVerify = time.Now()
-			if err := m.sendDigests(fw, pos, verifyEvery); err != nil {
-				return err
-			}
-			if err := write(); err != nil {
+			if cut, err = m.digestCut(pos, verifyEvery); err != nil {
 				return err
 			}
 		}
@@ -305,55 +320,71 @@ func (m *Master) sendSnapshot(fw *frameWriter, nc net.Conn, timeout time.Duratio
 // its own clock, within the margin of the master's) makes them differ.
 const liveMargin = 5 * time.Minute
 
-// sendDigests sends a digest frame for each database whose update log, in
-// the digest's snapshot, ends at or before pos (everything in it has been
-// sent), skipping databases that evict on their own. A database written to
-// since is left for the next round.
-func (m *Master) sendDigests(fw *frameWriter, pos uint64, every time.Duration) error {
-	for i, db := range m.DBs {
-		if db.Evicts() {
-			continue
-		}
-		c, err := m.digest(i, every)
-		if err != nil {
-			return err
-		}
-		if c.d.ULogLast > pos {
-			continue
-		}
-		fw.digest(Digest{TS: pos, DBID: uint16(i), LiveAfter: c.live, Count: uint64(c.d.Count), Sum: c.d.Sum})
-	}
-	return nil
-}
+// cutWait bounds how long a cut waits for the commits in flight (and holds
+// new ones back).
+const cutWait = 100 * time.Millisecond
 
-// digest returns database i's digest, computing it unless the cached one is
-// younger than every and no commit has reached the database since.
-func (m *Master) digest(i int, every time.Duration) (cachedDigest, error) {
-	db := m.DBs[i]
-	_, last, err := db.ULogBounds()
-	if err != nil {
-		return cachedDigest{}, err
-	}
-	m.digestMu.Lock()
-	c, ok := m.digests[i]
-	m.digestMu.Unlock()
-	if ok && c.d.ULogLast == last && time.Since(c.at) < every {
+// digestCut returns a digest of every database at one cut of the log at or
+// after pos: the newest shared one when it is younger than every and not
+// passed yet, else a new one. It returns nil, and no error, when no cut
+// could be taken (the next round tries again) or no database is verified.
+func (m *Master) digestCut(pos uint64, every time.Duration) (*digestCut, error) {
+	m.cutMu.Lock()
+	defer m.cutMu.Unlock()
+	if c := m.cut; c != nil && c.ts >= pos && time.Since(c.at) < every {
 		return c, nil
+	}
+	views := make([]*store.DigestView, len(m.DBs))
+	defer func() {
+		for _, v := range views {
+			if v != nil {
+				v.Close()
+			}
+		}
+	}()
+	var ts uint64
+	err := m.Log.Cut(cutWait, func(last uint64) error {
+		ts = last
+		for i, db := range m.DBs {
+			if db.Evicts() {
+				continue
+			}
+			v, err := db.NewDigestView()
+			if err != nil {
+				return err
+			}
+			views[i] = v
+		}
+		return nil
+	})
+	if errors.Is(err, ErrNoCut) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
 	}
 	now := time.Now()
 	live := now.Add(liveMargin + every).Unix()
-	d, err := db.SnapshotDigest(live)
-	if err != nil {
-		return cachedDigest{}, err
+	c := &digestCut{ts: ts, at: now}
+	for i, v := range views {
+		if v == nil {
+			continue
+		}
+		d, err := v.Digest(live)
+		if err != nil {
+			return nil, err
+		}
+		c.digests = append(c.digests, Digest{TS: ts, DBID: uint16(i), LiveAfter: live, Count: uint64(d.Count), Sum: d.Sum})
 	}
-	c = cachedDigest{d: d, live: live, at: now}
-	m.digestMu.Lock()
-	if m.digests == nil {
-		m.digests = make(map[int]cachedDigest)
-	}
-	m.digests[i] = c
-	m.digestMu.Unlock()
+	m.cut = c
 	return c, nil
+}
+
+// sendCut writes a cut's digest frames.
+func sendCut(c *digestCut, fw *frameWriter) {
+	for _, d := range c.digests {
+		fw.digest(d)
+	}
 }
 
 // ReadMerged calls fn for every update-log record of dbs with
