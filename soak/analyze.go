@@ -256,6 +256,14 @@ func Analyze(in Input, th Thresholds) []Verdict {
 			v.Last = 1
 		}
 		out = append(out, v)
+		var verified, bad int64
+		for _, s := range n.Samples {
+			verified = max(verified, s.Verified)
+			bad = max(bad, s.Diverged+s.ChecksumErrors)
+		}
+		out = append(out, Verdict{Check: "integrity", Subject: n.Name, First: float64(verified), Last: float64(bad),
+			Op: "<=", Limit: 0, OK: bad == 0,
+			Note: "first = online verifications equal to the master, last = divergences and damaged frames"})
 	}
 	return out
 }

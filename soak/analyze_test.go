@@ -159,6 +159,21 @@ func TestAnalyze(t *testing.T) {
 				}
 			}
 		}), DefaultThresholds(), []string{"replica-1/replication lag"}},
+		{"a replica found diverged", with(long, func(s *synth) {
+			s.sample = func(node int, t float64, x *Sample) {
+				x.Verified = int64(t / 10)
+				if node == 1 && t > 500 {
+					x.Diverged = 1
+				}
+			}
+		}), DefaultThresholds(), []string{"replica-1/integrity"}},
+		{"a frame damaged in transit", with(short, func(s *synth) {
+			s.sample = func(node int, t float64, x *Sample) {
+				if node == 1 && t > 30 {
+					x.ChecksumErrors = 1
+				}
+			}
+		}), CIThresholds(), []string{"replica-1/integrity"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

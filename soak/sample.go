@@ -25,6 +25,12 @@ type Sample struct {
 	Conns      int     `json:"conns"`        // ktd_open_connections: client connections
 	LagTS      float64 `json:"lag_ts_ms"`    // replica: ktd_repl_lag_ts in milliseconds
 	ProbeLagMS float64 `json:"probe_lag_ms"` // replica: a probe write's time from master to replica, ms (-1: not seen in time)
+	// Replica integrity counters (ktd_repl_integrity_events_total), since
+	// the replica started: online verifications that found it equal to
+	// the master, that found it different, and frames damaged in transit.
+	Verified       int64 `json:"verified"`
+	Diverged       int64 `json:"diverged"`
+	ChecksumErrors int64 `json:"checksum_errors"`
 }
 
 // procSample reads the resident set, thread count and file descriptors of

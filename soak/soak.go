@@ -53,6 +53,12 @@ type Config struct {
 	leak bool // tests: churned connections are left open until the verdicts are in
 }
 
+// verifyEvery is the servers' -rverify, in seconds: the master lets each
+// replica compare its databases with its own this often (when it is caught
+// up), so that a soak also shows online verification finding no false
+// divergence under load.
+const verifyEvery = "10"
+
 func (c *Config) defaults() {
 	if c.Duration <= 0 {
 		c.Duration = 10 * time.Minute
@@ -190,7 +196,7 @@ func (r *run) startAll(ctx context.Context) error {
 		ports = append(ports, p)
 	}
 	r.master = newNode("master", r.cfg.KTD, filepath.Join(r.cfg.Dir, "master"), ports[0], ports[1],
-		"-le", "-sid", "1", "-ulog", "ulog", "-ulim", r.cfg.ULim, "db.kct")
+		"-le", "-sid", "1", "-ulog", "ulog", "-ulim", r.cfg.ULim, "-rverify", verifyEvery, "db.kct")
 	if err := r.master.start(ctx, r.cfg.StartTimeout); err != nil {
 		return err
 	}
@@ -198,7 +204,7 @@ func (r *run) startAll(ctx context.Context) error {
 	for i := range r.cfg.Replicas {
 		name := fmt.Sprintf("replica-%d", i+1)
 		n := newNode(name, r.cfg.KTD, filepath.Join(r.cfg.Dir, name), ports[2+2*i], ports[3+2*i],
-			"-le", "-sid", strconv.Itoa(i+2), "-mhost", "127.0.0.1", "-mport", mport, "-rts", "rts", "db.kct")
+			"-le", "-sid", strconv.Itoa(i+2), "-mhost", "127.0.0.1", "-mport", mport, "-rts", "rts", "-rverify", verifyEvery, "db.kct")
 		if err := n.start(ctx, r.cfg.StartTimeout); err != nil {
 			return err
 		}
@@ -421,6 +427,9 @@ func (r *run) sample(ctx context.Context, n *node) (s Sample, ok bool) {
 	s.Goroutines = int(m["go_goroutines"])
 	s.Conns = int(m["ktd_open_connections"])
 	s.LagTS = m["ktd_repl_lag_ts"] / 1e6
+	s.Verified = int64(m[`ktd_repl_integrity_events_total{event="verified"}`])
+	s.Diverged = int64(m[`ktd_repl_integrity_events_total{event="diverged"}`])
+	s.ChecksumErrors = int64(m[`ktd_repl_integrity_events_total{event="checksum"}`])
 	return s, true
 }
 
