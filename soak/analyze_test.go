@@ -152,6 +152,17 @@ func TestAnalyze(t *testing.T) {
 				}
 			}
 		}), DefaultThresholds(), []string{"client/rate"}},
+		{"target set too high by the calibration, but steady", with(long, func(s *synth) {
+			s.window = func(t float64, w *Window) { w.Rate *= 0.8 }
+		}), DefaultThresholds(), nil},
+		{"target set too high, and falling off", with(long, func(s *synth) {
+			s.window = func(t float64, w *Window) {
+				w.Rate *= 0.8
+				if t > 400 {
+					w.Rate *= 0.8
+				}
+			}
+		}), DefaultThresholds(), []string{"client/rate"}},
 		{"replica falling behind", with(long, func(s *synth) {
 			s.sample = func(node int, t float64, x *Sample) {
 				if node == 1 && t > 300 {
