@@ -1,4 +1,4 @@
-module ktd
+module github.com/ktdproject/ktd
 
 go 1.26.0
 

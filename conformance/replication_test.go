@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"ktd/internal/kttest"
-	"ktd/ktserver"
-	"ktd/replication"
+	"github.com/ktdproject/ktd/internal/kttest"
+	"github.com/ktdproject/ktd/ktserver"
+	"github.com/ktdproject/ktd/replication"
 )
 
 // replFrame is one recorded protocol frame of a replication capture.

@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"ktd/ktserver"
+	"github.com/ktdproject/ktd/ktserver"
 )
 
 // ServerConfig returns the ktd configuration for a scenario's server

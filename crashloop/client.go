@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/ktproto"
 )
 
 // conn is one client connection speaking KT's HTTP RPC and binary protocol

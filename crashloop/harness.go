@@ -15,8 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"ktd/internal/childproc"
-	"ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/childproc"
+	"github.com/ktdproject/ktd/internal/ktproto"
 )
 
 // Config is one crash-loop run.

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"ktd/internal/childproc"
+	"github.com/ktdproject/ktd/internal/childproc"
 )
 
 // node is one ktd child process on a file database in its own directory,
@@ -145,13 +145,13 @@ func (n *node) running() bool {
 	}
 }
 
-// BuildKTD builds ktd (go build ktd/cmd/ktd, from within the module) into
+// BuildKTD builds ktd (go build github.com/ktdproject/ktd/cmd/ktd, from within the module) into
 // dir and returns the path of the binary.
 func BuildKTD(ctx context.Context, dir string) (string, error) {
 	bin := filepath.Join(dir, "ktd")
-	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "ktd/cmd/ktd").CombinedOutput()
+	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/ktdproject/ktd/cmd/ktd").CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("go build ktd/cmd/ktd: %v\n%s", err, out)
+		return "", fmt.Errorf("go build github.com/ktdproject/ktd/cmd/ktd: %v\n%s", err, out)
 	}
 	return bin, nil
 }

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"ktd/replication"
+	"github.com/ktdproject/ktd/replication"
 )
 
 // observerSID is the server id the observers give: a server sends a

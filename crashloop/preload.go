@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"ktd/internal/childproc"
-	"ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/childproc"
+	"github.com/ktdproject/ktd/internal/ktproto"
 )
 
 // preloadConns is how many connections load and check the preload, and

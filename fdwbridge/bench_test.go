@@ -12,8 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"ktd/internal/kttest"
-	"ktd/ktserver"
+	"github.com/ktdproject/ktd/internal/kttest"
+	"github.com/ktdproject/ktd/ktserver"
 )
 
 // The pipeline's speed, measured with `make bench-fdw`: PostgreSQL (local,

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"ktd/internal/kttest"
-	"ktd/ktserver"
+	"github.com/ktdproject/ktd/internal/kttest"
+	"github.com/ktdproject/ktd/ktserver"
 )
 
 // TestStartPostgres_Container runs the pipeline against the container

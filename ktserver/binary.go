@@ -4,8 +4,8 @@ import (
 	"errors"
 	"time"
 
-	"ktd/internal/ktproto"
-	"ktd/internal/store"
+	"github.com/ktdproject/ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/store"
 )
 
 // serveBinary reads and answers one binary-protocol request. It reports

@@ -9,8 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"ktd/internal/ktproto"
-	"ktd/internal/store"
+	"github.com/ktdproject/ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/store"
 )
 
 // conn is one client connection. Requests on it are served one at a time,

@@ -1,6 +1,6 @@
 package ktserver
 
-import "ktd/internal/store"
+import "github.com/ktdproject/ktd/internal/store"
 
 // Cursor procedures. A cursor is resolved (and created when its id is new)
 // before dispatch; a call without a usable cursor is "no such cursor".

@@ -8,7 +8,7 @@ import (
 	"encoding/hex"
 	"strconv"
 
-	"ktd/internal/store"
+	"github.com/ktdproject/ktd/internal/store"
 )
 
 // defaultDigestLimit is the number of records one digest call covers unless limit says.

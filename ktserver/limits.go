@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/ktproto"
 )
 
 // Defaults of the limits against hostile clients (Config).

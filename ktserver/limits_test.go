@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"ktd/internal/ktproto"
-	"ktd/internal/kttest"
-	"ktd/ktserver"
+	"github.com/ktdproject/ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/kttest"
+	"github.com/ktdproject/ktd/ktserver"
 )
 
 // rawConn dials addr with a test deadline.

@@ -11,8 +11,8 @@ import (
 	"strconv"
 	"strings"
 
-	"ktd/internal/ktproto"
-	"ktd/internal/store"
+	"github.com/ktdproject/ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/store"
 )
 
 var (

@@ -9,8 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"ktd/internal/store"
-	"ktd/replication"
+	"github.com/ktdproject/ktd/internal/store"
+	"github.com/ktdproject/ktd/replication"
 )
 
 // replState ties the server to replication: the update-log timeline and

@@ -10,8 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"ktd/internal/kttest"
-	"ktd/ktserver"
+	"github.com/ktdproject/ktd/internal/kttest"
+	"github.com/ktdproject/ktd/ktserver"
 )
 
 func masterConfig(sid uint16) ktserver.Config {

@@ -18,11 +18,11 @@ import (
 	"testing"
 	"time"
 
-	"ktd/internal/ktproto"
-	"ktd/internal/kttest"
-	"ktd/internal/store"
-	"ktd/ktserver"
-	"ktd/replication"
+	"github.com/ktdproject/ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/kttest"
+	"github.com/ktdproject/ktd/internal/store"
+	"github.com/ktdproject/ktd/ktserver"
+	"github.com/ktdproject/ktd/replication"
 )
 
 // ulogRecord is one decoded update-log record of a server.

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"ktd/internal/ktproto"
-	"ktd/internal/store"
+	"github.com/ktdproject/ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/store"
 )
 
 // handleREST serves KT's RESTful interface: GET, HEAD, PUT and DELETE of

@@ -6,8 +6,8 @@ import (
 	"strconv"
 	"time"
 
-	"ktd/internal/ktproto"
-	"ktd/internal/store"
+	"github.com/ktdproject/ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/store"
 )
 
 // KT's RPC return values (RPCClient::ReturnValue) as HTTP status codes.

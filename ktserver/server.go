@@ -24,7 +24,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"ktd/internal/store"
+	"github.com/ktdproject/ktd/internal/store"
 )
 
 // maxDBs is KT's limit on database arguments ("too much databases").

@@ -14,9 +14,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"ktd/internal/ktproto"
-	"ktd/internal/kttest"
-	"ktd/ktserver"
+	"github.com/ktdproject/ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/kttest"
+	"github.com/ktdproject/ktd/ktserver"
 )
 
 func memConfig() ktserver.Config {

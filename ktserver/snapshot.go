@@ -35,7 +35,7 @@ import (
 	"sync"
 	"time"
 
-	"ktd/internal/store"
+	"github.com/ktdproject/ktd/internal/store"
 )
 
 const (

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"ktd/internal/kttest"
-	"ktd/internal/store"
-	"ktd/ktserver"
+	"github.com/ktdproject/ktd/internal/kttest"
+	"github.com/ktdproject/ktd/internal/store"
+	"github.com/ktdproject/ktd/ktserver"
 )
 
 // snapWriter writes to one database, sequentially: at seq s it removes key k(s) when

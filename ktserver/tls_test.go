@@ -16,10 +16,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"ktd/internal/ktproto"
-	"ktd/internal/kttest"
-	"ktd/internal/testcerts"
-	"ktd/ktserver"
+	"github.com/ktdproject/ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/kttest"
+	"github.com/ktdproject/ktd/internal/testcerts"
+	"github.com/ktdproject/ktd/ktserver"
 )
 
 // tlsPKI is a CA with a server certificate and a client certificate, and

@@ -5,7 +5,7 @@ import (
 	"net"
 	"time"
 
-	"ktd/internal/store"
+	"github.com/ktdproject/ktd/internal/store"
 )
 
 // Per-connection transactions, ktd's native form of the play_script procedures kt_fdw

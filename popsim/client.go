@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/ktproto"
 )
 
 // httpConn is a keep-alive HTTP/1.1 connection to a KT server, speaking

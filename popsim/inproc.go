@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"ktd/ktserver"
+	"github.com/ktdproject/ktd/ktserver"
 )
 
 // In-process mode (Config.InProcess) runs every server inside this process

@@ -15,8 +15,8 @@ import (
 	"syscall"
 	"time"
 
-	"ktd/internal/childproc"
-	"ktd/ktserver"
+	"github.com/ktdproject/ktd/internal/childproc"
+	"github.com/ktdproject/ktd/ktserver"
 )
 
 // Roles of the nodes of a topology.

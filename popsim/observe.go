@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"ktd/replication"
+	"github.com/ktdproject/ktd/replication"
 )
 
 // observerSID is the server id the observers give. A server sends a

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"ktd/internal/childproc"
+	"github.com/ktdproject/ktd/internal/childproc"
 )
 
 // sim is one run in progress.

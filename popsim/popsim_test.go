@@ -19,7 +19,7 @@ func buildKTD(t *testing.T) string {
 		t.Skip("builds ktd and runs real server processes; skipped with -short")
 	}
 	bin := filepath.Join(t.TempDir(), "ktd")
-	cmd := exec.Command("go", "build", "-o", bin, "ktd/cmd/ktd")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/ktdproject/ktd/cmd/ktd")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build ktd: %v\n%s", err, out)
 	}

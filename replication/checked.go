@@ -30,7 +30,7 @@ import (
 	"errors"
 	"hash/crc32"
 
-	"ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/ktproto"
 )
 
 const (

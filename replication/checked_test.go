@@ -9,7 +9,7 @@ import (
 	"reflect"
 	"testing"
 
-	"ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/ktproto"
 )
 
 // sessionItem is one frame of a test stream, as written and as read back.

@@ -14,7 +14,7 @@ import (
 	"io"
 	"slices"
 
-	"ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/ktproto"
 )
 
 // Update-log message opcodes (KT kttimeddb.h, enum UpdateOperation). Only

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/ktproto"
 )
 
 // goldenSeeds returns every recorded frame, message and ulog file.

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/ktproto"
 )
 
 // goldenDir holds the in-repo copy of the real-KT replication recordings.

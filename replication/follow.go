@@ -8,7 +8,7 @@ import (
 	"net"
 	"time"
 
-	"ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/ktproto"
 )
 
 // ErrUndecodableUpdate is wrapped by Follow's error when a data frame's

@@ -13,8 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"ktd/internal/ktproto"
-	"ktd/internal/store"
+	"github.com/ktdproject/ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/store"
 )
 
 // Master streams the update log to slaves (KT's master side of

@@ -13,8 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"ktd/internal/ktproto"
-	"ktd/internal/store"
+	"github.com/ktdproject/ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/store"
 )
 
 // Replica is KT's slave side: it streams a master's update log and applies

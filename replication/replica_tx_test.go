@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"ktd/internal/ktproto"
-	"ktd/internal/store"
+	"github.com/ktdproject/ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/store"
 )
 
 // fakeMaster accepts one replication session per entry of sessions, answers

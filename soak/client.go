@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/ktproto"
 )
 
 // conn is one keep-alive client connection speaking KT's HTTP RPC, the

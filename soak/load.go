@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/ktproto"
 )
 
 // The mix: one operation of the open (or closed) loop is one of these,

@@ -22,8 +22,8 @@ import (
 	"sync"
 	"time"
 
-	"ktd/internal/childproc"
-	"ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/childproc"
+	"github.com/ktdproject/ktd/internal/ktproto"
 )
 
 // Config is one soak run.

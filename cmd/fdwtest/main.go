@@ -14,8 +14,8 @@ import (
 	"os/signal"
 	"syscall"
 
-	"ktd/fdwbridge"
-	"ktd/fdwbridge/pipeline"
+	"github.com/ktdproject/ktd/fdwbridge"
+	"github.com/ktdproject/ktd/fdwbridge/pipeline"
 )
 
 func main() {

@@ -14,7 +14,7 @@ import (
 	"os/signal"
 	"regexp"
 
-	"ktd/conformance"
+	"github.com/ktdproject/ktd/conformance"
 )
 
 func main() {

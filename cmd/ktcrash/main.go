@@ -12,12 +12,12 @@ import (
 	"os/signal"
 	"time"
 
-	"ktd/crashloop"
+	"github.com/ktdproject/ktd/crashloop"
 )
 
 func main() {
 	var cfg crashloop.Config
-	flag.StringVar(&cfg.KTD, "ktd", "", "ktd binary (default: go build ktd/cmd/ktd into the work directory)")
+	flag.StringVar(&cfg.KTD, "ktd", "", "ktd binary (default: go build github.com/ktdproject/ktd/cmd/ktd into the work directory)")
 	flag.StringVar(&cfg.Dir, "dir", "", "work directory, kept (default: a temporary one, removed on success)")
 	flag.IntVar(&cfg.Rounds, "rounds", 50, "kill rounds")
 	flag.IntVar(&cfg.Replicas, "replicas", 2, "replica processes")

@@ -9,7 +9,7 @@ package main
 import (
 	"os"
 
-	"ktd/internal/cli"
+	"github.com/ktdproject/ktd/internal/cli"
 )
 
 func main() {

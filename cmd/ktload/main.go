@@ -11,7 +11,7 @@ import (
 	"os"
 	"time"
 
-	"ktd/internal/loadgen"
+	"github.com/ktdproject/ktd/internal/loadgen"
 )
 
 func main() {

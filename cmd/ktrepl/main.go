@@ -20,7 +20,7 @@ import (
 	"os/signal"
 	"time"
 
-	"ktd/internal/replbench"
+	"github.com/ktdproject/ktd/internal/replbench"
 )
 
 func main() {

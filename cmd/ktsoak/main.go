@@ -16,13 +16,13 @@ import (
 	"syscall"
 	"time"
 
-	"ktd/soak"
+	"github.com/ktdproject/ktd/soak"
 )
 
 func main() {
 	cfg := soak.Config{Thresholds: soak.DefaultThresholds()}
 	th := &cfg.Thresholds
-	flag.StringVar(&cfg.KTD, "ktd", "", "ktd binary (default: go build ktd/cmd/ktd into the work directory)")
+	flag.StringVar(&cfg.KTD, "ktd", "", "ktd binary (default: go build github.com/ktdproject/ktd/cmd/ktd into the work directory)")
 	flag.StringVar(&cfg.Dir, "dir", "", "work directory, kept (default: a temporary one, removed on success)")
 	flag.StringVar(&cfg.Out, "out", "soak-out", "directory for report.json and summary.txt (empty: none)")
 	flag.DurationVar(&cfg.Duration, "duration", 10*time.Minute, "paced load run")

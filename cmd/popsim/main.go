@@ -18,7 +18,7 @@ import (
 	"strings"
 	"syscall"
 
-	"ktd/popsim"
+	"github.com/ktdproject/ktd/popsim"
 )
 
 func main() { os.Exit(run()) }

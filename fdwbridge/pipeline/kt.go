@@ -16,8 +16,8 @@ import (
 	"syscall"
 	"time"
 
-	"ktd/internal/childproc"
-	"ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/childproc"
+	"github.com/ktdproject/ktd/internal/ktproto"
 )
 
 // ktNode is one KT-compatible server run as a child process through the

@@ -51,8 +51,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"ktd/fdwbridge"
-	"ktd/internal/childproc"
+	"github.com/ktdproject/ktd/fdwbridge"
+	"github.com/ktdproject/ktd/internal/childproc"
 )
 
 // ErrVerify means the run completed but the servers' contents or streams

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/ktproto"
 )
 
 var (
@@ -39,9 +39,9 @@ func ktdBinary(t *testing.T) string {
 			return
 		}
 		bin := filepath.Join(buildDir, "ktd")
-		out, err := exec.Command("go", "build", "-o", bin, "ktd/cmd/ktd").CombinedOutput()
+		out, err := exec.Command("go", "build", "-o", bin, "github.com/ktdproject/ktd/cmd/ktd").CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("go build ktd/cmd/ktd: %v\n%s", err, out)
+			buildErr = fmt.Errorf("go build github.com/ktdproject/ktd/cmd/ktd: %v\n%s", err, out)
 		}
 	})
 	if buildErr != nil {

@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"time"
 
-	"ktd/replication"
+	"github.com/ktdproject/ktd/replication"
 )
 
 // xtSize is the expiration time KT stores in front of every value (a 5-byte

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"ktd/internal/kttest"
-	"ktd/replication"
+	"github.com/ktdproject/ktd/internal/kttest"
+	"github.com/ktdproject/ktd/replication"
 )
 
 // TestMain lets the test binary act as the ktd command: a test re-executes

@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"time"
 
-	"ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/ktproto"
 )
 
 // Options is the parsed command line.

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"ktd/internal/kttest"
+	"github.com/ktdproject/ktd/internal/kttest"
 )
 
 // child is a ktd child process.

@@ -21,7 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"ktd/ktserver"
+	"github.com/ktdproject/ktd/ktserver"
 )
 
 // Version is ktd's own version.

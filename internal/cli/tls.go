@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"os"
 
-	"ktd/ktserver"
+	"github.com/ktdproject/ktd/ktserver"
 )
 
 // validateTLS checks that the TLS flags make sense together.

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"ktd/internal/kttest"
-	"ktd/internal/testcerts"
-	"ktd/ktserver"
+	"github.com/ktdproject/ktd/internal/kttest"
+	"github.com/ktdproject/ktd/internal/testcerts"
+	"github.com/ktdproject/ktd/ktserver"
 )
 
 func TestParse_TLS(t *testing.T) {

@@ -8,9 +8,9 @@ import (
 	"os"
 	"path/filepath"
 
-	"ktd/internal/ktproto"
-	"ktd/internal/store"
-	"ktd/replication"
+	"github.com/ktdproject/ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/store"
+	"github.com/ktdproject/ktd/replication"
 )
 
 // ulogUsage documents `ktd ulog`.

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/ktproto"
 )
 
 // verifyUsage documents `ktd verify`.

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"ktd/internal/kttest"
-	"ktd/ktserver"
+	"github.com/ktdproject/ktd/internal/kttest"
+	"github.com/ktdproject/ktd/ktserver"
 )
 
 // runVerify runs `ktd verify args...` and returns its exit status and output.

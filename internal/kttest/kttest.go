@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"ktd/ktserver"
+	"github.com/ktdproject/ktd/ktserver"
 )
 
 // StartServer starts a ktd in-process on 127.0.0.1:0 with cfg and stops it

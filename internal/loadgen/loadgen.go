@@ -15,7 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/ktproto"
 )
 
 // Config describes one load run.

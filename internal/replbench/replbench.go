@@ -23,8 +23,8 @@ import (
 	"sync"
 	"time"
 
-	"ktd/internal/ktproto"
-	"ktd/internal/loadgen"
+	"github.com/ktdproject/ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/loadgen"
 )
 
 // DrainTimeout is how long MeasureLag keeps polling the slave after the last

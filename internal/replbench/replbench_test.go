@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"ktd/internal/kttest"
-	"ktd/ktserver"
+	"github.com/ktdproject/ktd/internal/kttest"
+	"github.com/ktdproject/ktd/ktserver"
 )
 
 func masterConfig() ktserver.Config {

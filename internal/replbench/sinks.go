@@ -9,8 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"ktd/internal/ktproto"
-	"ktd/replication"
+	"github.com/ktdproject/ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/replication"
 )
 
 // SinkResult is what AttachSinks counted.

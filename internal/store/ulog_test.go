@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/ktproto"
 )
 
 // fakeULog hands out timestamps from a counter and records every reservation and its
