@@ -24,11 +24,8 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
-	"io/fs"
 	"log/slog"
-	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,6 +84,7 @@ type DB struct {
 type core struct {
 	spec     Spec
 	pdb      *pebble.DB
+	lock     *pebble.Lock // the directory lock when Open took it (nil: Pebble holds its own)
 	now      func() time.Time
 	log      *slog.Logger
 	sync     bool // commit data changes with pebble.Sync
@@ -125,8 +123,13 @@ type core struct {
 
 // Open opens (creating if needed) the store described by cfg.Spec. A file DB is a Pebble
 // directory at Spec.Path; its parent directory must exist, and a regular file at the path
-// (probably a Kyoto Cabinet file) is an error. In-memory types live on a private in-memory
-// file system. Open starts no goroutines of its own; Count and Size are computed by a scan.
+// (probably a Kyoto Cabinet file) is an error. Only an absent or empty directory is
+// created; any other must be a complete, consistent Pebble store, or Open returns a
+// *DamageError (errors.Is ErrDamaged) and leaves every file as it was (see opendir.go).
+// With ReadOnly, a file DB is opened in Pebble's read-only mode, which writes nothing
+// (so a read-only directory can be served), and must exist. In-memory types live on a
+// private in-memory file system. Open starts no goroutines of its own; Count and Size
+// are computed by a scan.
 func Open(cfg Config) (*DB, error) {
 	spec := cfg.Spec
 	if spec.Type == 0 {
@@ -175,71 +178,43 @@ func Open(cfg Config) (*DB, error) {
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
-	dir := spec.Path
+	var pdb *pebble.DB
+	var err error
 	if spec.InMemory {
 		opts.FS = vfs.NewMem()
 		opts.MemTableSize = memoryMemTableSize
 		opts.DisableWAL = true // nothing survives the process anyway
-		dir = "db"
+		pdb, err = pebble.Open("db", opts)
+		if err != nil {
+			return nil, fmt.Errorf("store: open %s: %w", spec.Path, err)
+		}
 	} else {
 		opts.FS = cfg.FS
 		if opts.FS == nil {
 			opts.FS = vfs.Default
 		}
 		opts.MemTableSize = fileMemTableSize
-		if err := checkDir(opts.FS, dir); err != nil {
+		if pdb, db.lock, err = openStoreDir(spec.Path, opts, cfg.ReadOnly, logger); err != nil {
 			return nil, err
 		}
-	}
-	pdb, err := pebble.Open(dir, opts)
-	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", spec.Path, err)
 	}
 	db.pdb = pdb
 	if err := db.recount(); err != nil {
 		pdb.Close()
+		db.closeLock()
 		return nil, fmt.Errorf("store: open %s: %w", spec.Path, err)
 	}
 	return db, nil
 }
 
-// checkDir refuses a regular file at path and a missing parent directory (KT does not
-// create parent directories).
-func checkDir(fsys vfs.FS, path string) error {
-	if fi, err := fsys.Stat(path); err == nil {
-		if !fi.IsDir() {
-			return fmt.Errorf("store: open %s: a regular file is in the way (a Kyoto Cabinet file?); ktd keeps a Pebble directory there", path)
-		}
-		names, err := fsys.List(path)
-		if err != nil {
-			return fmt.Errorf("store: open %s: %w", path, err)
-		}
-		if len(names) > 0 && !slices.ContainsFunc(names, isPebbleFile) {
-			return fmt.Errorf("store: open %s: the directory holds no Pebble store (a Kyoto Cabinet directory database?)", path)
-		}
+// closeLock releases the directory lock Open took itself (after the Pebble DB is closed).
+func (db *DB) closeLock() error {
+	if db.lock == nil {
 		return nil
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("store: open %s: %w", path, err)
 	}
-	parent := filepath.Dir(path)
-	fi, err := fsys.Stat(parent)
-	if err != nil {
-		return fmt.Errorf("store: open %s: parent directory: %w", path, err)
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("store: open %s: parent %s is not a directory", path, parent)
-	}
-	return nil
-}
-
-// isPebbleFile reports whether name is one of Pebble's bookkeeping files.
-func isPebbleFile(name string) bool {
-	for _, p := range []string{"MANIFEST-", "OPTIONS-", "marker.", "CURRENT"} {
-		if strings.HasPrefix(name, p) {
-			return true
-		}
-	}
-	return false
+	err := db.lock.Close()
+	db.lock = nil
+	return err
 }
 
 // recount computes count and size by scanning every record.
@@ -273,7 +248,7 @@ func (db *DB) Close() error {
 		return ErrClosed
 	}
 	db.closed = true
-	if err := db.pdb.Close(); err != nil {
+	if err := errors.Join(db.pdb.Close(), db.closeLock()); err != nil {
 		return fmt.Errorf("store: close %s: %w", db.spec.Path, err)
 	}
 	return nil
@@ -301,13 +276,13 @@ func (db *DB) Size() int64 {
 }
 
 // Synchronize makes every acknowledged write durable: it syncs the WAL, and with hard also
-// flushes the memtables to sstables. In-memory databases have nothing to do.
+// flushes the memtables to sstables. In-memory and read-only databases have nothing to do.
 func (db *DB) Synchronize(hard bool) error {
 	if err := db.rlock(); err != nil {
 		return err
 	}
 	defer db.mu.RUnlock()
-	if db.spec.InMemory {
+	if db.spec.InMemory || db.readOnly {
 		return nil
 	}
 	// An empty LogData with Sync syncs the WAL up to everything committed before it.
