@@ -61,7 +61,9 @@ FUZZ_TARGETS := \
 	./replication:FuzzDecodeMessage:100000x \
 	./replication:FuzzReadFrame:100000x \
 	./replication:FuzzReadCheckedFrame:100000x \
-	./replication:FuzzReadULogFile:100000x
+	./replication:FuzzReadULogFile:100000x \
+	./internal/store:FuzzDecodeBatch:150000x \
+	./internal/store:FuzzCheckOptionsText:200000x
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -163,21 +163,7 @@ func Open(cfg Config) (*DB, error) {
 	}
 	cache := pebble.NewCache(cacheSize)
 	defer cache.Unref() // the DB holds its own reference
-	opts := &pebble.Options{
-		FormatMajorVersion: pebble.FormatNewest,
-		Cache:              cache,
-		Logger:             pebbleLogger{logger.With("db", spec.Path)},
-		// A bad block checksum is an error for the read that met it, not a
-		// crash of the whole server (Pebble's default calls Fatalf).
-		EventListener: &pebble.EventListener{DataCorruption: func(info pebble.DataCorruptionInfo) {
-			logger.Error("pebble: on-disk corruption", "db", spec.Path, "file", info.Path, "err", info.Details)
-		}},
-	}
-	// Bloom filters let the existence check that precedes every write skip
-	// sstables that cannot hold a new key.
-	for i := range opts.Levels {
-		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
-	}
+	opts := pebbleOptions(cache, logger, spec.Path)
 	var pdb *pebble.DB
 	var err error
 	if spec.InMemory {
@@ -205,6 +191,27 @@ func Open(cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("store: open %s: %w", spec.Path, err)
 	}
 	return db, nil
+}
+
+// pebbleOptions returns the Pebble options of a database (its FS and memtable size
+// still to be set). The caller keeps its reference to cache.
+func pebbleOptions(cache *pebble.Cache, logger *slog.Logger, path string) *pebble.Options {
+	opts := &pebble.Options{
+		FormatMajorVersion: pebble.FormatNewest,
+		Cache:              cache,
+		Logger:             pebbleLogger{logger.With("db", path)},
+		// A bad block checksum is an error for the read that met it, not a
+		// crash of the whole server (Pebble's default calls Fatalf).
+		EventListener: &pebble.EventListener{DataCorruption: func(info pebble.DataCorruptionInfo) {
+			logger.Error("pebble: on-disk corruption", "db", path, "file", info.Path, "err", info.Details)
+		}},
+	}
+	// Bloom filters let the existence check that precedes every write skip
+	// sstables that cannot hold a new key.
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	return opts
 }
 
 // closeLock releases the directory lock Open took itself (after the Pebble DB is closed).
