@@ -149,14 +149,11 @@ func pebbleDamage(err error, path, manifest string) string {
 // unknownTable matches Pebble's error for a listed sstable that is not in the directory.
 var unknownTable = regexp.MustCompile(`file (\d+) \(type sstable\) unknown to the objstorage provider`)
 
-// oneLine returns the first line of err's message, noting how many more there were
-// (errors.Join and Pebble's consistency check produce several).
+// oneLine returns the first line of err's message: Pebble's errors may carry more
+// (details, or several problems joined), which have no place in a one-line message.
 func oneLine(err error) string {
-	lines := bytes.Split(bytes.TrimSpace([]byte(err.Error())), []byte("\n"))
-	if len(lines) == 1 {
-		return string(lines[0])
-	}
-	return fmt.Sprintf("%s (and %d more lines)", lines[0], len(lines)-1)
+	line, _, _ := strings.Cut(strings.TrimSpace(err.Error()), "\n")
+	return line
 }
 
 // unlistedEntry is the newest entry of one user key in an sstable the MANIFEST does not

@@ -188,7 +188,10 @@ func Open(cfg Config) (*DB, error) {
 	if err := db.recount(); err != nil {
 		pdb.Close()
 		db.closeLock()
-		return nil, fmt.Errorf("store: open %s: %w", spec.Path, err)
+		if pebble.IsCorruptionError(err) {
+			return nil, fmt.Errorf("store: open %s: %s (a damaged sstable: ktd recover can rebuild the store from what can be read)", spec.Path, oneLine(err))
+		}
+		return nil, fmt.Errorf("store: open %s: %s", spec.Path, oneLine(err))
 	}
 	return db, nil
 }
@@ -202,8 +205,10 @@ func pebbleOptions(cache *pebble.Cache, logger *slog.Logger, path string) *pebbl
 		Logger:             pebbleLogger{logger.With("db", path)},
 		// A bad block checksum is an error for the read that met it, not a
 		// crash of the whole server (Pebble's default calls Fatalf).
+		// One line at Error; Pebble's detail (a stack trace per wrapped error) only at Debug.
 		EventListener: &pebble.EventListener{DataCorruption: func(info pebble.DataCorruptionInfo) {
-			logger.Error("pebble: on-disk corruption", "db", path, "file", info.Path, "err", info.Details)
+			logger.Error("pebble: on-disk corruption: a read failed its checksum", "db", path, "file", info.Path, "err", oneLine(info.Details))
+			logger.Debug("pebble: on-disk corruption detail", "db", path, "file", info.Path, "detail", fmt.Sprintf("%+v", info.Details))
 		}},
 	}
 	// Bloom filters let the existence check that precedes every write skip
