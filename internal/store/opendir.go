@@ -307,6 +307,27 @@ func checkBookkeeping(fsys vfs.FS, path string, sf *storeFiles) (manifest string
 	return value, nil
 }
 
+// holdsNoData reports whether the directory holds no sstable and no WAL record, as
+// after a store's creation was cut short.
+func holdsNoData(fsys vfs.FS, path string, sf *storeFiles) bool {
+	if len(sf.tables) > 0 {
+		return false
+	}
+	logs, err := wal.Scan(wal.Dir{FS: fsys, Dirname: path})
+	if err != nil {
+		return false
+	}
+	for _, ll := range logs {
+		r := ll.OpenForRead()
+		_, _, err := r.NextRecord()
+		r.Close()
+		if !errors.Is(err, io.EOF) {
+			return false // a record, or something unreadable: not nothing
+		}
+	}
+	return true
+}
+
 // describeFiles summarises a listing for an error message.
 func describeFiles(names []string) string {
 	const show = 6
@@ -508,6 +529,12 @@ func openStoreDir(path string, opts *pebble.Options, readOnly bool, logger *slog
 	}
 	manifest, err := checkBookkeeping(fsys, path, sf)
 	if err != nil {
+		var de *DamageError
+		if errors.As(err, &de) && holdsNoData(fsys, path, sf) {
+			// Pebble writes a new store's files one by one; a crash in between leaves
+			// this. Saying so spares the operator a recovery of nothing.
+			de.Reason += " (the directory holds no data: no sstable, no WAL record; a creation cut short? delete it to start afresh)"
+		}
 		return refuse(err)
 	}
 	o := opts.Clone()

@@ -557,3 +557,29 @@ func TestOpen_ReadOnlyDirectory(t *testing.T) {
 		t.Errorf("read-only open of an absent database: %v", err)
 	}
 }
+
+// TestOpen_CreationCutShort checks that a new store whose creation stopped before its
+// OPTIONS file was written is refused, with a hint that it holds nothing.
+func TestOpen_CreationCutShort(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "new.kct")
+	db := openFile(t, dir, true)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	remove(t, only(t, dir, "OPTIONS-*"))
+	before := hashDir(t, dir)
+	spec, _ := ParseSpec(dir)
+	if _, err := Open(Config{Spec: spec}); err == nil || !strings.Contains(err.Error(), "no OPTIONS file (the directory holds no data") {
+		t.Fatalf("Open: %v, want a refusal saying the directory holds no data", err)
+	}
+	if after := hashDir(t, dir); !maps2Equal(before, after) {
+		t.Errorf("the refused open changed the directory")
+	}
+	// With a record in the WAL there is no such hint.
+	s := realStore(t)
+	remove(t, only(t, s.dir, "OPTIONS-*"))
+	spec, _ = ParseSpec(s.dir)
+	if _, err := Open(Config{Spec: spec}); err == nil || strings.Contains(err.Error(), "holds no data") {
+		t.Fatalf("Open of a store with data and no OPTIONS: %v", err)
+	}
+}
