@@ -24,6 +24,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ktdproject/ktd/internal/script"
 	"github.com/ktdproject/ktd/internal/store"
 )
 
@@ -49,6 +50,7 @@ type Server struct {
 	metrics *metrics
 	repl    replState
 	snap    snapState // snapshots (snapshot.go)
+	script  *script.Engine // -scr: the Lua procedures of play_script; nil without
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -123,6 +125,23 @@ func New(cfg Config) (*Server, error) {
 		s.closeDBs()
 		return nil, err
 	}
+	if cfg.ScriptPath != "" {
+		eng, err := script.New(script.Config{
+			Path:            cfg.ScriptPath,
+			States:          cfg.Threads,
+			DBs:             s.dbs,
+			Names:           s.byName,
+			Timeout:         max(cfg.ScriptTimeout, 0),
+			MaxInstructions: max(cfg.ScriptMaxInstructions, 0),
+			MaxMemory:       max(cfg.ScriptMaxMemory, 0),
+			Logger:          s.logger,
+		})
+		if err != nil {
+			s.closeDBs()
+			return nil, err
+		}
+		s.script = eng
+	}
 	return s, nil
 }
 
@@ -154,6 +173,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.CommandDir == "" {
 		c.CommandDir = "."
+	}
+	if c.ScriptTimeout == 0 {
+		c.ScriptTimeout = d.ScriptTimeout
+	}
+	if c.ScriptMaxMemory == 0 {
+		c.ScriptMaxMemory = d.ScriptMaxMemory
 	}
 	if err := c.prepareTLS(); err != nil {
 		return c, err
@@ -274,7 +299,8 @@ func (s *Server) goFunc(f func()) {
 //  3. closes every client connection (a request being processed finishes
 //     first; its response may be lost);
 //  4. waits for every goroutine it started;
-//  5. closes the databases, last.
+//  5. closes the Lua states of the script, if any;
+//  6. closes the databases, last.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -292,6 +318,9 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 
 	s.wg.Wait()
+	if s.script != nil {
+		s.script.Close()
+	}
 	s.snapshotAtClose()
 	err := s.closeDBs()
 	s.logger.Info("server stopped")

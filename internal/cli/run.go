@@ -117,6 +117,13 @@ func Run(ctx context.Context, o *Options, stdout io.Writer) error {
 	cfg.NoSync = o.NoSync
 	cfg.ReadOnly = o.ReadOnly
 	cfg.ScriptPath = o.ScriptPath
+	if o.ScriptTime != 0 {
+		cfg.ScriptTimeout = o.ScriptTime
+	}
+	cfg.ScriptMaxInstructions = o.ScriptInstr
+	if o.ScriptMem != 0 {
+		cfg.ScriptMaxMemory = o.ScriptMem
+	}
 	cfg.RTSPath = o.RTSPath
 	if o.SID >= 0 {
 		cfg.SID = uint16(o.SID)
