@@ -49,7 +49,7 @@ type Server struct {
 	stats   stats
 	metrics *metrics
 	repl    replState
-	snap    snapState // snapshots (snapshot.go)
+	snap    snapState      // snapshots (snapshot.go)
 	script  *script.Engine // -scr: the Lua procedures of play_script; nil without
 
 	ctx    context.Context
