@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime/metrics"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,12 +25,14 @@ func (e *LimitError) Error() string { return "script: procedure stopped: " + e.M
 // instructions and the memory the state holds. gopher-lua asks its context's Done
 // channel before every instruction (of the main thread and, because ktd sets the same
 // context on every coroutine, of coroutines too), so Done counts instructions and,
-// every checkEvery of them, checks the clock, the parent context and the heap. Once
-// tripped, Done returns a closed channel and every further instruction raises the
-// budget's error, also inside pcall, until the call unwinds.
+// every checkEvery of them, checks the clock and the parent context. Memory is
+// measured when the engine's watchdog, which follows the heap of the process, asks
+// for it (measure), and at the end of every call. Once tripped, Done returns a closed
+// channel and every further instruction raises the budget's error, also inside pcall,
+// until the call unwinds.
 //
 // A budget belongs to one state and is only used by the goroutine running it, except
-// for tripped/err, which other goroutines may read.
+// for measure (set by the watchdog) and tripped/Err, which other goroutines may read.
 type budget struct {
 	st *state
 
@@ -40,22 +43,19 @@ type budget struct {
 	done     chan struct{} // closed when tripped
 	open     chan struct{} // never closed: what Done returns until then
 
-	n     int64 // instructions this call
-	next  int64 // when to run check next
-	memAt int64 // when check looks at the heap next
+	n    int64 // instructions this call
+	next int64 // when to run check next
 
-	memNext uint64 // heap size (objects) beyond which the state is measured again
+	measure atomic.Bool // the watchdog asks for a measurement of the state
+	memNext uint64      // heap size (objects) beyond which a call's end measures again
 
 	mu      sync.Mutex
 	tripErr *LimitError
 }
 
 // checkEvery is how many instructions pass between two checks of the clock and the
-// parent context; memEvery how many between two looks at the heap.
-const (
-	checkEvery = 4096
-	memEvery   = 64 * 1024
-)
+// parent context.
+const checkEvery = 4096
 
 func newBudget(st *state) *budget {
 	return &budget{st: st, parent: context.Background(), open: make(chan struct{}), done: make(chan struct{})}
@@ -74,7 +74,6 @@ func (b *budget) reset(parent context.Context, timeout time.Duration, maxInstr, 
 	b.maxInstr, b.maxMem = maxInstr, maxMem
 	b.n = 0
 	b.next = checkEvery
-	b.memAt = memEvery
 	if maxInstr > 0 && maxInstr < b.next {
 		b.next = maxInstr
 	}
@@ -113,6 +112,10 @@ func (b *budget) Done() <-chan struct{} {
 	if b.n >= b.next {
 		b.check()
 	}
+	if b.measure.Load() {
+		b.measure.Store(false)
+		b.measureNow()
+	}
 	if b.tripErr != nil {
 		return b.done
 	}
@@ -131,11 +134,6 @@ func (b *budget) check() {
 	}
 	if err := b.poll(); err != nil {
 		b.trip(err.Kind, err.Msg)
-		return
-	}
-	if b.maxMem > 0 && b.n >= b.memAt {
-		b.memAt = b.n + memEvery
-		b.checkMemory()
 	}
 }
 
@@ -188,11 +186,11 @@ func heapObjects() uint64 {
 	return v
 }
 
-// checkMemory measures the state when the process heap has grown by a quarter of the
-// memory cap since the state was last measured: the heap is shared by the whole
-// server, so only a measurement of what this state holds can tell whether it is the
-// one to stop. Measuring is proportional to what the state holds, and happens at most
-// once per quarter cap of heap growth.
+// checkMemory runs at the end of a call: it measures the state when the process heap
+// has grown by a quarter of the memory cap since the state was last measured (so
+// memory a procedure keeps in globals from call to call is caught too). The heap is
+// shared by the whole server, so only a measurement of what this state holds can tell
+// whether it is the one to stop.
 func (b *budget) checkMemory() {
 	if b.maxMem <= 0 {
 		return
@@ -202,6 +200,15 @@ func (b *budget) checkMemory() {
 		return
 	}
 	b.memNext = h + uint64(b.maxMem)/4
+	b.measureNow()
+}
+
+// measureNow measures the state and stops the call if it holds more than the cap. The
+// cost is proportional to what the state holds.
+func (b *budget) measureNow() {
+	if b.maxMem <= 0 || b.tripErr != nil {
+		return
+	}
 	if used := b.st.measure(b.maxMem); used > b.maxMem {
 		b.trip("memory", fmt.Sprintf("it used more than %s of memory", sizeString(b.maxMem)))
 	}

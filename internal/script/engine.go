@@ -88,7 +88,18 @@ type Engine struct {
 	mu     sync.Mutex
 	closed bool
 	slots  []*slot
+
+	// running holds the budgets of the states running Lua now, for the watchdog.
+	runMu   sync.Mutex
+	running map[*budget]struct{}
+	stop    chan struct{} // closed by Close: the watchdog returns
+	stopped chan struct{} // closed when the watchdog has returned
 }
+
+// watchEvery is how often the watchdog looks at the heap while Lua runs. Memory grows
+// at most as fast as it can be written, so this bounds what a runaway state can
+// allocate before it is measured.
+const watchEvery = 5 * time.Millisecond
 
 // slot holds the state of one worker; a state stopped by its budget is replaced.
 type slot struct {
@@ -120,10 +131,18 @@ func New(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("script: %s: %w", filepath.Base(cfg.Path), err)
 	}
 	e := &Engine{
-		cfg:    cfg,
-		logger: cfg.Logger.With("component", "script"),
-		proto:  proto,
-		free:   make(chan *slot, cfg.States),
+		cfg:     cfg,
+		logger:  cfg.Logger.With("component", "script"),
+		proto:   proto,
+		free:    make(chan *slot, cfg.States),
+		running: map[*budget]struct{}{},
+		stop:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	if cfg.MaxMemory > 0 {
+		go e.watch()
+	} else {
+		close(e.stopped)
 	}
 	for i := 0; i < cfg.States; i++ {
 		sl := &slot{thid: i}
@@ -218,5 +237,60 @@ func (e *Engine) Close() {
 	}
 	for _, sl := range slots {
 		e.free <- sl
+	}
+	close(e.stop)
+	<-e.stopped
+}
+
+// enter and leave register the budget of a state that runs Lua.
+func (e *Engine) enter(b *budget) {
+	e.runMu.Lock()
+	e.running[b] = struct{}{}
+	e.runMu.Unlock()
+}
+
+func (e *Engine) leave(b *budget) {
+	e.runMu.Lock()
+	delete(e.running, b)
+	e.runMu.Unlock()
+}
+
+// watch follows the process heap while Lua runs: when it has grown by a quarter of the
+// memory cap, every running state is asked to measure itself (on its own goroutine,
+// before its next instruction), and the one holding too much is stopped. The heap is
+// shared by the whole server, so growth alone proves nothing; the measurement does.
+func (e *Engine) watch() {
+	defer close(e.stopped)
+	t := time.NewTicker(watchEvery)
+	defer t.Stop()
+	step := uint64(e.cfg.MaxMemory) / 4
+	var base uint64
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+		}
+		e.runMu.Lock()
+		n := len(e.running)
+		e.runMu.Unlock()
+		if n == 0 {
+			base = 0
+			continue
+		}
+		h := heapObjects()
+		if base == 0 || h < base {
+			base = h
+			continue
+		}
+		if h-base < step {
+			continue
+		}
+		base = h
+		e.runMu.Lock()
+		for b := range e.running {
+			b.measure.Store(true)
+		}
+		e.runMu.Unlock()
 	}
 }

@@ -76,10 +76,12 @@ func (e *Engine) newState(thid int) (*state, error) {
 
 	st.budget.reset(context.Background(), e.cfg.Timeout, e.cfg.MaxInstructions, e.cfg.MaxMemory)
 	st.view = nil
+	e.enter(st.budget)
 	L.SetContext(st.budget)
 	L.Push(L.NewFunctionFromProto(e.proto))
 	err := L.PCall(0, 0, nil)
 	L.RemoveContext()
+	e.leave(st.budget)
 	st.endCall()
 	if err != nil {
 		st.close()
@@ -138,6 +140,7 @@ func (st *state) call(ctx context.Context, name string, in map[string]string, vi
 
 	st.view = view
 	st.budget.reset(ctx, st.e.cfg.Timeout, st.e.cfg.MaxInstructions, st.e.cfg.MaxMemory)
+	st.e.enter(st.budget)
 	L.SetContext(st.budget)
 	L.Push(fn)
 	L.Push(inmap)
@@ -147,6 +150,7 @@ func (st *state) call(ctx context.Context, name string, in map[string]string, vi
 		st.budget.checkMemory()
 	}
 	L.RemoveContext()
+	st.e.leave(st.budget)
 	st.endCall()
 	if le := st.budget.tripped(); le != nil {
 		L.SetTop(0)
