@@ -61,7 +61,9 @@ FUZZ_TARGETS := \
 	./replication:FuzzDecodeMessage:100000x \
 	./replication:FuzzReadFrame:100000x \
 	./replication:FuzzReadCheckedFrame:100000x \
-	./replication:FuzzReadULogFile:100000x
+	./replication:FuzzReadULogFile:100000x \
+	./internal/script:FuzzPlayScript:10000x \
+	./internal/script:FuzzKCCodecs:30000x
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
