@@ -1,6 +1,7 @@
 package script
 
 import (
+	"context"
 	"path/filepath"
 	"testing"
 
@@ -270,4 +271,27 @@ o.process = select(2, pcall(db.cursor_process, db, function(c) c:jump() error("s
 		"err": "7", "db": "true", "disable": "nil (disabled)", "disabled": "cur_get_key: invalid arguments",
 		"pairs": "a=1,d=4*,e=5", "pairs_n": "3", "process": "stop",
 	})
+}
+
+// BenchmarkCall is one play_script call of a small procedure (a get, its value into
+// the output map), without the network: the cost of taking a state, building the maps
+// and running Lua.
+func BenchmarkCall(b *testing.B) {
+	cfg := engineConfig(b, `kt = __kyototycoon__
+function get(inmap, outmap)
+  local v = kt.db:get(inmap.key)
+  if v == nil then return kt.RVELOGIC end
+  outmap.value = v
+end`)
+	cfg.MaxMemory = 128 << 20
+	e := newEngine(b, cfg)
+	cfg.DBs[0].Set([]byte("k"), []byte("value"), store.NoXT)
+	in := map[string]string{"key": "k"}
+	b.ReportAllocs()
+	for b.Loop() {
+		out, rv, err := e.Call(context.Background(), "get", in, nil)
+		if err != nil || rv != RVSuccess || out["value"] != "value" {
+			b.Fatalf("get: %v %d %v", out, rv, err)
+		}
+	}
 }

@@ -132,7 +132,7 @@ func (st *state) call(ctx context.Context, name string, in map[string]string, vi
 	if !ok {
 		return nil, RVNoImpl, nil
 	}
-	outmap := L.NewTable()
+	outmap := L.CreateTable(0, 0)
 	inmap := L.CreateTable(0, len(in))
 	for k, v := range in {
 		inmap.RawSetString(k, lua.LString(v))
