@@ -227,7 +227,8 @@ func outputString(v lua.LValue) (string, bool) {
 }
 
 // adjustLibs makes gopher-lua's standard library closer to Lua 5.1's and safe to run
-// inside a server: tostring prints numbers as Lua does ("%.14g"), string.rep and
+// inside a server: tostring prints numbers as Lua does ("%.14g") and tonumber reads
+// them as Lua does, math.huge is infinite, string.rep and
 // string.gsub cannot build strings beyond the memory cap (and gsub is linear),
 // coroutines run under the call's budget, os.exit cannot stop the server, and
 // gopher-lua's channel library is not there (Lua has none).
@@ -248,6 +249,21 @@ func (st *state) adjustLibs() {
 	if m, ok := g.RawGetString("math").(*lua.LTable); ok {
 		m.RawSetString("huge", lua.LNumber(math.Inf(1)))
 	}
+
+	// tonumber in base 10 converts as Lua does (luaO_str2d: "1e2", " 4 ", "0x10").
+	origToNumber := g.RawGetString("tonumber").(*lua.LFunction).GFunction
+	g.RawSetString("tonumber", L.NewFunction(func(L *lua.LState) int {
+		if L.GetTop() < 2 || L.Get(2) == lua.LNil {
+			L.CheckAny(1)
+			if f, ok := tonumberOK(L.Get(1)); ok {
+				L.Push(lua.LNumber(f))
+			} else {
+				L.Push(lua.LNil)
+			}
+			return 1
+		}
+		return origToNumber(L)
+	}))
 
 	str := g.RawGetString("string").(*lua.LTable)
 	str.RawSetString("rep", L.NewFunction(st.strRep))
