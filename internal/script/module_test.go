@@ -154,11 +154,12 @@ o.huge = math.huge == 1/0 and -math.huge == -1/0
 o.tostring = tostring(1e15) .. " " .. tostring(1/3) .. " " .. tostring(-0)
 o.tonumber = tostring(tonumber("1e2")) .. " " .. tostring(tonumber(" 0x10 ")) .. " " ..
   tostring(tonumber("5 x")) .. " " .. tostring(tonumber("ff", 16)) .. " " .. tostring(tonumber(7))
+o.gc = collectgarbage("count") > 1 and collectgarbage() == 0
 `)
 	expect(t, got, map[string]string{
 		"version": "0.9.56", "rv": "0,1,2,3,5", "timeout": "true", "thid": "number", "dbs": "2",
 		"byname": "true", "modes": "1,2,4,8,16,32,64,128,256", "merge": "0,1,2,3,1,256", "huge": "true",
-		"tostring": "1e+15 0.33333333333333 -0", "tonumber": "100 16 nil 255 7",
+		"tostring": "1e+15 0.33333333333333 -0", "tonumber": "100 16 nil 255 7", "gc": "true",
 	})
 }
 

@@ -228,7 +228,8 @@ func outputString(v lua.LValue) (string, bool) {
 
 // adjustLibs makes gopher-lua's standard library closer to Lua 5.1's and safe to run
 // inside a server: tostring prints numbers as Lua does ("%.14g") and tonumber reads
-// them as Lua does, math.huge is infinite, string.rep and
+// them as Lua does, math.huge is infinite, collectgarbage does not stop the whole
+// server to collect, string.rep and
 // string.gsub cannot build strings beyond the memory cap (and gsub is linear),
 // coroutines run under the call's budget, os.exit cannot stop the server, and
 // gopher-lua's channel library is not there (Lua has none).
@@ -263,6 +264,18 @@ func (st *state) adjustLibs() {
 			return 1
 		}
 		return origToNumber(L)
+	}))
+
+	// gopher-lua's collectgarbage runs Go's collector for the whole server; here
+	// "count" is what the state holds (in KiB, as Lua reports it) and the other
+	// options do nothing (Go collects on its own).
+	g.RawSetString("collectgarbage", L.NewFunction(func(L *lua.LState) int {
+		if opt := L.OptString(1, "collect"); opt == "count" {
+			L.Push(lua.LNumber(float64(st.measure(math.MaxInt64)) / 1024))
+			return 1
+		}
+		L.Push(lua.LNumber(0))
+		return 1
 	}))
 
 	str := g.RawGetString("string").(*lua.LTable)
