@@ -186,3 +186,16 @@ end`)
 		}
 	}
 }
+
+// A call that finds every state busy waits at most as long as a call may run.
+func TestEngine_AllStatesBusy(t *testing.T) {
+	e := limitEngine(t, 50*time.Millisecond, 0, 0)
+	sl := <-e.free // the only state, taken
+	_, _, err := e.Call(context.Background(), "bump", nil, nil)
+	var le *LimitError
+	if !errors.As(err, &le) || le.Kind != "time" || !strings.Contains(le.Msg, "no Lua state became free") {
+		t.Fatalf("err = %v, want a busy error", err)
+	}
+	e.free <- sl
+	call(t, e, "bump")
+}

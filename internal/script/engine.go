@@ -184,13 +184,27 @@ func chunkName(src string) string {
 // RVInternal when the procedure raised an error (logged, as KT logs it), otherwise
 // the procedure's first result through lua_tointeger (nil, booleans and other
 // non-numbers are RVSuccess). out is nil unless the status is RVSuccess. A procedure
-// stopped by its budget returns a *LimitError.
+// stopped by its budget returns a *LimitError, and so does a call that found every
+// state busy for longer than Config.Timeout.
 func (e *Engine) Call(ctx context.Context, name string, in map[string]string, view func(int) *store.DB) (out map[string]string, rv int, err error) {
 	var sl *slot
 	select {
 	case sl = <-e.free:
-	case <-ctx.Done():
-		return nil, RVTimeout, &LimitError{Kind: "shutdown", Msg: "the server is shutting down"}
+	default:
+		// Every state is busy: wait, at most as long as a call may run.
+		var expired <-chan time.Time
+		if e.cfg.Timeout > 0 {
+			t := time.NewTimer(e.cfg.Timeout)
+			defer t.Stop()
+			expired = t.C
+		}
+		select {
+		case sl = <-e.free:
+		case <-ctx.Done():
+			return nil, RVTimeout, &LimitError{Kind: "shutdown", Msg: "the server is shutting down"}
+		case <-expired:
+			return nil, RVTimeout, &LimitError{Kind: "time", Msg: fmt.Sprintf("no Lua state became free within %v", e.cfg.Timeout)}
+		}
 	}
 	defer func() { e.free <- sl }()
 	e.mu.Lock()

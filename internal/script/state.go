@@ -266,6 +266,24 @@ func (st *state) adjustLibs() {
 		return origToNumber(L)
 	}))
 
+	// dofile and loadfile without a file name read the server's standard input (a
+	// client calling play_script?name=dofile would make them block forever): they need
+	// a name here, and io.read and io.stdin read nothing.
+	for _, name := range []string{"dofile", "loadfile"} {
+		orig := g.RawGetString(name).(*lua.LFunction).GFunction
+		g.RawSetString(name, L.NewFunction(func(L *lua.LState) int {
+			if s, ok := L.Get(1).(lua.LString); !ok || s == "" {
+				L.ArgError(1, "a file name expected (standard input is not available to scripts)")
+			}
+			return orig(L)
+		}))
+	}
+	if err := L.DoString(`
+local null = io.open("/dev/null")
+if null then io.input(null); io.stdin = null end`); err != nil {
+		panic("script: io.stdin: " + err.Error())
+	}
+
 	// gopher-lua's collectgarbage runs Go's collector for the whole server; here
 	// "count" is what the state holds (in KiB, as Lua reports it) and the other
 	// options do nothing (Go collects on its own).
