@@ -36,11 +36,11 @@ func (st *state) defineModule() {
 	kt := L.NewTable()
 	st.kt = kt
 	setFuncs(L, kt, map[string]fn{
-		"atoi":        st.ktAtoi,
-		"atoix":       st.ktAtoix,
-		"atof":        st.ktAtof,
-		"hash_murmur": st.ktHashMurmur,
-		"hash_fnv":    st.ktHashFNV,
+		"atoi":        ktAtoi,
+		"atoix":       ktAtoix,
+		"atof":        ktAtof,
+		"hash_murmur": ktHashMurmur,
+		"hash_fnv":    ktHashFNV,
 		"levdist":     st.ktLevdist,
 		"time":        st.ktTime,
 		"sleep":       st.ktSleep,
@@ -92,67 +92,31 @@ func (st *state) defineModule() {
 	kt.RawSetString("dbs", dbs)
 }
 
-func (st *state) ktAtoi(L *lua.LState) int {
-	if L.GetTop() != 1 {
-		invarg(L, "kt_atoi")
+// unary makes kt.atoi, atoix, atof, hash_murmur and hash_fnv: exactly one argument,
+// read through lua_tostring; a value that is no string or number returns nothing.
+func unary(name string, f func(s string) float64) fn {
+	return func(L *lua.LState) int {
+		if L.GetTop() != 1 {
+			invarg(L, name)
+		}
+		s, ok := tolstring(L.Get(1))
+		if !ok {
+			return 0
+		}
+		L.Push(lua.LNumber(f(s)))
+		return 1
 	}
-	s, ok := tolstring(L.Get(1))
-	if !ok {
-		return 0
-	}
-	L.Push(lua.LNumber(ktproto.Atoi(cstring(s))))
-	return 1
-}
-
-func (st *state) ktAtoix(L *lua.LState) int {
-	if L.GetTop() != 1 {
-		invarg(L, "kt_atoix")
-	}
-	s, ok := tolstring(L.Get(1))
-	if !ok {
-		return 0
-	}
-	L.Push(lua.LNumber(ktproto.Atoix(cstring(s))))
-	return 1
-}
-
-func (st *state) ktAtof(L *lua.LState) int {
-	if L.GetTop() != 1 {
-		invarg(L, "kt_atof")
-	}
-	s, ok := tolstring(L.Get(1))
-	if !ok {
-		return 0
-	}
-	L.Push(lua.LNumber(ktproto.Atof(s)))
-	return 1
 }
 
 const mask48 = 1<<48 - 1
 
-func (st *state) ktHashMurmur(L *lua.LState) int {
-	if L.GetTop() != 1 {
-		invarg(L, "kt_hash_murmur")
-	}
-	s, ok := tolstring(L.Get(1))
-	if !ok {
-		return 0
-	}
-	L.Push(lua.LNumber(hashMurmur(s) & mask48))
-	return 1
-}
-
-func (st *state) ktHashFNV(L *lua.LState) int {
-	if L.GetTop() != 1 {
-		invarg(L, "kt_hash_fnv")
-	}
-	s, ok := tolstring(L.Get(1))
-	if !ok {
-		return 0
-	}
-	L.Push(lua.LNumber(hashFNV(s) & mask48))
-	return 1
-}
+var (
+	ktAtoi       = unary("kt_atoi", func(s string) float64 { return float64(ktproto.Atoi(cstring(s))) })
+	ktAtoix      = unary("kt_atoix", func(s string) float64 { return float64(ktproto.Atoix(cstring(s))) })
+	ktAtof       = unary("kt_atof", ktproto.Atof)
+	ktHashMurmur = unary("kt_hash_murmur", func(s string) float64 { return float64(hashMurmur(s) & mask48) })
+	ktHashFNV    = unary("kt_hash_fnv", func(s string) float64 { return float64(hashFNV(s) & mask48) })
+)
 
 func (st *state) ktLevdist(L *lua.LState) int {
 	argc := L.GetTop()

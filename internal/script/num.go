@@ -56,23 +56,19 @@ func toI64(d float64) int64 {
 
 // toU32 is (uint32_t)d as the reference build converts it: truncation, and UINT32_MAX
 // for NaN, negative and too large values (kt.pack "i" of -2 gives ffffffff there).
-func toU32(d float64) uint32 {
-	if math.IsNaN(d) || d < 0 || d >= 4294967296.0 {
-		if d > -1 && d < 0 {
-			return 0
-		}
-		return math.MaxUint32
-	}
-	return uint32(d)
-}
+func toU32(d float64) uint32 { return uint32(toUnsigned(d, 4294967296.0, math.MaxUint32)) }
 
 // toU64 is (uint64_t)d likewise: UINT64_MAX for NaN, negative and too large values.
-func toU64(d float64) uint64 {
-	if math.IsNaN(d) || d < 0 || d >= 18446744073709551616.0 {
-		if d > -1 && d < 0 {
-			return 0
-		}
-		return math.MaxUint64
+func toU64(d float64) uint64 { return toUnsigned(d, 18446744073709551616.0, math.MaxUint64) }
+
+// toUnsigned truncates d; below 0 (-1 < d < 0 truncates to 0), from limit on and for
+// NaN it is max.
+func toUnsigned(d, limit float64, max uint64) uint64 {
+	switch {
+	case d > -1 && d < 0:
+		return 0
+	case math.IsNaN(d) || d < 0 || d >= limit:
+		return max
 	}
 	return uint64(d)
 }
