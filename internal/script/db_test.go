@@ -295,3 +295,64 @@ end`)
 		}
 	}
 }
+
+// The patterns client libraries' scripts build data structures with: a hash stored
+// with mapdump under its own expiry, a list with arraydump, a move with accept_bulk and
+// a listing with a cursor.
+func TestClientPatterns(t *testing.T) {
+	e := startEngine(t, `
+local db = kt.db
+function hset(inmap, outmap)
+  local v, xt = db:get(inmap.key)
+  local h = v and kt.mapload(v) or {}
+  h[inmap.field] = inmap.value
+  if not db:set(inmap.key, kt.mapdump(h), xt) then return kt.RVEINTERNAL end
+end
+function hgetall(inmap, outmap)
+  local v = db:get(inmap.key)
+  if not v then return kt.RVELOGIC end
+  for k, x in pairs(kt.mapload(v)) do outmap[k] = x end
+end
+function rpush(inmap, outmap)
+  local v, xt = db:get(inmap.key)
+  local l = v and kt.arrayload(v) or {}
+  table.insert(l, inmap.value)
+  db:set(inmap.key, kt.arraydump(l), xt)
+  outmap.len = #l
+end
+function lrange(inmap, outmap)
+  local l = kt.arrayload(db:get(inmap.key) or "")
+  for i = 1, #l do outmap[i - 1] = l[i] end
+end
+function move(inmap, outmap)
+  local first, val, vxt = true
+  db:accept_bulk({inmap.src, inmap.dest}, function(k, v, xt)
+    if first then first, val, vxt = false, v, xt return kt.Visitor.REMOVE end
+    if val then return val, vxt end
+    return kt.Visitor.NOP
+  end)
+  if not val then return kt.RVELOGIC end
+end
+function list(inmap, outmap)
+  local cur = db:cursor()
+  cur:jump()
+  while true do
+    local k, v = cur:get(true)
+    if not k then break end
+    outmap[k] = #v
+  end
+  cur:disable()
+end`)
+	call(t, e, "hset", "key", "h", "field", "a", "value", "1")
+	call(t, e, "hset", "key", "h", "field", "b", "value", "2")
+	expect(t, call(t, e, "hgetall", "key", "h"), map[string]string{"a": "1", "b": "2"})
+	call(t, e, "rpush", "key", "l", "value", "x")
+	expect(t, call(t, e, "rpush", "key", "l", "value", "y"), map[string]string{"len": "2"})
+	expect(t, call(t, e, "lrange", "key", "l"), map[string]string{"0": "x", "1": "y"})
+	call(t, e, "move", "src", "l", "dest", "l2")
+	expect(t, call(t, e, "lrange", "key", "l2"), map[string]string{"0": "x", "1": "y"})
+	expect(t, call(t, e, "list"), map[string]string{"h": "8", "l2": "4"})
+	if _, rv, _ := e.Call(context.Background(), "move", pairs("src", "none", "dest", "x"), nil); rv != RVLogic {
+		t.Fatalf("move of an absent record: rv %d, want RVLogic", rv)
+	}
+}
