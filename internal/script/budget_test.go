@@ -3,6 +3,7 @@ package script
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -45,6 +46,15 @@ function emitter()
     for i = 1, 1000 do emit(k .. i, big) end
     return true
   end, function() return true end)
+end
+function splitmany() return #kt.split(string.rep(",", 400000), ",") end
+function unpackmany() return #kt.unpack("C*", string.rep("x", 400000)) end
+function arrayloadmany() return #kt.arrayload(string.rep("\0", 400000)) end
+function matchmany(inmap, outmap)
+  local keys = kt.db:match_prefix("key")
+  outmap.keys = tostring(keys)
+  outmap.err = kt.db:error():message()
+  outmap.some = #kt.db:match_prefix("key", 10)
 end
 function count(inmap, outmap)
   local n = 0
@@ -112,6 +122,21 @@ func TestBudget_Memory(t *testing.T) {
 	for _, name := range []string{"grow", "double", "rep", "gsubbig", "emitter"} {
 		t.Run(name, func(t *testing.T) { stopped(t, e, name, "memory") })
 	}
+	// Library functions that build lists stop at the cap too; match_* fail instead.
+	small := limitEngine(t, time.Minute, 0, 8<<20)
+	for _, name := range []string{"splitmany", "unpackmany", "arrayloadmany"} {
+		t.Run(name, func(t *testing.T) { stopped(t, small, name, "memory") })
+	}
+	var recs []store.Record
+	for i := range 200000 {
+		recs = append(recs, store.Record{Key: []byte(fmt.Sprintf("key%06d", i)), XT: store.NoXT})
+	}
+	if _, err := small.cfg.DBs[0].SetBulk(recs, true); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, call(t, small, "matchmany"), map[string]string{
+		"keys": "nil", "err": "too many records: the result exceeds the memory cap", "some": "10",
+	})
 	// Memory kept in globals across calls is caught too.
 	t.Run("hoard", func(t *testing.T) {
 		for i := 0; i < 200; i++ {

@@ -39,6 +39,7 @@ var (
 	errMapping       = &store.Error{Code: codeLogic, Message: "mapping failed"}
 	errReducing      = &store.Error{Code: codeLogic, Message: "reducing failed"}
 	errTooManyOpened = &store.Error{Code: codeLogic, Message: "too many databases opened by the script"}
+	errTooMany       = &store.Error{Code: codeLogic, Message: "too many records: the result exceeds the memory cap"}
 )
 
 // maxOwnDBs bounds the databases one state's script may have open at once.
@@ -968,17 +969,28 @@ func maxArg(L *lua.LState, i int) int64 {
 
 // scanKeys collects the keys with prefix (expired records included, as KC's match
 // functions see them) that match, at most max of them (max < 0: all).
-func scanKeys(db *store.DB, prefix []byte, max int64, match func(k []byte) bool) ([]string, error) {
+// The list is bounded by the memory cap: past it the scan stops with errTooMany.
+func (st *state) scanKeys(db *store.DB, prefix []byte, max int64, match func(k []byte) bool) ([]string, error) {
 	var keys []string
 	if max == 0 {
 		return keys, nil
 	}
+	var bytes int64
+	tooMany := false
 	err := db.Scan(prefix, func(k []byte) bool {
 		if match(k) {
 			keys = append(keys, string(k))
+			bytes += int64(len(k))
+			if listSize(len(keys), bytes) > st.memLimit() {
+				tooMany = true
+				return false
+			}
 		}
 		return max < 0 || int64(len(keys)) < max
 	})
+	if tooMany {
+		return nil, errTooMany
+	}
 	return keys, err
 }
 
@@ -989,7 +1001,7 @@ func (st *state) dbMatchPrefix(L *lua.LState, h *dbHandle) int {
 	db, err := st.db(h)
 	var keys []string
 	if err == nil {
-		keys, err = scanKeys(db, []byte(prefix), max, func([]byte) bool { return true })
+		keys, err = st.scanKeys(db, []byte(prefix), max, func([]byte) bool { return true })
 	}
 	if !h.result(err) {
 		L.Push(lua.LNil)
@@ -1010,7 +1022,7 @@ func (st *state) dbMatchRegex(L *lua.LState, h *dbHandle) int {
 		if !ok {
 			err = errCompile
 		} else {
-			keys, err = scanKeys(db, nil, max, func(k []byte) bool { return re.match(string(k)) })
+			keys, err = st.scanKeys(db, nil, max, func(k []byte) bool { return re.match(string(k)) })
 		}
 	}
 	if !h.result(err) {
@@ -1045,6 +1057,8 @@ func (st *state) dbMatchSimilar(L *lua.LState, h *dbHandle) int {
 		dist int
 	}
 	var hits []hit
+	var bytes int64
+	tooMany := false
 	var o []uint32
 	if utf {
 		o = utfToUCS(origin)
@@ -1058,9 +1072,17 @@ func (st *state) dbMatchSimilar(L *lua.LState, h *dbHandle) int {
 		}
 		if rng < 0 || int64(d) <= rng {
 			hits = append(hits, hit{string(k), d})
+			bytes += int64(len(k))
+			if listSize(len(hits), bytes) > st.memLimit() {
+				tooMany = true
+				return false
+			}
 		}
 		return true
 	})
+	if tooMany {
+		err = errTooMany
+	}
 	if !h.result(err) {
 		L.Push(lua.LNil)
 		return 1

@@ -306,6 +306,9 @@ func (st *state) ktUnpack(L *lua.LState) int {
 	push := func(f float64) {
 		t.RawSetInt(idx, lua.LNumber(f))
 		idx++
+		if idx%4096 == 0 {
+			st.checkList(L, "kt_unpack", idx, 0)
+		}
 	}
 	for i := 0; i < len(format); {
 		c := format[i]
@@ -416,8 +419,12 @@ func (st *state) ktSplit(L *lua.LState) int {
 			}
 			parts = append(parts, s[:i])
 			s = s[i+1:]
+			if len(parts)%4096 == 0 {
+				st.checkList(L, "kt_split", len(parts), 0)
+			}
 		}
 	} else {
+		st.checkList(L, "kt_split", strings.Count(s, "\x00")+1, 0)
 		parts = strings.Split(s, "\x00")
 	}
 	t := L.CreateTable(len(parts), 0)
@@ -615,6 +622,9 @@ func (st *state) ktArrayload(L *lua.LState) int {
 		}
 		t.RawSetInt(idx, lua.LString(s[:vsiz]))
 		s = s[vsiz:]
+		if idx%4096 == 0 {
+			st.checkList(L, "kt_arrayload", idx, 0)
+		}
 	}
 	L.Push(t)
 	return 1
@@ -651,6 +661,7 @@ func (st *state) ktMapload(L *lua.LState) int {
 		invarg(L, "kt_mapload")
 	}
 	t := L.NewTable()
+	n := 0
 	for len(s) > 1 {
 		ksiz, step := readVarnum(s)
 		if step == 0 {
@@ -670,6 +681,9 @@ func (st *state) ktMapload(L *lua.LState) int {
 		}
 		t.RawSetString(s[:ksiz], lua.LString(s[ksiz:ksiz+vsiz]))
 		s = s[ksiz+vsiz:]
+		if n++; n%4096 == 0 {
+			st.checkList(L, "kt_mapload", 2*n, 0)
+		}
 	}
 	L.Push(t)
 	return 1

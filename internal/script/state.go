@@ -349,6 +349,17 @@ func (st *state) raiseMemory(L *lua.LState, what string, n int64) {
 	L.RaiseError("%s: result too large (%d bytes)", what, n)
 }
 
+// listSize estimates the memory of a Lua table of n strings holding bytes in all.
+func listSize(n int, bytes int64) int64 { return int64(n)*48 + bytes }
+
+// checkList raises the memory error when a list a library function is building (n
+// strings, bytes in all) grows beyond the limit: one call must not allocate without end.
+func (st *state) checkList(L *lua.LState, what string, n int, bytes int64) {
+	if size := listSize(n, bytes); size > st.memLimit() {
+		st.raiseMemory(L, what, size)
+	}
+}
+
 // strRep is string.rep with the result bounded.
 func (st *state) strRep(L *lua.LState) int {
 	s := L.CheckString(1)
