@@ -105,6 +105,10 @@ type core struct {
 	count atomic.Int64 // records, including expired ones not yet swept
 	size  atomic.Int64 // sum of len(key)+len(stored value)
 
+	// kd is the directory of every record's size and expiry (keydir.go), so that writes
+	// know what they replace without reading it.
+	kd *keydir
+
 	// sweepMu serialises Sweep; sweepPos is the user key where the next Sweep starts
 	// (nil = the beginning).
 	sweepMu  sync.Mutex
@@ -145,6 +149,7 @@ func Open(cfg Config) (*DB, error) {
 		seed:     maphash.MakeSeed(),
 		ulog:     cfg.ULog,
 		dbid:     cfg.DBID,
+		kd:       newKeydir(),
 	}}
 	if db.now == nil {
 		db.now = time.Now
@@ -242,16 +247,20 @@ func isPebbleFile(name string) bool {
 	return false
 }
 
-// recount computes count and size by scanning every record.
+// recount computes count and size, and rebuilds the key directory, by scanning every
+// record. The caller holds db.mu exclusively (or is Open).
 func (db *DB) recount() error {
 	it, err := db.pdb.NewIter(dataBounds(nil))
 	if err != nil {
 		return err
 	}
+	db.kd.reset()
 	var n, sz int64
 	for it.First(); it.Valid(); it.Next() {
+		key, stored := it.Key()[1:], it.Value()
 		n++
-		sz += int64(len(it.Key())-1) + int64(len(it.Value()))
+		sz += int64(len(key)) + int64(len(stored))
+		db.kd.put(db.seed, key, db.entryOf(stored))
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return fmt.Errorf("count records: %w", err)
@@ -259,6 +268,12 @@ func (db *DB) recount() error {
 	db.count.Store(n)
 	db.size.Store(sz)
 	return nil
+}
+
+// entryOf returns the key-directory entry of a stored form.
+func (db *DB) entryOf(stored []byte) kdEntry {
+	_, xt := db.decodeStored(stored)
+	return entryFor(len(stored), xt)
 }
 
 // Close closes the database. It waits for operations in flight; afterwards every method
@@ -471,9 +486,9 @@ type txn struct {
 	dSize   int64
 	seen    map[string][]byte // bulk only: stored value written so far (nil = removed)
 	cleared bool              // a Clear is in this batch: unseen keys are absent
-	pre     map[string][]byte // bulk only, after prefetch: stored forms read up front (absent = no record)
 	touched [][]byte          // keys set, for LRU bookkeeping (cache DBs only)
 	removed [][]byte          // keys removed, for LRU bookkeeping (cache DBs only)
+	kd      []kdOp            // key-directory changes, applied once the batch committed
 }
 
 func (db *DB) newTxn(bulk bool) *txn {
@@ -482,6 +497,36 @@ func (db *DB) newTxn(bulk bool) *txn {
 		t.seen = map[string][]byte{}
 	}
 	return t
+}
+
+// oldMeta returns what the database holds under key as this transaction sees it — whether
+// a record exists, the length of its stored form and its absolute expiry — without
+// reading the value: from the batch's own earlier writes, else the key directory. Inside
+// a transactional view it reads through the view (so the transaction observes the key).
+func (t *txn) oldMeta(key []byte) (found bool, size int, xt int64, err error) {
+	if t.db.tx == nil {
+		if t.seen != nil {
+			if v, ok := t.seen[string(key)]; ok {
+				if v == nil {
+					return false, 0, 0, nil
+				}
+				_, xt := t.db.decodeStored(v)
+				return true, len(v), xt, nil
+			}
+			if t.cleared {
+				return false, 0, 0, nil
+			}
+		}
+		e, ok := t.db.kd.get(t.db.seed, key)
+		return ok, int(e.size), e.expiry(), nil
+	}
+	err = t.old(key, func(stored []byte, ok bool) {
+		if ok {
+			found, size = true, len(stored)
+			_, xt = t.db.decodeStored(stored)
+		}
+	})
+	return found, size, xt, err
 }
 
 // old reads the current stored form of key as this transaction sees it and calls fn.
@@ -493,11 +538,6 @@ func (t *txn) old(key []byte, fn func(stored []byte, found bool)) error {
 		}
 		if t.cleared {
 			fn(nil, false)
-			return nil
-		}
-		if t.pre != nil {
-			v, ok := t.pre[string(key)]
-			fn(v, ok)
 			return nil
 		}
 	}
@@ -520,6 +560,7 @@ func (t *txn) set(key, stored []byte, oldLen int) error {
 		t.dSize += int64(len(stored) - oldLen)
 	}
 	t.changes = append(t.changes, Change{Op: OpSet, Key: key, Value: stored})
+	t.kd = append(t.kd, kdOp{key: key, entry: t.db.entryOf(stored), kind: kdPut})
 	if t.seen != nil {
 		t.seen[string(key)] = stored
 	}
@@ -539,6 +580,7 @@ func (t *txn) del(key []byte, oldLen int, logged bool) error {
 		}
 		t.dCount--
 		t.dSize -= int64(len(key) + oldLen)
+		t.kd = append(t.kd, kdOp{key: key, kind: kdDel})
 	}
 	if logged {
 		t.changes = append(t.changes, Change{Op: OpRemove, Key: key})
@@ -563,8 +605,16 @@ func (t *txn) commit() error {
 	if t.db.tx != nil {
 		return t.db.tx.absorb(t)
 	}
-	return t.db.commit(t.b, t.changes, t.dCount, t.dSize, t.db.writeOpts())
+	if err := t.db.commit(t.b, t.changes, t.dCount, t.dSize, t.db.writeOpts()); err != nil {
+		return err
+	}
+	t.committed()
+	return nil
 }
+
+// committed updates the key directory after t's batch committed; the caller still holds
+// the locks of t's keys.
+func (t *txn) committed() { t.db.kd.apply(t.db.seed, t.kd) }
 
 // writeOpts returns the options for logical writes: pebble.Sync unless NoSync or in-memory.
 func (db *DB) writeOpts() *pebble.WriteOptions {

@@ -151,15 +151,13 @@ func (db *DB) deleteVictims(keys [][]byte, evicting bool, now int64) error {
 		unlock := db.lockKeys(keys)
 		defer unlock()
 		for _, k := range keys {
-			oldLen, ok := -1, false
-			if err := t.old(k, func(stored []byte, found bool) {
-				if found {
-					oldLen = len(stored)
-					_, xt := db.decodeStored(stored)
-					ok = evicting || expired(xt, now)
-				}
-			}); err != nil {
+			found, size, xt, err := t.oldMeta(k)
+			if err != nil {
 				return err
+			}
+			oldLen, ok := -1, false
+			if found {
+				oldLen, ok = size, evicting || expired(xt, now)
 			}
 			if ok {
 				if err := t.del(k, oldLen, false); err != nil {
@@ -170,7 +168,11 @@ func (db *DB) deleteVictims(keys [][]byte, evicting bool, now int64) error {
 		if t.b.Empty() {
 			return nil
 		}
-		return db.commit(t.b, nil, t.dCount, t.dSize, pebble.NoSync)
+		if err := db.commit(t.b, nil, t.dCount, t.dSize, pebble.NoSync); err != nil {
+			return err
+		}
+		t.committed()
+		return nil
 	}()
 	if err != nil {
 		return err

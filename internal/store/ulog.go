@@ -319,9 +319,6 @@ func (db *DB) applyChanges(changes []Change, sid uint16, pos *uint64) error {
 			unlock := db.lockKeys(keys)
 			defer unlock()
 		}
-		if err := t.prefetch(keys); err != nil {
-			return err
-		}
 		for i, c := range changes {
 			if c.Op == OpClear {
 				if err := t.clear(); err != nil {
@@ -333,13 +330,13 @@ func (db *DB) applyChanges(changes []Change, sid uint16, pos *uint64) error {
 				t.changes = append(t.changes, c) // relogged ahead of the transaction
 				continue
 			}
-			oldLen := -1
-			if err := t.old(c.Key, func(stored []byte, found bool) {
-				if found {
-					oldLen = len(stored)
-				}
-			}); err != nil {
+			found, size, _, err := t.oldMeta(c.Key)
+			if err != nil {
 				return err
+			}
+			oldLen := -1
+			if found {
+				oldLen = size
 			}
 			switch c.Op {
 			case OpSet:
@@ -363,7 +360,11 @@ func (db *DB) applyChanges(changes []Change, sid uint16, pos *uint64) error {
 		if t.b.Empty() && len(t.changes) == 0 {
 			return nil
 		}
-		return db.commitAs(t.b, t.changes, sid, t.dCount, t.dSize, db.writeOpts())
+		if err := db.commitAs(t.b, t.changes, sid, t.dCount, t.dSize, db.writeOpts()); err != nil {
+			return err
+		}
+		t.committed()
+		return nil
 	}()
 	if err != nil {
 		return err
