@@ -181,6 +181,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		if s.repl.log != nil {
 			s.goFunc(s.trimLoop)
+			s.goFunc(s.walSyncLoop)
 		}
 		if s.cfg.SnapshotDir != "" {
 			s.goFunc(s.snapshotLoop)
@@ -383,6 +384,26 @@ func (s *Server) syncLoop() {
 			}
 		}
 	}
+}
+
+// walSyncGap is the least time between two group syncs of the records a
+// replica applied (or a -nosync server committed) without sync: they reach
+// this server's own slaves within about this plus one fsync.
+const walSyncGap = 2 * time.Millisecond
+
+// walSyncLoop syncs the databases' write-ahead logs after commits made
+// without sync, so that the update log can stream them to slaves (see
+// replication.Log.Sync): one fsync per database covers every such commit
+// of the last walSyncGap.
+func (s *Server) walSyncLoop() {
+	s.repl.log.RunSyncer(s.ctx, walSyncGap, func() error {
+		for _, db := range s.dbs {
+			if err := db.Synchronize(false); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, func(err error) { s.logger.Warn("update-log sync failed", "err", err) })
 }
 
 // trimLoop bounds each database's update log: when it grows past

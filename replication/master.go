@@ -240,9 +240,10 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 		if pos > nop {
 			nop = pos
 		}
-		if cut != nil {
-			// Caught up: every record up to the cut, which is below the
-			// horizon, has been sent.
+		if cut != nil && cut.ts <= m.Log.Horizon() {
+			// Caught up: every record up to the cut has been sent. (The
+			// horizon can lag the cut while unsynced commits wait for a
+			// sync: then the cut goes once they have been streamed.)
 			sendCut(cut, fw)
 			cut = nil
 		}

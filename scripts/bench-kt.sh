@@ -23,6 +23,7 @@ BIGKEYS=${BIGKEYS:-2000000}
 ONLY=${ONLY:-mem file repl}
 [ "${BIG:-0}" = 1 ] && ONLY="$ONLY big"
 BIN=./bin
+KTD=${KTD:-$BIN/ktd}
 WORK=$(mktemp -d)
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -33,7 +34,7 @@ ROWS=()
 
 start_ktd() { # port args...: starts ktd, sets KPID
 	local port=$1; shift
-	"$BIN/ktd" -host 127.0.0.1 -port "$port" -lz "$@" >>"$WORK/ktd.log" 2>&1 &
+	"$KTD" -host 127.0.0.1 -port "$port" -lz "$@" >>"$WORK/ktd.log" 2>&1 &
 	KPID=$!
 	PIDS+=("$KPID")
 	for _ in $(seq 200); do
@@ -119,7 +120,7 @@ on_repl() {
 		mkdir -p "$WORK/repl$r"
 		local m s t0 t1 out total
 		start_ktd "$mport" -ulog "$WORK/repl$r/ulog" -sid 1 "$WORK/repl$r/m.kct"; m=$KPID
-		start_ktd "$sport" -sid 2 -mhost 127.0.0.1 -mport "$mport" -rts "$WORK/repl$r/s.rts" "$WORK/repl$r/s.kct"; s=$KPID
+		start_ktd "$sport" -sid 2 ${REPLICA_ULOG:+-ulog "$WORK/repl$r/sulog"} -mhost 127.0.0.1 -mport "$mport" -rts "$WORK/repl$r/s.rts" "$WORK/repl$r/s.kct"; s=$KPID
 		"$BIN/ktload" -addr "127.0.0.1:$mport" -preload 10000 -vsize 100
 		# wait for the replica to hold the preload, then measure from a quiet start
 		for _ in $(seq 400); do

@@ -111,7 +111,8 @@ func (kd *keydir) len() int {
 
 // kdOp is one change a committed batch makes to the directory.
 type kdOp struct {
-	key   []byte
+	h     kdKey
+	shard int
 	entry kdEntry
 	kind  byte // kdPut, kdDel, kdReset
 }
@@ -124,13 +125,13 @@ const (
 
 // apply applies ops in order after their batch committed. The caller holds the stripe
 // locks of their keys (and db.mu exclusively if a kdReset is among them).
-func (kd *keydir) apply(seed maphash.Seed, ops []kdOp) {
+func (kd *keydir) apply(ops []kdOp) {
 	for _, op := range ops {
 		switch op.kind {
 		case kdPut:
-			kd.put(seed, op.key, op.entry)
+			kd.shards[op.shard][op.h] = op.entry
 		case kdDel:
-			kd.del(seed, op.key)
+			delete(kd.shards[op.shard], op.h)
 		case kdReset:
 			kd.reset()
 		}

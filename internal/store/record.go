@@ -560,7 +560,7 @@ func (db *DB) Apply(changes []Change) error {
 	if db.ulog != nil {
 		sid = db.ulog.SID()
 	}
-	return db.applyChanges(changes, sid, nil)
+	return db.applyChanges(changes, sid, nil, db.writeOpts())
 }
 
 // Scan calls fn for each key starting with prefix, in key order, including expired

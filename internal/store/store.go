@@ -489,6 +489,25 @@ type txn struct {
 	touched [][]byte          // keys set, for LRU bookkeeping (cache DBs only)
 	removed [][]byte          // keys removed, for LRU bookkeeping (cache DBs only)
 	kd      []kdOp            // key-directory changes, applied once the batch committed
+
+	// hkey is the key last hashed for the directory, h and shard its hash: a write
+	// hashes its key once for the lookup and the update.
+	hkey  []byte
+	h     kdKey
+	shard int
+}
+
+// hash returns the key-directory hash and shard of key, reusing the last one when key is
+// the same slice (the bytes of a key never change while its operation runs).
+func (t *txn) hash(key []byte) (kdKey, int) {
+	if len(key) != len(t.hkey) || len(key) > 0 && &key[0] != &t.hkey[0] || t.hkey == nil {
+		t.h, t.shard = t.db.kd.hash(t.db.seed, key)
+		t.hkey = key[:len(key):len(key)]
+		if t.hkey == nil {
+			t.hkey = []byte{}
+		}
+	}
+	return t.h, t.shard
 }
 
 func (db *DB) newTxn(bulk bool) *txn {
@@ -517,7 +536,8 @@ func (t *txn) oldMeta(key []byte) (found bool, size int, xt int64, err error) {
 				return false, 0, 0, nil
 			}
 		}
-		e, ok := t.db.kd.get(t.db.seed, key)
+		h, shard := t.hash(key)
+		e, ok := t.db.kd.shards[shard][h]
 		return ok, int(e.size), e.expiry(), nil
 	}
 	err = t.old(key, func(stored []byte, ok bool) {
@@ -560,7 +580,8 @@ func (t *txn) set(key, stored []byte, oldLen int) error {
 		t.dSize += int64(len(stored) - oldLen)
 	}
 	t.changes = append(t.changes, Change{Op: OpSet, Key: key, Value: stored})
-	t.kd = append(t.kd, kdOp{key: key, entry: t.db.entryOf(stored), kind: kdPut})
+	h, shard := t.hash(key)
+	t.kd = append(t.kd, kdOp{h: h, shard: shard, entry: t.db.entryOf(stored), kind: kdPut})
 	if t.seen != nil {
 		t.seen[string(key)] = stored
 	}
@@ -580,7 +601,8 @@ func (t *txn) del(key []byte, oldLen int, logged bool) error {
 		}
 		t.dCount--
 		t.dSize -= int64(len(key) + oldLen)
-		t.kd = append(t.kd, kdOp{key: key, kind: kdDel})
+		h, shard := t.hash(key)
+		t.kd = append(t.kd, kdOp{h: h, shard: shard, kind: kdDel})
 	}
 	if logged {
 		t.changes = append(t.changes, Change{Op: OpRemove, Key: key})
@@ -614,7 +636,7 @@ func (t *txn) commit() error {
 
 // committed updates the key directory after t's batch committed; the caller still holds
 // the locks of t's keys.
-func (t *txn) committed() { t.db.kd.apply(t.db.seed, t.kd) }
+func (t *txn) committed() { t.db.kd.apply(t.kd) }
 
 // writeOpts returns the options for logical writes: pebble.Sync unless NoSync or in-memory.
 func (db *DB) writeOpts() *pebble.WriteOptions {
@@ -644,7 +666,7 @@ func (db *DB) commit(b *pebble.Batch, changes []Change, dCount, dSize int64, opt
 func (db *DB) commitAs(b *pebble.Batch, changes []Change, sid uint16, dCount, dSize int64, opts *pebble.WriteOptions) (err error) {
 	if db.ulog != nil && len(changes) > 0 {
 		msgs, ends := db.encodeChanges(changes, sid)
-		first, done := db.ulog.Reserve(len(changes))
+		first, done := db.ulog.Reserve(len(changes), db.spec.InMemory || opts.GetSync())
 		defer func() {
 			if tail, ok := db.ulog.(ULogTail); ok && err == nil {
 				tail.Committed(first, msgs, ends)
