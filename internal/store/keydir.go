@@ -50,10 +50,15 @@ func newKeydir() *keydir {
 	return kd
 }
 
-// reset empties the directory. The caller holds db.mu exclusively.
+// reset empties the directory, keeping the maps' room for what comes next (a cleared
+// database is usually filled again). The caller holds db.mu exclusively.
 func (kd *keydir) reset() {
 	for i := range kd.shards {
-		kd.shards[i] = make(map[kdKey]kdEntry)
+		if kd.shards[i] == nil {
+			kd.shards[i] = make(map[kdKey]kdEntry)
+		} else {
+			clear(kd.shards[i])
+		}
 	}
 }
 
@@ -107,33 +112,4 @@ func (kd *keydir) len() int {
 		n += len(m)
 	}
 	return n
-}
-
-// kdOp is one change a committed batch makes to the directory.
-type kdOp struct {
-	h     kdKey
-	shard int
-	entry kdEntry
-	kind  byte // kdPut, kdDel, kdReset
-}
-
-const (
-	kdPut byte = iota
-	kdDel
-	kdReset
-)
-
-// apply applies ops in order after their batch committed. The caller holds the stripe
-// locks of their keys (and db.mu exclusively if a kdReset is among them).
-func (kd *keydir) apply(ops []kdOp) {
-	for _, op := range ops {
-		switch op.kind {
-		case kdPut:
-			kd.shards[op.shard][op.h] = op.entry
-		case kdDel:
-			delete(kd.shards[op.shard], op.h)
-		case kdReset:
-			kd.reset()
-		}
-	}
 }

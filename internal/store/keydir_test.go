@@ -235,3 +235,25 @@ func BenchmarkKeydirMemory(b *testing.B) {
 		runtime.KeepAlive(kd)
 	}
 }
+
+// TestKeydir_FailedBatchLeavesItUnchanged checks that a batch given up before its
+// commit (here: an unknown operation after a set, a remove and a clear) leaves the key
+// directory, and with it Count and Size, as they were.
+func TestKeydir_FailedBatchLeavesItUnchanged(t *testing.T) {
+	db := openTest(t, "%", nil)
+	mustSet(t, db, "a", "1", NoXT)
+	mustSet(t, db, "b", "22", NoXT)
+	stored := db.encodeStored([]byte("333"), XTMax)
+	for _, chs := range [][]Change{
+		{{Op: OpSet, Key: []byte("c"), Value: stored}, {Op: OpRemove, Key: []byte("a")}, {Op: 0xA0}},
+		{{Op: OpSet, Key: []byte("c"), Value: stored}, {Op: OpClear}, {Op: OpSet, Key: []byte("d"), Value: stored}, {Op: 0xA0}},
+	} {
+		if err := db.ApplyReplicated(chs, 9, 7); err == nil {
+			t.Fatalf("ApplyReplicated(%v) with an unknown op succeeded", chs)
+		}
+		checkCounts(t, db)
+		if db.Count() != 2 {
+			t.Fatalf("Count = %d after a failed batch, want 2", db.Count())
+		}
+	}
+}

@@ -87,8 +87,8 @@ func (db *DB) visitWith(key []byte, needValue bool, fn func(cur *current) (actio
 
 // visitLocked is visit's body: lock, read (the value only if needValue), decide, commit.
 func (db *DB) visitLocked(t *txn, key []byte, needValue bool, fn func(cur *current) (action, error)) (action, error) {
-	unlock := db.lockKey(key)
-	defer unlock()
+	defer db.lockKey(key).Unlock()
+	defer t.abandon()
 	var (
 		act    action
 		fnErr  error
@@ -383,6 +383,7 @@ func (db *DB) SetBulk(recs []Record, atomic bool) (int, error) {
 	err := func() error {
 		unlock := db.lockKeys(keys)
 		defer unlock()
+		defer t.abandon()
 		now := db.nowUnix()
 		for _, r := range recs {
 			found, size, _, err := t.oldMeta(r.Key)
@@ -423,6 +424,7 @@ func (db *DB) RemoveBulk(keys [][]byte, atomic bool) (int, error) {
 	err := func() error {
 		unlock := db.lockKeys(keys)
 		defer unlock()
+		defer t.abandon()
 		now := db.nowUnix()
 		for _, k := range keys {
 			found, size, xt, err := t.oldMeta(k)
@@ -522,6 +524,7 @@ func (db *DB) Clear() error {
 	}
 	t := db.newTxn(true)
 	defer t.close()
+	defer t.abandon()
 	if err := t.clear(); err != nil {
 		return err
 	}
@@ -538,9 +541,9 @@ func (t *txn) clear() error {
 	t.dCount = -db.count.Load()
 	t.dSize = -db.size.Load()
 	t.changes = append(t.changes, Change{Op: OpClear})
-	t.kd = append(t.kd, kdOp{kind: kdReset})
-	t.cleared = true
-	clear(t.seen)
+	t.undo = append(t.undo, kdUndo{reset: true})
+	db.kd.reset()
+	t.hentry = false
 	t.touched, t.removed = nil, nil
 	if db.lru != nil {
 		db.lru.reset()

@@ -422,11 +422,11 @@ func (db *DB) stripe(key []byte) int {
 	return int(maphash.Bytes(db.seed, key) % numStripes)
 }
 
-// lockKey locks the stripe of one key and returns the unlock function.
-func (db *DB) lockKey(key []byte) func() {
+// lockKey locks the stripe of one key and returns it, for the caller to unlock.
+func (db *DB) lockKey(key []byte) *sync.Mutex {
 	m := &db.stripes[db.stripe(key)]
 	m.Lock()
-	return m.Unlock
+	return m
 }
 
 // lockKeys locks the stripes of several keys in index order (no deadlock between bulk
@@ -476,25 +476,44 @@ func closeQuietly(c io.Closer) error {
 }
 
 // txn accumulates one Pebble batch with its logical changes and the count/size deltas.
-// For bulk operations it remembers the state of keys it already wrote (seen), so a key
-// repeated in one batch is accounted exactly.
+//
+// Outside a transaction, each write also updates the key directory at once (under the
+// key's lock), so later writes of the same batch see it, and t.undo remembers how to
+// revert it should the batch fail to commit. Inside a transactional view the directory is
+// left alone (the transaction's commit updates it), and bulk operations remember the
+// state of keys they already wrote (seen), so a key repeated in one batch is accounted
+// exactly.
 type txn struct {
 	db      *DB
 	b       *pebble.Batch
 	changes []Change
 	dCount  int64
 	dSize   int64
-	seen    map[string][]byte // bulk only: stored value written so far (nil = removed)
-	cleared bool              // a Clear is in this batch: unseen keys are absent
+	seen    map[string][]byte // bulk in a transactional view: stored value written so far (nil = removed)
 	touched [][]byte          // keys set, for LRU bookkeeping (cache DBs only)
 	removed [][]byte          // keys removed, for LRU bookkeeping (cache DBs only)
-	kd      []kdOp            // key-directory changes, applied once the batch committed
+	undo    []kdUndo          // key-directory changes made, reverted by close unless the batch committed
+	done    bool              // the batch committed (or went into the transaction)
+	dkey    []byte            // scratch for the Pebble key of a record
 
-	// hkey is the key last hashed for the directory, h and shard its hash: a write
-	// hashes its key once for the lookup and the update.
-	hkey  []byte
+	// hkey is the key last hashed for the directory, h and shard its hash, and entry/had
+	// its directory entry when known (hentry): a write hashes and looks up its key once.
+	hkey   []byte
+	h      kdKey
+	shard  int
+	hentry bool
+	entry  kdEntry
+	had    bool
+}
+
+// kdUndo reverts one change to the key directory: the entry a key had (had) before, or
+// a reset (rebuilt from the store).
+type kdUndo struct {
 	h     kdKey
 	shard int
+	prev  kdEntry
+	had   bool
+	reset bool
 }
 
 // hash returns the key-directory hash and shard of key, reusing the last one when key is
@@ -506,13 +525,64 @@ func (t *txn) hash(key []byte) (kdKey, int) {
 		if t.hkey == nil {
 			t.hkey = []byte{}
 		}
+		t.hentry = false
 	}
 	return t.h, t.shard
 }
 
+// lookup returns key's directory entry (cached for the last key hashed).
+func (t *txn) lookup(key []byte) (kdKey, int, kdEntry, bool) {
+	h, shard := t.hash(key)
+	if !t.hentry {
+		t.entry, t.had = t.db.kd.shards[shard][h]
+		t.hentry = true
+	}
+	return h, shard, t.entry, t.had
+}
+
+// kdPut records key as present with entry e in the directory, remembering the undo.
+func (t *txn) kdPut(key []byte, e kdEntry) {
+	h, shard, prev, had := t.lookup(key)
+	t.undo = append(t.undo, kdUndo{h: h, shard: shard, prev: prev, had: had})
+	t.db.kd.shards[shard][h] = e
+	t.entry, t.had = e, true
+}
+
+// kdDel records key as absent in the directory, remembering the undo.
+func (t *txn) kdDel(key []byte) {
+	h, shard, prev, had := t.lookup(key)
+	if !had {
+		return
+	}
+	t.undo = append(t.undo, kdUndo{h: h, shard: shard, prev: prev, had: had})
+	delete(t.db.kd.shards[shard], h)
+	t.had = false
+}
+
+// undoKD reverts the directory changes of a batch that failed to commit. A reset in it
+// (a clear, under db.mu held exclusively) is reverted by rebuilding the directory and the
+// counters from the store.
+func (t *txn) undoKD() {
+	for i := len(t.undo) - 1; i >= 0; i-- {
+		u := t.undo[i]
+		switch {
+		case u.reset:
+			if err := t.db.recount(); err != nil {
+				t.db.log.Error("rebuild the key directory after a failed commit", "err", err)
+			}
+			return
+		case u.had:
+			t.db.kd.shards[u.shard][u.h] = u.prev
+		default:
+			delete(t.db.kd.shards[u.shard], u.h)
+		}
+	}
+	t.undo = t.undo[:0]
+}
+
 func (db *DB) newTxn(bulk bool) *txn {
 	t := &txn{db: db, b: db.pdb.NewBatch()}
-	if bulk {
+	if bulk && db.tx != nil {
 		t.seen = map[string][]byte{}
 	}
 	return t
@@ -520,24 +590,12 @@ func (db *DB) newTxn(bulk bool) *txn {
 
 // oldMeta returns what the database holds under key as this transaction sees it — whether
 // a record exists, the length of its stored form and its absolute expiry — without
-// reading the value: from the batch's own earlier writes, else the key directory. Inside
-// a transactional view it reads through the view (so the transaction observes the key).
+// reading the value: from the key directory, which already holds the batch's earlier
+// writes. Inside a transactional view it reads through the view (so the transaction
+// observes the key).
 func (t *txn) oldMeta(key []byte) (found bool, size int, xt int64, err error) {
 	if t.db.tx == nil {
-		if t.seen != nil {
-			if v, ok := t.seen[string(key)]; ok {
-				if v == nil {
-					return false, 0, 0, nil
-				}
-				_, xt := t.db.decodeStored(v)
-				return true, len(v), xt, nil
-			}
-			if t.cleared {
-				return false, 0, 0, nil
-			}
-		}
-		h, shard := t.hash(key)
-		e, ok := t.db.kd.shards[shard][h]
+		_, _, e, ok := t.lookup(key)
 		return ok, int(e.size), e.expiry(), nil
 	}
 	err = t.old(key, func(stored []byte, ok bool) {
@@ -550,24 +608,27 @@ func (t *txn) oldMeta(key []byte) (found bool, size int, xt int64, err error) {
 }
 
 // old reads the current stored form of key as this transaction sees it and calls fn.
+// Outside a transactional view it must not follow a write of the same key in the batch.
 func (t *txn) old(key []byte, fn func(stored []byte, found bool)) error {
 	if t.seen != nil {
 		if v, ok := t.seen[string(key)]; ok {
 			fn(v, v != nil)
 			return nil
 		}
-		if t.cleared {
-			fn(nil, false)
-			return nil
-		}
 	}
 	return t.db.getStored(key, fn)
 }
 
-// set writes key=stored, replacing a record of oldLen bytes (oldLen < 0: none). logged
-// says whether the write is a logical change (GC and evictions are not logged).
+// dataKey returns the Pebble key of a user key in t's scratch buffer (valid until the
+// next call; Pebble copies keys into the batch).
+func (t *txn) dataKey(key []byte) []byte {
+	t.dkey = append(append(t.dkey[:0], prefixData), key...)
+	return t.dkey
+}
+
+// set writes key=stored, replacing a record of oldLen bytes (oldLen < 0: none).
 func (t *txn) set(key, stored []byte, oldLen int) error {
-	if err := t.b.Set(dataKey(key), stored, nil); err != nil {
+	if err := t.b.Set(t.dataKey(key), stored, nil); err != nil {
 		return sysErr("batch set", err)
 	}
 	if !t.db.spec.Persistent && len(stored) >= xtLen && getXT(stored) < XTMax {
@@ -580,10 +641,10 @@ func (t *txn) set(key, stored []byte, oldLen int) error {
 		t.dSize += int64(len(stored) - oldLen)
 	}
 	t.changes = append(t.changes, Change{Op: OpSet, Key: key, Value: stored})
-	h, shard := t.hash(key)
-	t.kd = append(t.kd, kdOp{h: h, shard: shard, entry: t.db.entryOf(stored), kind: kdPut})
 	if t.seen != nil {
 		t.seen[string(key)] = stored
+	} else if t.db.tx == nil {
+		t.kdPut(key, t.db.entryOf(stored))
 	}
 	if t.db.lru != nil {
 		t.touched = append(t.touched, key)
@@ -596,13 +657,14 @@ func (t *txn) set(key, stored []byte, oldLen int) error {
 // logged removal is still a logical change (KT logs a REMOVE for a missing key).
 func (t *txn) del(key []byte, oldLen int, logged bool) error {
 	if oldLen >= 0 {
-		if err := t.b.Delete(dataKey(key), nil); err != nil {
+		if err := t.b.Delete(t.dataKey(key), nil); err != nil {
 			return sysErr("batch delete", err)
 		}
 		t.dCount--
 		t.dSize -= int64(len(key) + oldLen)
-		h, shard := t.hash(key)
-		t.kd = append(t.kd, kdOp{h: h, shard: shard, kind: kdDel})
+		if t.seen == nil && t.db.tx == nil {
+			t.kdDel(key)
+		}
 	}
 	if logged {
 		t.changes = append(t.changes, Change{Op: OpRemove, Key: key})
@@ -619,24 +681,45 @@ func (t *txn) del(key []byte, oldLen int, logged bool) error {
 // close releases the batch.
 func (t *txn) close() { t.b.Close() }
 
+// abandon reverts the key-directory changes made for t unless its batch committed. Every
+// writer defers it while it still holds the keys' locks, so that any path that gives up
+// on a batch leaves the directory as it was.
+func (t *txn) abandon() {
+	if !t.done {
+		t.undoKD()
+	}
+}
+
 // commit commits t through db.commit with the database's data durability.
 func (t *txn) commit() error {
 	if t.b.Empty() && len(t.changes) == 0 {
+		t.done = true
 		return nil
 	}
 	if t.db.tx != nil {
-		return t.db.tx.absorb(t)
-	}
-	if err := t.db.commit(t.b, t.changes, t.dCount, t.dSize, t.db.writeOpts()); err != nil {
+		err := t.db.tx.absorb(t)
+		t.done = err == nil
 		return err
 	}
-	t.committed()
+	return t.commitWith(t.changes, t.db.ulogSID(), t.db.writeOpts())
+}
+
+// commitWith commits t's batch logging changes under sid.
+func (t *txn) commitWith(changes []Change, sid uint16, opts *pebble.WriteOptions) error {
+	if err := t.db.commitAs(t.b, changes, sid, t.dCount, t.dSize, opts); err != nil {
+		return err
+	}
+	t.done = true
 	return nil
 }
 
-// committed updates the key directory after t's batch committed; the caller still holds
-// the locks of t's keys.
-func (t *txn) committed() { t.db.kd.apply(t.kd) }
+// ulogSID is the server id stamped on changes that originate here.
+func (db *DB) ulogSID() uint16 {
+	if db.ulog != nil {
+		return db.ulog.SID()
+	}
+	return 0
+}
 
 // writeOpts returns the options for logical writes: pebble.Sync unless NoSync or in-memory.
 func (db *DB) writeOpts() *pebble.WriteOptions {
@@ -652,11 +735,7 @@ func (db *DB) writeOpts() *pebble.WriteOptions {
 // After a successful commit the count/size deltas are applied; callers hold the locks of
 // every key in b, so the deltas are exact.
 func (db *DB) commit(b *pebble.Batch, changes []Change, dCount, dSize int64, opts *pebble.WriteOptions) error {
-	var sid uint16
-	if db.ulog != nil {
-		sid = db.ulog.SID()
-	}
-	return db.commitAs(b, changes, sid, dCount, dSize, opts)
+	return db.commitAs(b, changes, db.ulogSID(), dCount, dSize, opts)
 }
 
 // commitAs is commit with the origin sid stamped on the log records (a replica relays a

@@ -150,6 +150,7 @@ func (db *DB) deleteVictims(keys [][]byte, evicting bool, now int64) error {
 	err := func() error {
 		unlock := db.lockKeys(keys)
 		defer unlock()
+		defer t.abandon()
 		for _, k := range keys {
 			found, size, xt, err := t.oldMeta(k)
 			if err != nil {
@@ -168,11 +169,7 @@ func (db *DB) deleteVictims(keys [][]byte, evicting bool, now int64) error {
 		if t.b.Empty() {
 			return nil
 		}
-		if err := db.commit(t.b, nil, t.dCount, t.dSize, pebble.NoSync); err != nil {
-			return err
-		}
-		t.committed()
-		return nil
+		return t.commitWith(nil, db.ulogSID(), pebble.NoSync)
 	}()
 	if err != nil {
 		return err

@@ -328,6 +328,7 @@ func (db *DB) applyChanges(changes []Change, sid uint16, pos *uint64, opts *pebb
 			unlock := db.lockKeys(keys)
 			defer unlock()
 		}
+		defer t.abandon()
 		for i, c := range changes {
 			if c.Op == OpClear {
 				if err := t.clear(); err != nil {
@@ -369,11 +370,7 @@ func (db *DB) applyChanges(changes []Change, sid uint16, pos *uint64, opts *pebb
 		if t.b.Empty() && len(t.changes) == 0 {
 			return nil
 		}
-		if err := db.commitAs(t.b, t.changes, sid, t.dCount, t.dSize, opts); err != nil {
-			return err
-		}
-		t.committed()
-		return nil
+		return t.commitWith(t.changes, sid, opts)
 	}()
 	if err != nil {
 		return err
