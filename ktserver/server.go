@@ -274,7 +274,8 @@ func (s *Server) goFunc(f func()) {
 //     loops return;
 //  3. closes every client connection (a request being processed finishes
 //     first; its response may be lost);
-//  4. waits for every goroutine it started;
+//  4. waits for every goroutine it started, and for the digests being
+//     computed for replicas;
 //  5. closes the databases, last.
 func (s *Server) Close() error {
 	s.mu.Lock()
@@ -293,6 +294,9 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 
 	s.wg.Wait()
+	if s.repl.master != nil {
+		s.repl.master.Wait() // digests computed for replicas hold database snapshots
+	}
 	s.snapshotAtClose()
 	err := s.closeDBs()
 	s.logger.Info("server stopped")
