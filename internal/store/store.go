@@ -35,6 +35,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -50,8 +51,15 @@ const (
 // Default Pebble tuning. On-memory databases get a large memtable: their
 // data is in memory anyway, and small memtables make writers stall behind
 // flushes (p99 of sets on '*' went from 24 ms to 7 ms at 4 MiB -> 64 MiB).
+//
+// A file database's block cache is 64 MiB, KC's default msiz (mapped region)
+// and pccap (page cache), unless its argument sets either or the server's
+// Config.CacheSize says otherwise. An on-memory database's sstables are in
+// memory already: a small cache of decompressed blocks is enough, and its
+// blocks are not compressed.
 const (
-	defaultCacheSize   = 32 << 20
+	defaultCacheSize   = 64 << 20
+	memoryCacheSize    = 4 << 20
 	fileMemTableSize   = 32 << 20
 	memoryMemTableSize = 64 << 20
 	numStripes         = 1024
@@ -68,7 +76,7 @@ type Config struct {
 	Now       func() time.Time // clock for expiry; nil = time.Now
 	Logger    *slog.Logger     // nil = discard
 	FS        vfs.FS           // nil = vfs.Default for file DBs; in-memory DBs always use vfs.NewMem()
-	CacheSize int64            // Pebble block cache bytes; 0 = 32 MiB
+	CacheSize int64            // Pebble block cache bytes of a file DB, unless Spec.CacheSize is set; 0 = 64 MiB
 	ULog      ULog             // update-log hook; nil: no update log
 	DBID      uint16           // this database's index, stamped on its ulog messages
 }
@@ -160,7 +168,12 @@ func Open(cfg Config) (*DB, error) {
 	}
 
 	cacheSize := cfg.CacheSize
-	if cacheSize <= 0 {
+	switch {
+	case spec.InMemory:
+		cacheSize = memoryCacheSize
+	case spec.CacheSize > 0:
+		cacheSize = spec.CacheSize
+	case cacheSize <= 0:
 		cacheSize = defaultCacheSize
 	}
 	cache := pebble.NewCache(cacheSize)
@@ -185,6 +198,9 @@ func Open(cfg Config) (*DB, error) {
 		opts.FS = vfs.NewMem()
 		opts.MemTableSize = memoryMemTableSize
 		opts.DisableWAL = true // nothing survives the process anyway
+		for i := range opts.Levels {
+			opts.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
+		}
 		dir = "db"
 	} else {
 		opts.FS = cfg.FS
