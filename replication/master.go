@@ -191,6 +191,13 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 		verifyEvery = time.Minute
 	}
 	lastVerify := time.Now()
+	// lastNop is when the slave last acknowledged an idle frame: one goes
+	// after each idle interval without records, not after every batch.
+	var lastNop time.Time
+	coalesce, wait := time.NewTimer(time.Hour), time.NewTimer(time.Hour)
+	coalesce.Stop()
+	wait.Stop()
+	defer coalesce.Stop()
 	// cut, when set, is a digest of the databases at a cut of the log not
 	// yet passed: it is sent once every record up to it has been — to a
 	// replica that defers digests as a cut frame there, its digests later
@@ -271,45 +278,56 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 				// round carries several. Under load this turns one Pebble
 				// read, one write and one wake-up per commit and slave into
 				// one per batch, for at most coalesceDelay of extra lag.
+				coalesce.Reset(coalesceDelay)
 				select {
 				case <-ctx.Done():
-				case <-time.After(coalesceDelay):
+				case <-coalesce.C:
 				}
 			}
 			continue
 		}
 
-		// Caught up: an idle frame, which the slave must answer with 0xB1.
-		// KT sends max(now - 1 s, last record read). ktd caps "now - 1 s"
-		// at the log's horizon: a slave's position must never pass a
-		// timestamp the master may still hand out, which after a restart
-		// with the clock set back could be lower than now - 1 s.
-		nop := min(PureClock(time.Now())-1_000_000_000, m.Log.Horizon())
-		if pos > nop {
-			nop = pos
-		}
+		// Caught up.
 		if cut != nil && cut.ts <= m.Log.Horizon() {
-			// Caught up: every record up to the cut has been sent. (The
-			// horizon can lag the cut while unsynced commits wait for a
-			// sync: then the cut goes once they have been streamed.)
+			// Every record up to the cut has been sent. (The horizon can lag
+			// the cut while unsynced commits wait for a sync: then the cut
+			// goes once they have been streamed.)
 			if err := passCut(); err != nil {
 				return err
 			}
 		}
-		fw.nop(nop)
-		if err := write(); err != nil {
-			return err
-		}
-		nc.SetReadDeadline(time.Now().Add(timeout))
-		ack, err := br.ReadByte()
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
+		if time.Since(lastNop) >= idle {
+			// Quiet for an idle interval: an idle frame, which the slave must
+			// answer with 0xB1 (as KT's master sends when a poll, every 100 ms,
+			// finds nothing). KT sends max(now - 1 s, last record read). ktd
+			// caps "now - 1 s" at the log's horizon: a slave's position must
+			// never pass a timestamp the master may still hand out, which
+			// after a restart with the clock set back could be lower than
+			// now - 1 s.
+			nop := min(PureClock(time.Now())-1_000_000_000, m.Log.Horizon())
+			if pos > nop {
+				nop = pos
 			}
-			return fmt.Errorf("read ack: %w", err)
-		}
-		if ack != ktproto.MagicReplication {
-			return fmt.Errorf("slave answered %#x to an idle frame", ack)
+			fw.nop(nop)
+			if err := write(); err != nil {
+				return err
+			}
+			nc.SetReadDeadline(time.Now().Add(timeout))
+			ack, err := br.ReadByte()
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					return nil
+				}
+				return fmt.Errorf("read ack: %w", err)
+			}
+			if ack != ktproto.MagicReplication {
+				return fmt.Errorf("slave answered %#x to an idle frame", ack)
+			}
+			lastNop = time.Now()
+		} else if bw.Buffered() > 0 {
+			if err := write(); err != nil { // a cut or digests
+				return err
+			}
 		}
 		if verify && cut == nil && time.Since(lastVerify) >= verifyEvery {
 			lastVerify = time.Now()
@@ -321,14 +339,14 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 		if len(sent) > 0 {
 			digested = sent[0].done
 		}
-		timer := time.NewTimer(idle)
+		wait.Reset(max(time.Until(lastNop.Add(idle)), 0))
 		select {
 		case <-changed:
 		case <-digested:
-		case <-timer.C:
+		case <-wait.C:
 		case <-ctx.Done():
 		}
-		timer.Stop()
+		wait.Stop()
 	}
 }
 
