@@ -206,6 +206,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		if s.repl.log != nil {
 			s.goFunc(s.trimLoop)
+			s.goFunc(s.walSyncLoop)
 		}
 		if s.cfg.SnapshotDir != "" {
 			s.goFunc(s.snapshotLoop)
@@ -298,7 +299,8 @@ func (s *Server) goFunc(f func()) {
 //     loops return;
 //  3. closes every client connection (a request being processed finishes
 //     first; its response may be lost);
-//  4. waits for every goroutine it started;
+//  4. waits for every goroutine it started, and for the digests being
+//     computed for replicas;
 //  5. closes the Lua states of the script, if any;
 //  6. closes the databases, last.
 func (s *Server) Close() error {
@@ -318,6 +320,9 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 
 	s.wg.Wait()
+	if s.repl.master != nil {
+		s.repl.master.Wait() // digests computed for replicas hold database snapshots
+	}
 	if s.script != nil {
 		s.script.Close()
 	}
@@ -412,6 +417,29 @@ func (s *Server) syncLoop() {
 			}
 		}
 	}
+}
+
+// walSyncGap is the least time between two group syncs of the records a
+// replica applied (or a -nosync server committed) without sync: they reach
+// this server's own slaves within about this plus one fsync. It bounds the
+// fsyncs a busy replica makes to 40 a second: many replicas sharing a disk
+// with their master (the PoP simulation puts 23 on one) would otherwise keep
+// it busy with fsyncs the master's synced writes then queue behind.
+const walSyncGap = 25 * time.Millisecond
+
+// walSyncLoop syncs the databases' write-ahead logs after commits made
+// without sync, so that the update log can stream them to slaves (see
+// replication.Log.Sync): one fsync per database covers every such commit
+// of the last walSyncGap.
+func (s *Server) walSyncLoop() {
+	s.repl.log.RunSyncer(s.ctx, walSyncGap, func() error {
+		for _, db := range s.dbs {
+			if err := db.Synchronize(false); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, func(err error) { s.logger.Warn("update-log sync failed", "err", err) })
 }
 
 // trimLoop bounds each database's update log: when it grows past

@@ -279,6 +279,11 @@ func TestServer_Metrics(t *testing.T) {
 	c.RPC("set", "key", "k", "value", "v")
 	c.RPC("get", "key", "k")
 	c.RPC("get", "key", "missing")
+	c.RPC("get", "key", "missing")
+	c.RPC("no_such_procedure")
+	if r := c.Do("GET /k HTTP/1.1\r\n\r\n"); r.Code != 200 {
+		t.Fatalf("REST GET: %d", r.Code)
+	}
 	mfs, err := cfg.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -295,11 +300,13 @@ func TestServer_Metrics(t *testing.T) {
 		}
 	}
 	for k, want := range map[string]float64{
-		"ktd_requests_total{code=200,procedure=get}": 1,
-		"ktd_requests_total{code=450,procedure=get}": 1,
-		"ktd_requests_total{code=200,procedure=set}": 1,
-		"ktd_db_records{db=0,name=+}":                1,
-		"ktd_open_connections{}":                     1,
+		"ktd_requests_total{code=200,procedure=get}":      1,
+		"ktd_requests_total{code=450,procedure=get}":      2,
+		"ktd_requests_total{code=501,procedure=unknown}":  1,
+		"ktd_requests_total{code=200,procedure=rest_get}": 1,
+		"ktd_requests_total{code=200,procedure=set}":      1,
+		"ktd_db_records{db=0,name=+}":                     1,
+		"ktd_open_connections{}":                          1,
 	} {
 		if got := found[k]; got != want {
 			t.Errorf("%s = %v, want %v", k, got, want)

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/ktdproject/ktd/internal/gctune"
 	"github.com/ktdproject/ktd/ktserver"
 )
 
@@ -203,6 +204,12 @@ func Run(ctx context.Context, o *Options, stdout io.Writer) error {
 		logger.Log(ctx, LevelSystem, "serving metrics", "addr", mln.Addr().String())
 	}
 
+	// Space out garbage collections while the live heap is small (see
+	// gctune): GOGC up to 800 below 64 MiB of live heap, unless GOGC is set.
+	gcCtx, stopGC := context.WithCancel(ctx)
+	defer stopGC()
+	wg.Go(func() { gctune.Run(gcCtx, 64<<20, 800, time.Second) })
+
 	serveErr := make(chan error, 1)
 	wg.Go(func() { serveErr <- srv.Serve(ln) })
 
@@ -242,6 +249,7 @@ loop:
 	if err := srv.Close(); err != nil && runErr == nil {
 		runErr = err
 	}
+	stopGC()
 	wg.Wait()
 	if errors.Is(runErr, ktserver.ErrServerClosed) {
 		runErr = nil
