@@ -81,6 +81,19 @@ type Config struct {
 type DB struct {
 	*core
 	tx *Tx // nil: autocommit
+	// unsynced: commits do not wait for the WAL sync (see Unsynced).
+	unsynced bool
+}
+
+// Unsynced returns a view of db whose writes are committed without waiting for the
+// write-ahead log to be synced: they are visible to every reader as soon as they are
+// applied, and become durable with the next synced commit or Synchronize of the database.
+// It is meant for writes nobody waits on (the binary protocol's no-reply flag). On an
+// in-memory or NoSync database it changes nothing.
+func (db *DB) Unsynced() *DB {
+	v := *db
+	v.unsynced = true
+	return &v
 }
 
 // core is the state of one database shared by the DB and its transactional views.
@@ -566,9 +579,10 @@ func (t *txn) commit() error {
 	return t.db.commit(t.b, t.changes, t.dCount, t.dSize, t.db.writeOpts())
 }
 
-// writeOpts returns the options for logical writes: pebble.Sync unless NoSync or in-memory.
+// writeOpts returns the options for logical writes: pebble.Sync unless NoSync, in-memory
+// or an Unsynced view.
 func (db *DB) writeOpts() *pebble.WriteOptions {
-	if db.sync {
+	if db.sync && !db.unsynced {
 		return pebble.Sync
 	}
 	return pebble.NoSync
