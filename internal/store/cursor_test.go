@@ -199,7 +199,7 @@ func allTypes(dir string) []struct {
 		{"%", true}, {dir + "/t.kct", true}, {dir + "/f.kcf", true},
 		{dir + "/tt#type=kct", true}, {"g#type=kcg", true}, {dir + "/ff#type=forest", true},
 		{"+", false}, {"p.kcpt", false}, {"-", false}, {":", false}, {"*", false},
-		{dir + "/h.kch", false}, {dir + "/d.kcd", false}, {"x#type=kch", false},
+		{dir + "/h.kch", false}, {dir + "/d.kcd", false}, {dir + "/x#type=kch", false},
 	}
 }
 

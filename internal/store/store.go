@@ -118,19 +118,15 @@ type core struct {
 	count atomic.Int64 // records, including expired ones not yet swept
 	size  atomic.Int64 // sum of len(key)+len(stored value)
 
-	// sweepMu serialises Sweep; sweepPos is the user key where the next Sweep starts
-	// (nil = the beginning).
+	// sweepMu serialises Sweep; sweepPos is the user key where the current pass over the
+	// keys continues (nil = no pass in progress).
 	sweepMu  sync.Mutex
 	sweepPos []byte
-	// A sweep cycle (a pass over all keys) that found nothing expired makes the
-	// next one wait sweepPause (doubling up to maxSweepPause) unless a record with
-	// an expiry has been written since (expiryHint): an idle server does not
-	// re-read its whole database over and over. Guarded by sweepMu.
-	expiryHint     atomic.Bool
-	cycleFound     bool // the current cycle deleted something
-	lastCycleFound bool // the last complete cycle did
-	sweepPause     time.Duration
-	nextCycle      time.Time
+	// expiryHint asks for a pass over all keys: what is stored is unknown (Open, a
+	// snapshot loaded) or a vacuum was asked for. expiries knows when the records
+	// written since are due (sweep.go, expiry.go).
+	expiryHint atomic.Bool
+	expiries   expiryQueue
 
 	// lru tracks recency for cache DBs with capcnt/capsiz (nil otherwise).
 	lru *lruList
@@ -523,8 +519,10 @@ func (t *txn) set(key, stored []byte, oldLen int) error {
 	if err := t.b.Set(dataKey(key), stored, nil); err != nil {
 		return sysErr("batch set", err)
 	}
-	if !t.db.spec.Persistent && len(stored) >= xtLen && getXT(stored) < XTMax {
-		t.db.expiryHint.Store(true)
+	if !t.db.spec.Persistent && len(stored) >= xtLen {
+		if xt := getXT(stored); xt < XTMax {
+			t.db.expiries.add(key, xt, t.db.now())
+		}
 	}
 	if oldLen < 0 {
 		t.dCount++
