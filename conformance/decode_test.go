@@ -38,7 +38,7 @@ func TestLoadDir_Golden(t *testing.T) {
 			t.Errorf("%s: Skip = %q", sc.Name, sc.Skip)
 		}
 	}
-	want := map[string]int{"http": 237, "binary": 25, "http-variable": 1, "replication": 8}
+	want := map[string]int{"http": 250, "binary": 25, "http-variable": 1, "replication": 8}
 	for dir, n := range want {
 		if counts[dir] != n {
 			t.Errorf("%s: %d scenarios, want %d", dir, counts[dir], n)
