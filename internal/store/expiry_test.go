@@ -217,3 +217,20 @@ func TestSweep_Persistent(t *testing.T) {
 		t.Fatalf("queue holds %d", db.expiries.len())
 	}
 }
+
+// BenchmarkSetExpiring is a set with an expiry on an in-memory database: against
+// BenchmarkSet_Mem it shows what queueing the expiry costs.
+func BenchmarkSetExpiring(b *testing.B) {
+	db := benchDB(b, "mem")
+	value := make([]byte, 100)
+	var kbuf []byte
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		kbuf = benchKey(kbuf, i%100000)
+		if err := db.Set(kbuf, value, 3600); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
