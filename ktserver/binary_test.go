@@ -2,14 +2,12 @@ package ktserver_test
 
 import (
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/ktdproject/ktd/internal/ktproto"
 	"github.com/ktdproject/ktd/internal/kttest"
-	"github.com/ktdproject/ktd/ktserver"
 )
 
 // getBulk sends a binary get_bulk of key in db on c and returns the value found ("" and
@@ -37,10 +35,7 @@ func getBulk(t *testing.T, c *kttest.Client, db uint16, key string) (string, boo
 // No-reply set_bulk and remove_bulk are visible to other connections as soon as they are
 // applied, on every database type; the writer's own next request sees them too.
 func TestBinary_NoReplyWritesVisible(t *testing.T) {
-	dir := t.TempDir()
-	cfg := ktserver.DefaultConfig()
-	cfg.DBs = []string{"%", "+", "*", ":", "-", filepath.Join(dir, "a.kct"), filepath.Join(dir, "a.kch"),
-		filepath.Join(dir, "a.kcd"), filepath.Join(dir, "a.kcf")}
+	cfg := everyTypeConfig(t)
 	_, addr := kttest.StartServer(t, cfg)
 	writer, reader := kttest.Dial(t, addr), kttest.Dial(t, addr)
 	for i, arg := range cfg.DBs {

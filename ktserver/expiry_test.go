@@ -1,7 +1,6 @@
 package ktserver_test
 
 import (
-	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -9,7 +8,6 @@ import (
 	"time"
 
 	"github.com/ktdproject/ktd/internal/kttest"
-	"github.com/ktdproject/ktd/ktserver"
 )
 
 // clock is a settable clock for Config.Now.
@@ -26,12 +24,10 @@ func (c *clock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 func TestExpiry_GoneWithinASecond(t *testing.T) {
 	for _, busy := range []bool{false, true} {
 		t.Run(map[bool]string{false: "idle", true: "busy"}[busy], func(t *testing.T) {
-			dir := t.TempDir()
 			clk := &clock{}
 			clk.set(time.Unix(1_800_000_000, 0))
-			cfg := ktserver.DefaultConfig()
+			cfg := everyTypeConfig(t)
 			cfg.Now = clk.now
-			cfg.DBs = []string{"%", "+", "*", ":", filepath.Join(dir, "a.kct"), filepath.Join(dir, "a.kch")}
 			_, addr := kttest.StartServer(t, cfg)
 			c := kttest.Dial(t, addr)
 			for i := range cfg.DBs {

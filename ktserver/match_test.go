@@ -1,22 +1,17 @@
 package ktserver_test
 
 import (
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/ktdproject/ktd/internal/kttest"
-	"github.com/ktdproject/ktd/ktserver"
 )
 
 // match_regex speaks glibc's ERE with its GNU extensions on every database type, and a
 // back-reference pattern too costly to match gets a clear error instead of a stall.
 func TestMatchRegex_GNUPerType(t *testing.T) {
-	dir := t.TempDir()
-	cfg := ktserver.DefaultConfig()
-	cfg.DBs = []string{"%", "+", "*", ":", "-", filepath.Join(dir, "a.kct"), filepath.Join(dir, "a.kch"),
-		filepath.Join(dir, "a.kcd"), filepath.Join(dir, "a.kcf")}
+	cfg := everyTypeConfig(t)
 	_, addr := kttest.StartServer(t, cfg)
 	c := kttest.Dial(t, addr)
 	for i, arg := range cfg.DBs {

@@ -3,7 +3,6 @@ package posixre
 import (
 	"errors"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 )
@@ -53,28 +52,7 @@ func FuzzRegexp(f *testing.F) {
 		if re.goRE == nil {
 			return
 		}
-		p, err := re.backtracker()
-		if err != nil {
-			return
-		}
-		b := []byte(cString(subject))
-		for _, notbol := range []bool{false, true} {
-			steps := DefaultBudget
-			want, _ := re.find(b, notbol, &steps)
-			steps = DefaultBudget
-			caps, err := p.search(b, notbol, true, &steps)
-			if err != nil {
-				return
-			}
-			if !slices.Equal(caps, want) {
-				t.Fatalf("%q on %q (notbol %v): backtracker %v, Go %v (as %s)", pattern, subject, notbol, caps, want, goSyntax(re.tree, notbol))
-			}
-			steps = DefaultBudget
-			first, err := p.search(b, notbol, false, &steps)
-			if err == nil && (first != nil) != (want != nil) {
-				t.Fatalf("%q on %q: first match %v, longest %v", pattern, subject, first, want)
-			}
-		}
+		checkEngines(t, re, []string{subject})
 		if bt := backtrackReplace(t, re, subject, alt); bt != got {
 			t.Fatalf("Replace(%q, %q, %q): backtracker %q, Go %q", subject, pattern, alt, bt, got)
 		}

@@ -254,7 +254,8 @@ func TestCompile_Large(t *testing.T) {
 }
 
 // checkEngines compares, for a pattern Go's regexp runs, its answers with the
-// backtracking matcher's on each subject (and on every suffix, with REG_NOTBOL).
+// backtracking matcher's on each subject, with and without REG_NOTBOL: the same
+// leftmost-longest match and submatches, and a first match exactly when there is one.
 func checkEngines(t *testing.T, re *Regexp, subjects []string) {
 	t.Helper()
 	if re.goRE == nil {
@@ -276,6 +277,11 @@ func checkEngines(t *testing.T, re *Regexp, subjects []string) {
 			}
 			if !slices.Equal(got, want) {
 				t.Errorf("%q on %q (notbol %v): backtracker %v, Go %v (as %s)", re.pattern, s, notbol, got, want, goSyntax(re.tree, notbol))
+			}
+			steps = DefaultBudget
+			first, err := p.search(b, notbol, false, &steps)
+			if err == nil && (first != nil) != (want != nil) {
+				t.Errorf("%q on %q: first match %v, longest %v", re.pattern, s, first, want)
 			}
 		}
 	}
