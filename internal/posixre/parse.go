@@ -10,6 +10,11 @@ import "strings"
 // dupMax is glibc's RE_DUP_MAX: the largest count of an interval "{n,m}".
 const dupMax = 0x7fff
 
+// maxHeight bounds how deeply groups and repetitions nest (Go's regexp has the same
+// bound), so that no pattern can make the parser or the matchers recurse without end.
+// glibc has none; deeper patterns are refused as too big.
+const maxHeight = 1000
+
 // ErrorCode is the error regcomp returns for a pattern it refuses (regex.h's REG_*).
 type ErrorCode int
 
@@ -97,6 +102,7 @@ const (
 )
 
 type node struct {
+	h        int // height of the tree below (a leaf is 1)
 	op       opKind
 	set      byteSet
 	subs     []*node
@@ -106,7 +112,7 @@ type node struct {
 	assert   assertKind
 }
 
-var emptyNode = &node{op: opEmpty}
+var emptyNode = &node{op: opEmpty, h: 1}
 
 // Token types of peek_token / peek_token_bracket.
 type tokType uint8
@@ -274,9 +280,42 @@ func (p *parser) regExp(nest int) *node {
 				return nil
 			}
 		}
-		tree = &node{op: opAlt, subs: []*node{orEmpty(tree), orEmpty(br)}}
+		if tree != nil && tree.op == opAlt {
+			tree.subs = append(tree.subs, orEmpty(br)) // a|b|c: one choice of three
+			tree = p.add(tree, orEmpty(br))
+		} else {
+			tree = p.grow(&node{op: opAlt, subs: []*node{orEmpty(tree), orEmpty(br)}})
+		}
+		if p.err != 0 {
+			return nil
+		}
 	}
 	return tree
+}
+
+// add accounts for a child appended to n (see grow).
+func (p *parser) add(n, child *node) *node {
+	n.h = max(n.h, child.h+1)
+	if n.h > maxHeight {
+		return p.fail(errCodeTooComplex)
+	}
+	return n
+}
+
+// grow sets n's height from its children and refuses trees higher than maxHeight.
+func (p *parser) grow(n *node) *node {
+	h := 0
+	if n.sub != nil {
+		h = n.sub.h
+	}
+	for _, s := range n.subs {
+		h = max(h, s.h)
+	}
+	n.h = h + 1
+	if n.h > maxHeight {
+		return p.fail(errCodeTooComplex)
+	}
+	return n
 }
 
 // branch is parse_branch: expressions in sequence.
@@ -296,8 +335,12 @@ func (p *parser) branch(nest int) *node {
 		case exp != nil:
 			if tree.op == opConcat {
 				tree.subs = append(tree.subs, exp)
+				tree = p.add(tree, exp)
 			} else {
-				tree = &node{op: opConcat, subs: []*node{tree, exp}}
+				tree = p.grow(&node{op: opConcat, subs: []*node{tree, exp}})
+			}
+			if p.err != 0 {
+				return nil
 			}
 		}
 	}
@@ -327,27 +370,27 @@ func (p *parser) expression(nest int) *node {
 		if p.completed&(1<<(t.idx-1)) == 0 {
 			return p.fail(ErrBackref)
 		}
-		tree = &node{op: opBackref, idx: t.idx}
+		tree = &node{op: opBackref, idx: t.idx, h: 1}
 	case tOpenDup, tStar, tPlus, tQuest:
 		// RE_CONTEXT_INVALID_OPS: a repetition with nothing before it.
 		return p.fail(ErrBadRepeat)
 	case tAnchor:
 		// glibc splits \b into \< or \>, and \B into "inside a word" or "between
 		// non-word bytes": alternatives of zero width, kept here as one assertion.
-		tree = &node{op: opAssert, assert: t.anchor}
+		tree = &node{op: opAssert, assert: t.anchor, h: 1}
 		// An anchor takes no repetition: "^*" is '^' then a '*' with nothing before it.
 		p.fetch()
 		return tree
 	case tPeriod:
-		tree = &node{op: opSet}
+		tree = &node{op: opSet, h: 1}
 		tree.set.addRange(1, 255) // RE_DOT_NEWLINE, RE_DOT_NOT_NULL
 	case tWord, tNotWord:
-		tree = &node{op: opSet, set: wordSet()}
+		tree = &node{op: opSet, set: wordSet(), h: 1}
 		if t.typ == tNotWord {
 			tree.set.negate()
 		}
 	case tSpace, tNotSpace:
-		tree = &node{op: opSet, set: spaceSet()}
+		tree = &node{op: opSet, set: spaceSet(), h: 1}
 		if t.typ == tNotSpace {
 			tree.set.negate()
 		}
@@ -367,7 +410,7 @@ func (p *parser) expression(nest int) *node {
 }
 
 func literal(c byte) *node {
-	n := &node{op: opSet}
+	n := &node{op: opSet, h: 1}
 	n.set.add(c)
 	return n
 }
@@ -390,7 +433,7 @@ func (p *parser) subExp(nest int) *node {
 	if cur <= 8 {
 		p.completed |= 1 << cur
 	}
-	return &node{op: opGroup, idx: cur + 1, sub: orEmpty(tree)}
+	return p.grow(&node{op: opGroup, idx: cur + 1, sub: orEmpty(tree)})
 }
 
 // fetchNumber is fetch_number: the number of an interval up to ',' or '}' (-1: none,
@@ -465,12 +508,12 @@ func (p *parser) dupOp(elem *node) *node {
 	if elem == nil {
 		return nil
 	}
-	return &node{op: opRepeat, sub: elem, min: start, max: end}
+	return p.grow(&node{op: opRepeat, sub: elem, min: start, max: end})
 }
 
 // bracket is parse_bracket_exp: the current token is '[' (already consumed).
 func (p *parser) bracket() *node {
-	n := &node{op: opSet}
+	n := &node{op: opSet, h: 1}
 	tok, tlen := p.peekBracket()
 	if tok.typ == tEnd {
 		return p.fail(ErrBadPattern)

@@ -251,6 +251,22 @@ func TestCompile_Large(t *testing.T) {
 	if _, err := Compile("(a{1000}){1000}"); err == nil {
 		t.Fatal("(a{1000}){1000} compiled")
 	}
+	// Nesting is bounded (the parser and the matchers recurse), alternatives are not.
+	for _, p := range []string{strings.Repeat("(", 1001) + strings.Repeat(")", 1001), "a" + strings.Repeat("*", 1001)} {
+		var e *Error
+		if _, err := Compile(p); !errors.As(err, &e) || e.Code != errCodeTooComplex {
+			t.Errorf("%.10s... nested 1001 deep: %v", p, err)
+		}
+	}
+	for _, p := range []string{strings.Repeat("(", 500) + strings.Repeat(")", 500), "a" + strings.Repeat("*", 900), strings.Repeat("a|", 100000) + "b"} {
+		re, err := Compile(p)
+		if err != nil {
+			t.Fatalf("%.10s...: %v", p, err)
+		}
+		if ok, err := re.MatchString("b"); !ok || err != nil {
+			t.Fatalf("%.10s... on b: %v, %v", p, ok, err)
+		}
+	}
 }
 
 // checkEngines compares, for a pattern Go's regexp runs, its answers with the
