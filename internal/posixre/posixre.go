@@ -56,8 +56,8 @@ type Regexp struct {
 // Compile parses pattern as glibc's regcomp(pattern, REG_EXTENDED) does. The pattern
 // ends at its first NUL byte, as the C string KC passes. A pattern glibc refuses returns
 // an *Error, which KT answers "compilation failed"; so does a pattern too large for the
-// backtracking matcher (its intervals expanded to more than 65536 steps), which glibc
-// may accept.
+// backtracking matcher (its intervals expanded to more than 65536 steps) or nested more
+// than 1000 deep, which glibc may accept.
 func Compile(pattern string) (*Regexp, error) {
 	pattern = cString(pattern)
 	tree, nsub, err := parse(pattern)
