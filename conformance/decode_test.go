@@ -38,7 +38,7 @@ func TestLoadDir_Golden(t *testing.T) {
 			t.Errorf("%s: Skip = %q", sc.Name, sc.Skip)
 		}
 	}
-	want := map[string]int{"http": 250, "binary": 25, "http-variable": 1, "replication": 8}
+	want := map[string]int{"http": 250, "binary": 25, "http-variable": 1, "lua": 39, "replication": 8}
 	for dir, n := range want {
 		if counts[dir] != n {
 			t.Errorf("%s: %d scenarios, want %d", dir, counts[dir], n)
@@ -166,6 +166,13 @@ func TestDecode_Options(t *testing.T) {
 	}
 	var needRTS, needDBs []string
 	for _, sc := range scs {
+		if strings.HasPrefix(sc.Name, "lua/") {
+			// Every Lua recording ran on "-scr golden.lua % '*'".
+			if sc.Options.Script != "golden.lua" || strings.Join(sc.Options.DBs, " ") != "% *" {
+				t.Errorf("%s: script %q, DBs %q; want golden.lua on %% *", sc.Name, sc.Options.Script, sc.Options.DBs)
+			}
+			continue
+		}
 		switch need := sc.Options.NeedsConfig(); {
 		case strings.Contains(need, "-rts"):
 			needRTS = append(needRTS, sc.Name)

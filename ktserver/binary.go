@@ -3,6 +3,7 @@ package ktserver
 import (
 	"errors"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ktdproject/ktd/internal/ktproto"
@@ -210,7 +211,7 @@ func (c *conn) binPlayScript() bool {
 	if terr, ok := c.txProcedure(name); ok {
 		err = terr
 	} else {
-		out, rv, err = c.s.scriptCall(name, in)
+		out, rv, err = c.s.scriptCall(c, name, in)
 	}
 	if err != nil || rv != 0 {
 		if !noReply {
@@ -223,6 +224,8 @@ func (c *conn) binPlayScript() bool {
 		for k, v := range out {
 			kvs = append(kvs, ktproto.KV{Key: k, Value: v})
 		}
+		// KT's output map is a std::map: pairs in key order.
+		slices.SortFunc(kvs, func(a, b ktproto.KV) int { return strings.Compare(a.Key, b.Key) })
 		c.out = ktproto.AppendPlayScriptReply(c.out, kvs)
 	}
 	return true

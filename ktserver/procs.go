@@ -12,6 +12,7 @@ import (
 
 	"github.com/ktdproject/ktd/internal/ktproto"
 	"github.com/ktdproject/ktd/internal/posixre"
+	"github.com/ktdproject/ktd/internal/script"
 	"github.com/ktdproject/ktd/internal/store"
 )
 
@@ -263,26 +264,32 @@ func levenshtein[T comparable](a, b []T) int {
 	return prev[len(b)]
 }
 
-// Scripting. ktd embeds no Lua: like a KT built without Lua, a server
-// started with -scr knows only the built-in procedure "echo"; without -scr
-// play_script is disabled. ktd's own procedures are answered in both cases.
+// Scripting. With -scr, play_script calls a global function of the script
+// (internal/script) in one of Threads Lua states; without it play_script is
+// disabled. ktd's own transaction procedures are answered in both cases.
 
-// scriptCall runs procedure name with input in. It returns the output map
-// and KT's RPC return value: 0 success, 1 not implemented, others failure.
-func (s *Server) scriptCall(name string, in map[string]string) (map[string]string, int, error) {
-	if s.cfg.ScriptPath == "" {
+// scriptCall runs procedure name with input in for connection c (whose
+// view of the databases the script sees). It returns the output map and KT's
+// return value (0 success, 1 no such procedure, others failure); a
+// procedure stopped by its budget returns an error for KT's status.
+func (s *Server) scriptCall(c *conn, name string, in map[string]string) (map[string]string, int, error) {
+	if s.script == nil {
 		return nil, 1, errScriptDisabled
 	}
 	s.stats.script.Add(1)
-	switch name {
-	case "echo":
-		out := make(map[string]string, len(in))
-		for k, v := range in {
-			out[k] = v
+	out, rv, err := s.script.Call(s.ctx, name, in, c.dbAt)
+	var le *script.LimitError
+	if errors.As(err, &le) {
+		code := codeTimeout
+		if le.Kind == "memory" {
+			code = codeInternal
 		}
-		return out, 0, nil
+		return nil, rv, &rpcError{code, msgScriptFail + ": stopped: " + le.Msg}
 	}
-	return nil, 1, nil
+	if err != nil {
+		return nil, rv, &rpcError{codeInternal, msgScriptFail}
+	}
+	return out, rv, nil
 }
 
 var errScriptDisabled = &rpcError{codeNoImpl, msgScriptOff}
@@ -307,7 +314,7 @@ func procPlayScript(r *call) error {
 		return err
 	}
 	// The disabled check comes before the parameter check in KT.
-	if r.s.cfg.ScriptPath == "" {
+	if r.s.script == nil {
 		return errScriptDisabled
 	}
 	name := r.in["name"]
@@ -320,7 +327,7 @@ func procPlayScript(r *call) error {
 			in[k[1:]] = v
 		}
 	}
-	out, rv, err := r.s.scriptCall(name, in)
+	out, rv, err := r.s.scriptCall(r.c, name, in)
 	if err != nil {
 		return err
 	}

@@ -56,6 +56,9 @@ type Options struct {
 	MaxRecords  int64         // -maxrec: bound on the records of one bulk request
 	MaxInflight int64         // -maxinflight: budget of request bytes in flight
 	Idle        time.Duration // -idle: close keep-alive connections idle this long (0 = never)
+	ScriptTime  time.Duration // -scrtime: bound on one play_script call (0 = default, negative = none)
+	ScriptInstr int64         // -scrinst: bound on the Lua instructions of one call (0 = none)
+	ScriptMem   int64         // -scrmem: bound on what one Lua state holds (0 = default, negative = none)
 
 	// TLS (tls.go).
 	TLSCert    string // -tlscert: serve TLS on the port with this PEM certificate (chain)
@@ -93,7 +96,8 @@ const Usage = `usage: ktd [-host str] [-port num] [-tout num] [-th num] [-log fi
            [-plsv file] [-plex str] [-pldb file]
            [-metrics host:port] [-nosync] [-maxconn num] [-bootstrap] [-rverify sec]
            [-ulogage sec] [-txidle sec] [-maxkey num] [-maxval num] [-maxbody num] [-maxrec num]
-           [-maxinflight num] [-idle sec] [-tlscert file -tlskey file] [-tlsca file]
+           [-maxinflight num] [-idle sec] [-scrtime sec] [-scrinst num] [-scrmem num]
+           [-tlscert file -tlskey file] [-tlsca file]
            [-tlsclients] [-tlsplain] [-mtls [-mtlscert file -mtlskey file] [-mtlsca file]]
            [db...]
        ktd --version
@@ -144,6 +148,7 @@ func Parse(args []string) (*Options, error) {
 			"-asi", "-bgs", "-bgsi", "-bgsc", "-pid", "-cmd", "-scr", "-mhost", "-mport",
 			"-rts", "-riv", "-plsv", "-plex", "-pldb", "-metrics", "-maxconn", "-ulogage", "-txidle", "-rverify",
 			"-maxkey", "-maxval", "-maxbody", "-maxrec", "-maxinflight", "-idle",
+			"-scrtime", "-scrinst", "-scrmem",
 			"-tlscert", "-tlskey", "-tlsca", "-mtlscert", "-mtlskey", "-mtlsca",
 			"-ca", "-pk", "-cert", "-rpk", "-rcert", "-auxhost", "-auxport":
 			if v, err = next(a); err != nil {
@@ -249,6 +254,18 @@ func Parse(args []string) (*Options, error) {
 			o.MaxInflight = ktproto.Atoix(v)
 		case "-idle":
 			o.Idle = time.Duration(ktproto.Atof(v) * float64(time.Second))
+		case "-scrtime":
+			o.ScriptTime = time.Duration(ktproto.Atof(v) * float64(time.Second))
+			if o.ScriptTime <= 0 {
+				o.ScriptTime = -1 // 0 means no bound
+			}
+		case "-scrinst":
+			o.ScriptInstr = max(ktproto.Atoix(v), 0)
+		case "-scrmem":
+			o.ScriptMem = ktproto.Atoix(v)
+			if o.ScriptMem <= 0 {
+				o.ScriptMem = -1 // 0 means no bound
+			}
 		case "-tlscert":
 			o.TLSCert = v
 		case "-tlskey":

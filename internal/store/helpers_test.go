@@ -100,13 +100,15 @@ func scanCounts(t testing.TB, db *DB) (n, size int64) {
 	return n, size
 }
 
-// checkCounts asserts Count/Size agree with a scan.
+// checkCounts asserts Count/Size agree with a scan, and the key directory with what is
+// stored.
 func checkCounts(t testing.TB, db *DB) {
 	t.Helper()
 	n, size := scanCounts(t, db)
 	if db.Count() != n || db.Size() != size {
 		t.Fatalf("Count/Size = %d/%d, scan says %d/%d", db.Count(), db.Size(), n, size)
 	}
+	checkKeydir(t, db)
 }
 
 // keys lists every stored key (expired included) in order.

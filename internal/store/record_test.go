@@ -546,6 +546,10 @@ func TestParseSpec(t *testing.T) {
 		{"x.kch#ktopts=p#ktcapcnt=10k#ktcap_size=2m", TypeHash, "x.kch", false, func(s Spec) bool {
 			return s.Persistent && s.KTCapCount == 10240 && s.KTCapSize == 2<<20
 		}},
+		{"x.kch#msiz=256m#bnum=9", TypeHash, "x.kch", false, func(s Spec) bool {
+			return s.CacheSize == 256<<20 && fmt.Sprint(s.Ignored) == "[bnum]"
+		}},
+		{"x.kct#pccap=1g#msiz=8m", TypeTree, "x.kct", false, func(s Spec) bool { return s.CacheSize == 1<<30 }},
 		{"x.kch#ktoptions=p#junk#a=b=c", TypeHash, "x.kch", false, func(s Spec) bool {
 			return s.Persistent && len(s.Params) == 1
 		}},

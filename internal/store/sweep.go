@@ -169,19 +169,18 @@ func (db *DB) deleteVictims(keys [][]byte, evicting bool, now int64) error {
 	err := func() error {
 		unlock := db.lockKeys(keys)
 		defer unlock()
+		defer t.abandon()
 		for _, k := range keys {
-			oldLen, ok := -1, false
-			if err := t.old(k, func(stored []byte, found bool) {
-				if found {
-					oldLen = len(stored)
-					_, xt := db.decodeStored(stored)
-					ok = evicting || expired(xt, now)
-					if !ok && xt < XTMax {
-						db.expiries.add(k, xt, db.now())
-					}
-				}
-			}); err != nil {
+			found, size, xt, err := t.oldMeta(k)
+			if err != nil {
 				return err
+			}
+			oldLen, ok := -1, false
+			if found {
+				oldLen, ok = size, evicting || expired(xt, now)
+				if !ok && xt < XTMax {
+					db.expiries.add(k, xt, db.now())
+				}
 			}
 			if ok {
 				if err := t.del(k, oldLen, false); err != nil {
@@ -192,7 +191,7 @@ func (db *DB) deleteVictims(keys [][]byte, evicting bool, now int64) error {
 		if t.b.Empty() {
 			return nil
 		}
-		return db.commit(t.b, nil, t.dCount, t.dSize, pebble.NoSync)
+		return t.commitWith(nil, db.ulogSID(), pebble.NoSync)
 	}()
 	if err != nil {
 		return err
