@@ -58,6 +58,8 @@ FUZZ_TARGETS := \
 	./internal/ktproto:FuzzReadResponse:200000x \
 	./internal/ktproto:FuzzURLCodec:400000x \
 	./internal/ktproto:FuzzParseKTTime:500000x \
+	./internal/posixre:FuzzRegexp:250000x \
+	./internal/posixre:FuzzPOSIXSubset:150000x \
 	./replication:FuzzDecodeMessage:100000x \
 	./replication:FuzzReadFrame:100000x \
 	./replication:FuzzReadCheckedFrame:100000x \

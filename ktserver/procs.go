@@ -1,18 +1,17 @@
 package ktserver
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"math"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/ktdproject/ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/posixre"
 	"github.com/ktdproject/ktd/internal/script"
 	"github.com/ktdproject/ktd/internal/store"
 )
@@ -37,6 +36,10 @@ func formatDouble(f float64) string {
 
 // errCompile is KC's error for an invalid match_regex pattern.
 var errCompile = &store.Error{Code: 8, Message: "compilation failed"}
+
+// errMatchBudget is ktd's answer when matching a key took more steps than
+// posixre allows (a pattern with back references that would stall KT).
+var errMatchBudget = &store.Error{Code: 8, Message: "matching exceeded its budget"}
 
 // errPostprocess is KT's error when a synchronize command fails.
 var errPostprocess = &store.Error{Code: 8, Message: "postprocessing failed"}
@@ -94,18 +97,28 @@ func (r *call) outMatches(keys []string) {
 
 // scanMatches returns, in key order, the keys starting with prefix for
 // which match holds, at most max of them (negative: no limit). Like KC it
-// sees expired records that the sweep has not removed yet.
-func scanMatches(db *store.DB, prefix []byte, max int64, match func(key []byte) bool) ([]string, error) {
+// sees expired records that the sweep has not removed yet. An error of
+// match ends the scan and is returned.
+func scanMatches(db *store.DB, prefix []byte, max int64, match func(key []byte) (bool, error)) ([]string, error) {
 	var keys []string
 	if max == 0 {
 		return nil, nil
 	}
+	var merr error
 	err := db.Scan(prefix, func(k []byte) bool {
-		if match(k) {
+		ok, err := match(k)
+		if err != nil {
+			merr = err
+			return false
+		}
+		if ok {
 			keys = append(keys, string(k))
 		}
 		return max < 0 || int64(len(keys)) < max
 	})
+	if err == nil {
+		err = merr
+	}
 	return keys, err
 }
 
@@ -119,7 +132,7 @@ func procMatchPrefix(r *call) error {
 		return errInvalid
 	}
 	r.s.stats.misc.Add(1)
-	keys, err := scanMatches(db, []byte(prefix), r.matchMax(), func([]byte) bool { return true })
+	keys, err := scanMatches(db, []byte(prefix), r.matchMax(), func([]byte) (bool, error) { return true, nil })
 	if err != nil {
 		return err
 	}
@@ -137,17 +150,19 @@ func procMatchRegex(r *call) error {
 		return errInvalid
 	}
 	r.s.stats.misc.Add(1)
-	// KC compiles with regcomp(REG_EXTENDED|REG_NOSUB): POSIX ERE,
-	// unanchored, the key read as a C string.
-	re, err := regexp.CompilePOSIX(pat)
+	// KC compiles with regcomp(REG_EXTENDED|REG_NOSUB): glibc's POSIX ERE
+	// with its GNU extensions, unanchored, the key read as a C string.
+	re, err := posixre.Compile(pat)
 	if err != nil {
 		return errCompile
 	}
-	keys, err := scanMatches(db, nil, r.matchMax(), func(k []byte) bool {
-		if i := bytes.IndexByte(k, 0); i >= 0 {
-			k = k[:i]
+	keys, err := scanMatches(db, nil, r.matchMax(), func(k []byte) (bool, error) {
+		ok, err := re.Match(k)
+		if errors.Is(err, posixre.ErrBudget) {
+			r.s.logger.Warn("match_regex: a key took too many steps to match", "regex", pat)
+			return false, errMatchBudget
 		}
-		return re.Match(k)
+		return ok, err
 	})
 	if err != nil {
 		return err

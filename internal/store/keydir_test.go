@@ -116,7 +116,7 @@ func TestKeydir_Model(t *testing.T) {
 						case 1, 2:
 							chs = append(chs, Change{Op: OpRemove, Key: key()})
 						default:
-							chs = append(chs, Change{Op: OpSet, Key: key(), Value: db.encodeStored(val(), absXT(xt(), clock.sec.Load()))})
+							chs = append(chs, Change{Op: OpSet, Key: key(), Value: db.encodeStored(val(), absXT(xt(), clock.Now().Unix()))})
 						}
 					}
 					if rng.IntN(10) == 0 {

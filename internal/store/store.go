@@ -89,6 +89,19 @@ type Config struct {
 type DB struct {
 	*core
 	tx *Tx // nil: autocommit
+	// unsynced: commits do not wait for the WAL sync (see Unsynced).
+	unsynced bool
+}
+
+// Unsynced returns a view of db whose writes are committed without waiting for the
+// write-ahead log to be synced: they are visible to every reader as soon as they are
+// applied, and become durable with the next synced commit or Synchronize of the database.
+// It is meant for writes nobody waits on (the binary protocol's no-reply flag). On an
+// in-memory or NoSync database it changes nothing.
+func (db *DB) Unsynced() *DB {
+	v := *db
+	v.unsynced = true
+	return &v
 }
 
 // core is the state of one database shared by the DB and its transactional views.
@@ -117,19 +130,15 @@ type core struct {
 	// know what they replace without reading it.
 	kd *keydir
 
-	// sweepMu serialises Sweep; sweepPos is the user key where the next Sweep starts
-	// (nil = the beginning).
+	// sweepMu serialises Sweep; sweepPos is the user key where the current pass over the
+	// keys continues (nil = no pass in progress).
 	sweepMu  sync.Mutex
 	sweepPos []byte
-	// A sweep cycle (a pass over all keys) that found nothing expired makes the
-	// next one wait sweepPause (doubling up to maxSweepPause) unless a record with
-	// an expiry has been written since (expiryHint): an idle server does not
-	// re-read its whole database over and over. Guarded by sweepMu.
-	expiryHint     atomic.Bool
-	cycleFound     bool // the current cycle deleted something
-	lastCycleFound bool // the last complete cycle did
-	sweepPause     time.Duration
-	nextCycle      time.Time
+	// expiryHint asks for a pass over all keys: what is stored is unknown (Open, a
+	// snapshot loaded) or a vacuum was asked for. expiries knows when the records
+	// written since are due (sweep.go, expiry.go).
+	expiryHint atomic.Bool
+	expiries   expiryQueue
 
 	// lru tracks recency for cache DBs with capcnt/capsiz (nil otherwise).
 	lru *lruList
@@ -647,8 +656,10 @@ func (t *txn) set(key, stored []byte, oldLen int) error {
 	if err := t.b.Set(t.dataKey(key), stored, nil); err != nil {
 		return sysErr("batch set", err)
 	}
-	if !t.db.spec.Persistent && len(stored) >= xtLen && getXT(stored) < XTMax {
-		t.db.expiryHint.Store(true)
+	if !t.db.spec.Persistent && len(stored) >= xtLen {
+		if xt := getXT(stored); xt < XTMax {
+			t.db.expiries.add(key, xt, t.db.now())
+		}
 	}
 	if oldLen < 0 {
 		t.dCount++
@@ -737,9 +748,10 @@ func (db *DB) ulogSID() uint16 {
 	return 0
 }
 
-// writeOpts returns the options for logical writes: pebble.Sync unless NoSync or in-memory.
+// writeOpts returns the options for logical writes: pebble.Sync unless NoSync, in-memory
+// or an Unsynced view.
 func (db *DB) writeOpts() *pebble.WriteOptions {
-	if db.sync {
+	if db.sync && !db.unsynced {
 		return pebble.Sync
 	}
 	return pebble.NoSync
