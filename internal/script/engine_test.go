@@ -211,3 +211,25 @@ func TestRegexReplace(t *testing.T) {
 		}
 	}
 }
+
+// TestRegexIsGlibcs: kt.regex and match_regex speak glibc's dialect, not Go's.
+func TestRegexIsGlibcs(t *testing.T) {
+	for _, tc := range []struct {
+		s, pat string
+		want   bool
+	}{
+		{"abab", `(ab)\1`, true}, // back-reference
+		{"abac", `(ab)\1`, false},
+		{"d", `\d`, true}, // \d is a literal d in POSIX ERE
+		{"7", `\d`, false},
+		{"foo bar", `\<bar`, true}, // GNU word start
+		{"foobar", `\<bar`, false},
+	} {
+		if got := regexMatch(tc.s, tc.pat); got != tc.want {
+			t.Errorf("regexMatch(%q, %q) = %v, want %v", tc.s, tc.pat, got, tc.want)
+		}
+	}
+	if got := regexReplace("hello world", `(o)( w)`, "[$2$1]"); got != "hell[ wo]orld" {
+		t.Errorf("regexReplace with groups = %q", got)
+	}
+}
