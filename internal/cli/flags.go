@@ -57,6 +57,9 @@ type Options struct {
 	MaxRecords  int64         // -maxrec: bound on the records of one bulk request
 	MaxInflight int64         // -maxinflight: budget of request bytes in flight
 	Idle        time.Duration // -idle: close keep-alive connections idle this long (0 = never)
+	ScriptTime  time.Duration // -scrtime: bound on one play_script call (0 = default, negative = none)
+	ScriptInstr int64         // -scrinst: bound on the Lua instructions of one call (0 = none)
+	ScriptMem   int64         // -scrmem: bound on what one Lua state holds (0 = default, negative = none)
 
 	// TLS (tls.go).
 	TLSCert    string // -tlscert: serve TLS on the port with this PEM certificate (chain)
@@ -94,7 +97,8 @@ const Usage = `usage: ktd [-host str] [-port num] [-tout num] [-th num] [-log fi
            [-plsv file] [-plex str] [-pldb file]
            [-metrics host:port] [-nosync] [-maxconn num] [-bootstrap] [-rverify sec]
            [-ulogage sec] [-txidle sec] [-maxkey num] [-maxval num] [-maxbody num] [-maxrec num]
-           [-maxinflight num] [-idle sec] [-tlscert file -tlskey file] [-tlsca file]
+           [-maxinflight num] [-idle sec] [-scrtime sec] [-scrinst num] [-scrmem num]
+           [-tlscert file -tlskey file] [-tlsca file]
            [-tlsclients] [-tlsplain] [-mtls [-mtlscert file -mtlskey file] [-mtlsca file]]
            [db...]
        ktd --version
@@ -172,7 +176,7 @@ var optionTable = []option{
 	str("-host", "str", "listen address (default 127.0.0.1)", func(o *Options) *string { return &o.Host }),
 	count("-port", "listen port, 1..65535 (default 1978)", func(o *Options, n int64) { o.Port = clampInt(n) }),
 	seconds("-tout", "bound on reading one request and writing one response (default 30)", func(o *Options, d time.Duration) { o.Timeout = d }),
-	decimal("-th", "num", "reported as serv_thread_count (default 16)", func(o *Options, f float64) { o.Threads = clampInt(int64(f)) }),
+	decimal("-th", "num", "reported as serv_thread_count; the number of Lua states of -scr (default 16)", func(o *Options, f float64) { o.Threads = clampInt(int64(f)) }),
 	str("-log", "file", "log file, appended (- or none: stdout); SIGUSR1 reopens it", func(o *Options) *string { return &o.LogPath }),
 	level("-li", "log INFO and above", slog.LevelInfo),
 	level("-ls", "log SYSTEM and above", LevelSystem),
@@ -196,7 +200,7 @@ var optionTable = []option{
 	switchFlag("-dmn", "daemonize (every path must then be absolute)", func(o *Options) { o.Daemon = true }),
 	str("-pid", "file", "write the process id there; removed on exit", func(o *Options) *string { return &o.PIDPath }),
 	str("-cmd", "path", "directory of synchronize command=... programs (default .)", func(o *Options) *string { return &o.CommandDir }),
-	str("-scr", "file", "enable play_script (no Lua: echo only)", func(o *Options) *string { return &o.ScriptPath }),
+	str("-scr", "file", "Lua script whose functions play_script calls", func(o *Options) *string { return &o.ScriptPath }),
 	str("-mhost", "str", "replicate from this master (needs -sid and -rts)", func(o *Options) *string { return &o.MasterHost }),
 	count("-mport", "the master's port, 1..65535 (default 1978)", func(o *Options, n int64) { o.MasterPort = clampInt(n) }),
 	str("-rts", "file", "replication timestamp file", func(o *Options) *string { return &o.RTSPath }),
@@ -227,6 +231,19 @@ var optionTable = []option{
 	count("-maxrec", "ktd: most records in one bulk request (default 1048576)", func(o *Options, n int64) { o.MaxRecords = n }),
 	size("-maxinflight", "ktd: request bytes in flight on all connections together (default 256m)", func(o *Options, n int64) { o.MaxInflight = n }),
 	seconds("-idle", "ktd: close a keep-alive connection idle this long (default 0: never)", func(o *Options, d time.Duration) { o.Idle = d }),
+	seconds("-scrtime", "ktd: stop a play_script call running longer than this (default 10; 0: never)", func(o *Options, d time.Duration) {
+		o.ScriptTime = d
+		if d <= 0 {
+			o.ScriptTime = -1 // 0 means no bound
+		}
+	}),
+	count("-scrinst", "ktd: stop a play_script call after this many Lua instructions (default 0: no bound)", func(o *Options, n int64) { o.ScriptInstr = max(n, 0) }),
+	size("-scrmem", "ktd: stop a play_script call whose Lua state holds more (default 128m; 0: no bound)", func(o *Options, n int64) {
+		o.ScriptMem = n
+		if n <= 0 {
+			o.ScriptMem = -1 // 0 means no bound
+		}
+	}),
 	str("-tlscert", "file", "ktd: serve TLS with this PEM certificate (chain); needs -tlskey", func(o *Options) *string { return &o.TLSCert }),
 	str("-tlskey", "file", "ktd: the certificate's PEM key", func(o *Options) *string { return &o.TLSKey }),
 	str("-tlsca", "file", "ktd: PEM CAs that client certificates (replicas') must verify against", func(o *Options) *string { return &o.TLSCA }),

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/ktdproject/ktd/internal/gctune"
 	"github.com/ktdproject/ktd/ktserver"
 )
 
@@ -159,6 +160,13 @@ func Run(ctx context.Context, o *Options, stdout io.Writer) error {
 	cfg.NoSync = o.NoSync
 	cfg.ReadOnly = o.ReadOnly
 	cfg.ScriptPath = o.ScriptPath
+	if o.ScriptTime != 0 {
+		cfg.ScriptTimeout = o.ScriptTime
+	}
+	cfg.ScriptMaxInstructions = o.ScriptInstr
+	if o.ScriptMem != 0 {
+		cfg.ScriptMaxMemory = o.ScriptMem
+	}
 	cfg.RTSPath = o.RTSPath
 	if o.SID >= 0 {
 		cfg.SID = uint16(o.SID)
@@ -249,6 +257,12 @@ func Run(ctx context.Context, o *Options, stdout io.Writer) error {
 		logger.Log(ctx, LevelSystem, "serving metrics", "addr", mln.Addr().String())
 	}
 
+	// Space out garbage collections while the live heap is small (see
+	// gctune): GOGC up to 800 below 64 MiB of live heap, unless GOGC is set.
+	gcCtx, stopGC := context.WithCancel(ctx)
+	defer stopGC()
+	wg.Go(func() { gctune.Run(gcCtx, 64<<20, 800, time.Second) })
+
 	serveErr := make(chan error, 1)
 	wg.Go(func() { serveErr <- srv.Serve(ln) })
 
@@ -280,6 +294,7 @@ loop:
 	if err := srv.Close(); err != nil && runErr == nil {
 		runErr = err
 	}
+	stopGC()
 	wg.Wait()
 	if errors.Is(runErr, ktserver.ErrServerClosed) {
 		runErr = nil
