@@ -134,8 +134,9 @@ func TestSweep_Rewrites(t *testing.T) {
 	}
 }
 
-// Expiring records stored before Open are found by the pass that Open asks for; it hands
-// the live ones to the queue, which deletes them when due without another pass.
+// Expiring records stored before Open are queued by Open's scan (the one that counts
+// the records and builds the key directory): they are deleted when due, without a pass
+// over the keys.
 func TestSweep_RecordsFromBeforeOpen(t *testing.T) {
 	fs := vfs.NewMem()
 	clock := newClock(testNow)
@@ -159,13 +160,11 @@ func TestSweep_RecordsFromBeforeOpen(t *testing.T) {
 	db = open()
 	defer db.Close()
 	wantCount(t, db, 301, "after reopening")
-	if done, err := db.Sweep(120); err != nil || done {
-		t.Fatalf("first step of the pass: %v, %v", done, err)
+	if db.expiries.len() != 300 {
+		t.Fatalf("queue holds %d after Open, want the 300 expiring records", db.expiries.len())
 	}
-	for range 3 {
-		sweep(t, db)
-	}
-	wantCount(t, db, 201, "after the pass")
+	sweep(t, db)
+	wantCount(t, db, 201, "after the first sweep")
 	if db.expiries.len() != 200 {
 		t.Fatalf("queue holds %d, want the 200 live expiring records", db.expiries.len())
 	}
@@ -182,7 +181,6 @@ func TestSweep_RecordsFromBeforeOpen(t *testing.T) {
 func TestSweep_QueueOverflow(t *testing.T) {
 	clock := newClock(testNow)
 	db := openTest(t, "*", clock)
-	sweep(t, db) // Open's pass
 	db.expiries.mu.Lock()
 	db.expiries.limit = 10
 	db.expiries.mu.Unlock()

@@ -174,7 +174,6 @@ func Open(cfg Config) (*DB, error) {
 	if db.now == nil {
 		db.now = time.Now
 	}
-	db.expiryHint.Store(true) // what is stored is unknown: sweep it once
 	if spec.isCache() && (spec.CapCount > 0 || spec.CapSize > 0) {
 		db.lru = newLRU()
 	}
@@ -259,20 +258,25 @@ func (db *DB) closeLock() error {
 	return err
 }
 
-// recount computes count and size, and rebuilds the key directory, by scanning every
-// record. The caller holds db.mu exclusively (or is Open).
+// recount computes count and size, rebuilds the key directory and queues every expiring
+// record, by scanning every record. The caller holds db.mu exclusively (or is Open).
 func (db *DB) recount() error {
 	it, err := db.pdb.NewIter(dataBounds(nil))
 	if err != nil {
 		return err
 	}
 	db.kd.reset()
+	now := db.now()
 	var n, sz int64
 	for it.First(); it.Valid(); it.Next() {
 		key, stored := it.Key()[1:], it.Value()
 		n++
 		sz += int64(len(key)) + int64(len(stored))
-		db.kd.put(db.seed, key, db.entryOf(stored))
+		e := db.entryOf(stored)
+		db.kd.put(db.seed, key, e)
+		if xt := e.expiry(); xt < XTMax && !db.spec.Persistent {
+			db.expiries.add(key, xt, now) // swept when due, without a pass over the keys
+		}
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return fmt.Errorf("count records: %w", err)
