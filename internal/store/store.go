@@ -550,7 +550,7 @@ func (t *txn) hash(key []byte) (kdKey, int) {
 func (t *txn) lookup(key []byte) (kdKey, int, kdEntry, bool) {
 	h, shard := t.hash(key)
 	if !t.hentry {
-		t.entry, t.had = t.db.kd.shards[shard][h]
+		t.entry, t.had = t.db.kd.lookup(shard, h)
 		t.hentry = true
 	}
 	return h, shard, t.entry, t.had
@@ -560,7 +560,7 @@ func (t *txn) lookup(key []byte) (kdKey, int, kdEntry, bool) {
 func (t *txn) kdPut(key []byte, e kdEntry) {
 	h, shard, prev, had := t.lookup(key)
 	t.undo = append(t.undo, kdUndo{h: h, shard: shard, prev: prev, had: had})
-	t.db.kd.shards[shard][h] = e
+	t.db.kd.store(shard, h, e, true)
 	t.entry, t.had = e, true
 }
 
@@ -571,7 +571,7 @@ func (t *txn) kdDel(key []byte) {
 		return
 	}
 	t.undo = append(t.undo, kdUndo{h: h, shard: shard, prev: prev, had: had})
-	delete(t.db.kd.shards[shard], h)
+	t.db.kd.store(shard, h, kdEntry{}, false)
 	t.had = false
 }
 
@@ -588,9 +588,9 @@ func (t *txn) undoKD() {
 			}
 			return
 		case u.had:
-			t.db.kd.shards[u.shard][u.h] = u.prev
+			t.db.kd.store(u.shard, u.h, u.prev, true)
 		default:
-			delete(t.db.kd.shards[u.shard], u.h)
+			t.db.kd.store(u.shard, u.h, kdEntry{}, false)
 		}
 	}
 	t.undo = t.undo[:0]
