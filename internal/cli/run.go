@@ -39,6 +39,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "verify" {
 		return verifyMain(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "import" {
+		return importMain(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "export" {
+		return exportMain(args[1:], stdout, stderr)
+	}
 	o, err := Parse(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "ktd: %v\n", err)
