@@ -95,9 +95,13 @@ func TestKTSSRestoreAtStartup(t *testing.T) {
 		dbs func(dir string) []string
 		ts  uint64
 	}{
-		{"bgs-lzo", func(dir string) []string { return []string{"*", filepath.Join(dir, "b.kct"), filepath.Join(dir, "c.kch")} }, 1796423318814000000},
+		{"bgs-lzo", func(dir string) []string {
+			return []string{"*", filepath.Join(dir, "b.kct"), filepath.Join(dir, "c.kch")}
+		}, 1796423318814000000},
 		{"bgs-zlib", func(dir string) []string { return []string{"+", "%", ":"} }, 1796423256361000000},
-		{"bgs-extra-lzma", func(dir string) []string { return []string{filepath.Join(dir, "e.kch"), filepath.Join(dir, "p.kch#ktopts=p")} }, 1796423392447000000},
+		{"bgs-extra-lzma", func(dir string) []string {
+			return []string{filepath.Join(dir, "e.kch"), filepath.Join(dir, "p.kch#ktopts=p")}
+		}, 1796423392447000000},
 		{"bgs-extra-none", func(dir string) []string { return []string{"-", "+#ktopts=p"} }, 1796423384538000000},
 	} {
 		t.Run(c.sub, func(t *testing.T) {
