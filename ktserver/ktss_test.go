@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/ktdproject/ktd/internal/kttest"
@@ -163,7 +164,7 @@ func TestKTSSRestore_RefusesDamage(t *testing.T) {
 	}
 	db.Set([]byte("mine"), []byte("kept"), store.NoXT)
 	db.Close()
-	var logs bytes.Buffer
+	var logs syncBuffer
 	cfg := ktserver.DefaultConfig()
 	cfg.DBs = []string{"*", existing, "*"}
 	cfg.SnapshotDir = bgs
@@ -180,7 +181,7 @@ func TestKTSSRestore_RefusesDamage(t *testing.T) {
 	if n := srv.DB(2).Count(); n != 0 {
 		t.Fatalf("the damaged file loaded %d records", n)
 	}
-	if !bytes.Contains(logs.Bytes(), []byte("offset 100000: truncated record")) {
+	if !strings.Contains(logs.String(), "offset 100000: truncated record") {
 		t.Fatalf("log does not name the defect:\n%s", logs.String())
 	}
 }

@@ -57,6 +57,11 @@ type Options struct {
 	MaxInflight int64         // -maxinflight: budget of request bytes in flight
 	Idle        time.Duration // -idle: close keep-alive connections idle this long (0 = never)
 
+	// Bootstrap from a KT master (ktboot.go).
+	BootRate  int // -bsrate: records copied per second (0 = no bound)
+	BootConns int // -bsconn: connections to the master (0 = default)
+	BootPage  int // -bspage: keys per page (0 = default)
+
 	// TLS (tls.go).
 	TLSCert    string // -tlscert: serve TLS on the port with this PEM certificate (chain)
 	TLSKey     string // -tlskey: its PEM private key
@@ -92,6 +97,7 @@ const Usage = `usage: ktd [-host str] [-port num] [-tout num] [-th num] [-log fi
            [-cmd path] [-scr file] [-mhost str] [-mport num] [-rts file] [-riv num]
            [-plsv file] [-plex str] [-pldb file]
            [-metrics host:port] [-nosync] [-maxconn num] [-bootstrap] [-rverify sec]
+           [-bsrate num] [-bsconn num] [-bspage num]
            [-ulogage sec] [-txidle sec] [-maxkey num] [-maxval num] [-maxbody num] [-maxrec num]
            [-maxinflight num] [-idle sec] [-tlscert file -tlskey file] [-tlsca file]
            [-tlsclients] [-tlsplain] [-mtls [-mtlscert file -mtlskey file] [-mtlsca file]]
@@ -268,6 +274,12 @@ func Parse(args []string) (*Options, error) {
 		case "-mtlsca":
 			o.MasterTLSCA = v
 		default:
+			if ok, err := o.parseBootFlag(a, next); ok {
+				if err != nil {
+					return nil, err
+				}
+				continue
+			}
 			return nil, fmt.Errorf("%w: unknown option %s", ErrUsage, a)
 		}
 	}

@@ -135,6 +135,7 @@ func Run(ctx context.Context, o *Options, stdout io.Writer) error {
 	}
 	cfg.ReplInterval = o.ReplIV
 	cfg.ReplBootstrap = o.Bootstrap
+	applyBoot(o, &cfg)
 	if o.ReplVerify != 0 {
 		cfg.ReplVerifyInterval = o.ReplVerify
 	}
