@@ -61,7 +61,9 @@ FUZZ_TARGETS := \
 	./replication:FuzzDecodeMessage:100000x \
 	./replication:FuzzReadFrame:100000x \
 	./replication:FuzzReadCheckedFrame:100000x \
-	./replication:FuzzReadULogFile:100000x
+	./replication:FuzzReadULogFile:100000x \
+	./internal/snapfile:FuzzReader:200000x \
+	./internal/lzo:FuzzDecompress:350000x
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -147,7 +147,7 @@ func waitSame(t *testing.T, master, replica *ktserver.Server) {
 }
 
 // report returns a server's report procedure output.
-func reportOf(t *testing.T, addr string) map[string]string {
+func reportOf(t testing.TB, addr string) map[string]string {
 	t.Helper()
 	r := kttest.Dial(t, addr).RPC("report")
 	if r.Code != 200 {

@@ -347,9 +347,10 @@ func (b *KTBootstrap) copyDB(ctx context.Context, ctl *ktclient.Conn, i int, st 
 	return b.copyCursor(ctx, ctl, i, st, lim)
 }
 
-// copyOrdered copies an ordered database page by page: ctl lists the keys
-// of the next page while the fetchers get the records of the current one
-// with get_bulk, in Batch-key requests spread over Conns-1 connections.
+// copyOrdered copies an ordered database page by page, in three stages
+// that overlap: ctl lists the keys of a page, the fetchers get its records
+// with get_bulk (Batch keys a request over Conns-1 connections), and the
+// records of the page before are stored meanwhile.
 func (b *KTBootstrap) copyOrdered(ctx context.Context, ctl *ktclient.Conn, i int, st *bootState, lim *rateLimit) error {
 	nf := max(1, b.Conns-1)
 	fetchers := make([]*ktclient.Conn, nf)
@@ -364,67 +365,108 @@ func (b *KTBootstrap) copyOrdered(ctx context.Context, ctl *ktclient.Conn, i int
 		fetchers[f] = c
 	}
 	defer ctl.CloseCursor()
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 
 	type page struct {
 		keys [][]byte
 		next []byte
-		done bool
-		err  error
 	}
 	pages := make(chan page, 1)
-	go func() {
+	batches := make(chan batch, 1)
+	var listErr, fetchErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { // list
 		defer close(pages)
 		after, first := st.After, !st.HasAfter
 		for ctx.Err() == nil {
 			keys, next, done, err := ctl.KeyPage(i, after, first, b.Page)
-			pages <- page{keys, next, done, err}
-			if done || err != nil {
+			if err != nil || done {
+				listErr = err
+				return
+			}
+			select {
+			case pages <- page{keys, next}:
+			case <-ctx.Done():
 				return
 			}
 			after, first = next, false
 		}
-	}()
-	defer func() {
-		for range pages { // let the lister finish
+	})
+	wg.Go(func() { // fetch
+		defer close(batches)
+		for pg := range pages {
+			if err := lim.wait(ctx, len(pg.keys)); err != nil {
+				fetchErr = err
+				return
+			}
+			recs, err := b.fetch(fetchers, i, pg.keys)
+			if err != nil {
+				fetchErr = err
+				return
+			}
+			out := make([]ktclient.Record, len(recs))
+			for j, r := range recs {
+				out[j] = ktclient.Record{Key: r.Key, Value: r.Value, XT: r.XT}
+			}
+			select {
+			case batches <- batch{recs: out, next: pg.next}:
+			case <-ctx.Done():
+				return
+			}
 		}
-	}()
+	})
+	err := b.store(ctx, i, st, batches, true)
+	cancel()
+	for range batches { // let the stages finish
+	}
+	wg.Wait()
+	if err != nil {
+		return err
+	}
+	if err := errors.Join(listErr, fetchErr); err != nil {
+		return err
+	}
+	return parent.Err()
+}
+
+// batch is records read from the master, stored together; for an ordered
+// database next is the key up to which every key is then copied.
+type batch struct {
+	recs []ktclient.Record
+	next []byte
+}
+
+// store applies the batches to database i as they come, records the copy's
+// progress (with ordered, the key to resume after) and logs it now and then.
+func (b *KTBootstrap) store(ctx context.Context, i int, st *bootState, batches <-chan batch, ordered bool) error {
 	persistent := b.DBs[i].Spec().Persistent
 	lastLog := time.Now()
-	for pg := range pages {
-		if pg.err != nil {
-			return pg.err
-		}
-		if pg.done {
-			return nil
-		}
-		if err := lim.wait(ctx, len(pg.keys)); err != nil {
-			return err
-		}
-		recs, err := b.fetch(fetchers, i, pg.keys)
-		if err != nil {
-			return err
-		}
-		changes := make([]store.Change, len(recs))
-		for j, r := range recs {
-			changes[j] = store.Change{Op: store.OpSet, Key: r.Key, Value: storedForm(r.Value, r.XT, persistent)}
-		}
-		if len(changes) > 0 {
+	for bt := range batches {
+		if len(bt.recs) > 0 {
+			changes := make([]store.Change, len(bt.recs))
+			for j, r := range bt.recs {
+				changes[j] = store.Change{Op: store.OpSet, Key: r.Key, Value: storedForm(r.Value, r.XT, persistent)}
+			}
 			if err := b.DBs[i].ApplyReplicated(changes, b.SID, 0); err != nil {
 				return err
 			}
 		}
-		st.After, st.HasAfter = pg.next, true
-		st.Copied += int64(len(recs))
-		if err := b.saveState(i, st); err != nil {
-			return err
+		st.Copied += int64(len(bt.recs))
+		if ordered {
+			st.After, st.HasAfter = bt.next, true
+			if err := b.saveState(i, st); err != nil {
+				return err
+			}
 		}
-		b.Progress.Copied.Add(int64(len(recs)))
+		b.Progress.Copied.Add(int64(len(bt.recs)))
 		if time.Since(lastLog) >= 2*time.Second {
 			lastLog = time.Now()
 			b.logger().Info("copying", "db", i, "copied", st.Copied, "total_copied", b.Progress.Copied.Load(), "expected", b.Progress.Expected.Load())
 		}
 	}
-	return ctx.Err()
+	return nil
 }
 
 // fetch gets the records of keys with get_bulk, Batch keys a request,
@@ -462,44 +504,54 @@ func (b *KTBootstrap) fetch(fetchers []*ktclient.Conn, db int, keys [][]byte) ([
 	return out, nil
 }
 
-// copyCursor copies a hash database with a cursor, Batch/4 pipelined
-// requests at a time.
+// copyCursor copies a hash database with a cursor, Batch pipelined
+// requests at a time, storing each window while the next is read.
 func (b *KTBootstrap) copyCursor(ctx context.Context, ctl *ktclient.Conn, i int, st *bootState, lim *rateLimit) error {
 	ok, err := ctl.CursorStart(i, nil, false)
 	if err != nil || !ok {
 		return err
 	}
 	defer ctl.CloseCursor()
-	window := max(1, b.Batch/4)
-	persistent := b.DBs[i].Spec().Persistent
-	lastLog := time.Now()
-	for {
-		if err := lim.wait(ctx, window); err != nil {
-			return err
-		}
-		recs, done, err := ctl.CursorRecords(window)
-		if err != nil {
-			return err
-		}
-		if len(recs) > 0 {
-			changes := make([]store.Change, len(recs))
-			for j, r := range recs {
-				changes[j] = store.Change{Op: store.OpSet, Key: r.Key, Value: storedForm(r.Value, r.XT, persistent)}
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan batch, 1)
+	var readErr error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer close(batches)
+		for ctx.Err() == nil {
+			if err := lim.wait(ctx, b.Batch); err != nil {
+				readErr = err
+				return
 			}
-			if err := b.DBs[i].ApplyReplicated(changes, b.SID, 0); err != nil {
-				return err
+			recs, done, err := ctl.CursorRecords(b.Batch)
+			if err != nil {
+				readErr = err
+				return
 			}
-			st.Copied += int64(len(recs))
-			b.Progress.Copied.Add(int64(len(recs)))
+			select {
+			case batches <- batch{recs: recs}:
+			case <-ctx.Done():
+				return
+			}
+			if done {
+				return
+			}
 		}
-		if done {
-			return nil
-		}
-		if time.Since(lastLog) >= 2*time.Second {
-			lastLog = time.Now()
-			b.logger().Info("copying", "db", i, "copied", st.Copied, "total_copied", b.Progress.Copied.Load(), "expected", b.Progress.Expected.Load())
-		}
+	})
+	err = b.store(ctx, i, st, batches, false)
+	cancel()
+	for range batches {
 	}
+	wg.Wait()
+	if err != nil {
+		return err
+	}
+	if readErr != nil {
+		return readErr
+	}
+	return parent.Err()
 }
 
 // storedForm is the stored value of a record read from a master: KT's

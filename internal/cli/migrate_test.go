@@ -91,3 +91,23 @@ func TestImportExportCommands(t *testing.T) {
 		t.Fatalf("a failed import left y.kct: %v", err)
 	}
 }
+
+func TestParse_BootFlags(t *testing.T) {
+	o, err := Parse([]string{"-sid", "2", "-mhost", "kt", "-rts", "r.rts", "-bootstrap", "-bsrate", "50k", "-bsconn", "3", "-bspage", "2000", "db.kct"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.BootRate != 50<<10 || o.BootConns != 3 || o.BootPage != 2000 || !o.Bootstrap {
+		t.Fatalf("parsed %+v", o)
+	}
+	var cfg ktserver.Config
+	applyBoot(o, &cfg)
+	if b := cfg.ReplKTBoot; b.Rate != 50<<10 || b.Conns != 3 || b.Page != 2000 || b.Batch != 1000 {
+		t.Fatalf("config %+v", b)
+	}
+	for _, args := range [][]string{{"-bsrate"}, {"-bsconn", "-1"}} {
+		if _, err := Parse(args); err == nil {
+			t.Errorf("Parse(%q) accepted", args)
+		}
+	}
+}
