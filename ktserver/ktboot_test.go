@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ktdproject/ktd/internal/kttest"
 	"github.com/ktdproject/ktd/internal/store"
 	"github.com/ktdproject/ktd/ktserver"
@@ -227,9 +229,22 @@ func TestKTBootstrap_ConvergesUnderWrites(t *testing.T) {
 	fill(t, master.DB(2), 2000, 3)
 	boot := replication.KTBootstrap{Rate: 12000, Page: 700, Batch: 300, Conns: 3}
 	cfg := ktReplicaConfig(t.TempDir(), proxy.Addr(), boot, "r0.kct", "*", "r2.kct#ktopts=p")
+	cfg.Registry = prometheus.NewRegistry()
 	replica, raddr := kttest.StartServer(t, cfg)
+	gauge := func(name string) float64 {
+		mfs, _ := cfg.Registry.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() == name && len(mf.GetMetric()) > 0 {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		return -1
+	}
 
 	kttest.WaitFor(t, 20*time.Second, "the copy to start", func() bool { return reportOf(t, raddr)["repl_bootstrap"] == "copying" })
+	if gauge("ktd_repl_bootstrap_active") != 1 || gauge("ktd_repl_bootstrap_expected_records") < 25000 {
+		t.Errorf("metrics during the copy: active %v, expected %v", gauge("ktd_repl_bootstrap_active"), gauge("ktd_repl_bootstrap_expected_records"))
+	}
 	w := &writer{srv: master}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -247,6 +262,9 @@ func TestKTBootstrap_ConvergesUnderWrites(t *testing.T) {
 	}
 	waitSame(t, master, replica)
 
+	if gauge("ktd_repl_bootstrap_active") != 0 || gauge("ktd_repl_bootstrap_copied_records") < 20000 {
+		t.Errorf("metrics after the copy: active %v, copied %v", gauge("ktd_repl_bootstrap_active"), gauge("ktd_repl_bootstrap_copied_records"))
+	}
 	rep := reportOf(t, raddr)
 	if rep["repl_timestamp"] == "0" || rep["repl_bootstrap_ts"] == "0" {
 		t.Fatalf("replica position %s, copy from %s", rep["repl_timestamp"], rep["repl_bootstrap_ts"])
