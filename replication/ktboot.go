@@ -141,9 +141,7 @@ func Pending(dbs []*store.DB) (bool, error) {
 func (b *KTBootstrap) Run(ctx context.Context) (pos uint64, err error) {
 	b.withDefaults()
 	p := b.Progress
-	p.Active.Store(true)
 	defer p.Active.Store(false)
-	p.Copied.Store(0)
 	log := b.logger()
 
 	ctl, err := ktclient.Dial(ctx, b.Master, b.Timeout, b.TLS)
@@ -184,6 +182,8 @@ func (b *KTBootstrap) Run(ctx context.Context) (pos uint64, err error) {
 	}
 	p.Position.Store(pos)
 	p.Expected.Store(expected)
+	p.Copied.Store(0)
+	p.Active.Store(true)
 
 	start := time.Now()
 	lim := newRateLimit(b.Rate)
