@@ -64,7 +64,7 @@ const (
 )
 
 // loadBatch is the number of records written to the store per batch.
-const loadBatch = 1000
+const loadBatch = 10000
 
 // Result reports what an import read.
 type Result struct {
