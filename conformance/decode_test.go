@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -37,7 +38,7 @@ func TestLoadDir_Golden(t *testing.T) {
 			t.Errorf("%s: Skip = %q", sc.Name, sc.Skip)
 		}
 	}
-	want := map[string]int{"http": 237, "binary": 25, "http-variable": 1, "replication": 8}
+	want := map[string]int{"http": 250, "binary": 25, "http-variable": 1, "lua": 39, "replication": 8}
 	for dir, n := range want {
 		if counts[dir] != n {
 			t.Errorf("%s: %d scenarios, want %d", dir, counts[dir], n)
@@ -146,6 +147,8 @@ func TestDecode_Options(t *testing.T) {
 		{"http/rpc-wait-timeout", "+ other.kcpt", "", 1500 * time.Millisecond, false},
 		{"http/xt-expired-after-idle-gc", "+ other.kcpt", "", time.Second, false},
 		{"http-variable/rpc-report", "+ other.kcpt", "", 0, true},
+		{"http/cur-back-get-step-file", "% casket.kct", "", 0, false},
+		{"http/cur-back-proto-tree", "+ other.kcpt", "", 0, false},
 	}
 	for _, tt := range tests {
 		o := byName[tt.name].Options
@@ -161,14 +164,29 @@ func TestDecode_Options(t *testing.T) {
 			}
 		}
 	}
-	var needRTS []string
+	var needRTS, needDBs []string
 	for _, sc := range scs {
-		if sc.Options.NeedsConfig() != "" {
+		if strings.HasPrefix(sc.Name, "lua/") {
+			// Every Lua recording ran on "-scr golden.lua % '*'".
+			if sc.Options.Script != "golden.lua" || strings.Join(sc.Options.DBs, " ") != "% *" {
+				t.Errorf("%s: script %q, DBs %q; want golden.lua on %% *", sc.Name, sc.Options.Script, sc.Options.DBs)
+			}
+			continue
+		}
+		switch need := sc.Options.NeedsConfig(); {
+		case strings.Contains(need, "-rts"):
 			needRTS = append(needRTS, sc.Name)
+		case strings.Contains(need, "databases % casket.kct"):
+			needDBs = append(needDBs, sc.Name)
+		case need != "":
+			t.Errorf("%s: unexpected need %q", sc.Name, need)
 		}
 	}
 	if got := strings.Join(needRTS, " "); got != "http/rpc-tune-replication-stop http/rpc-tune-replication-ts" {
 		t.Errorf("scenarios needing server flags: %s", got)
+	}
+	if len(needDBs) != 10 {
+		t.Errorf("%d scenarios need the databases %% casket.kct, want the 10 cur-back ones: %s", len(needDBs), needDBs)
 	}
 	v := loadDir(t, vectorsDir)
 	for _, sc := range v {
@@ -240,5 +258,21 @@ func TestUnescape(t *testing.T) {
 	h, err := DecodeHex([]byte("b8 # magic\n0000 0001 # n\n#only comment\n ff"))
 	if err != nil || !bytes.Equal(h, []byte{0xb8, 0, 0, 0, 1, 0xff}) {
 		t.Errorf("DecodeHex = % x, %v", h, err)
+	}
+}
+
+// Each scenario's file databases live in its own scratch directory, under
+// the names the recording gives them; on-memory ones are left alone.
+func TestServerConfig_ScratchPaths(t *testing.T) {
+	dir := t.TempDir()
+	sc := Scenario{Options: Options{DBs: []string{"%", "casket.kct#bnum=10", "other.kcpt", "/abs/x.kch", "+"}, RTS: "slave.rts"}}
+	cfg := ServerConfig(sc, dir)
+	sep := string(filepath.Separator)
+	want := []string{"%", dir + sep + "casket.kct#bnum=10", "other.kcpt", "/abs/x.kch", "+"}
+	if !slices.Equal(cfg.DBs, want) {
+		t.Errorf("DBs = %q, want %q", cfg.DBs, want)
+	}
+	if cfg.RTSPath != filepath.Join(dir, "slave.rts") {
+		t.Errorf("RTSPath = %q", cfg.RTSPath)
 	}
 }

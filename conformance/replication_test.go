@@ -233,8 +233,9 @@ func TestReplicaAgainstRecordedMaster(t *testing.T) {
 	// ktd replicas set flags KT masters ignore: 0x02 (FlagGapAware), to be
 	// sent a snapshot rather than lose trimmed updates silently, 0x08
 	// (FlagChecksum) for checksummed frames, which this recorded master,
-	// like every KT master, does not answer with, and 0x10 (FlagVerify).
-	ext := byte(replication.FlagGapAware | replication.FlagChecksum | replication.FlagVerify)
+	// like every KT master, does not answer with, 0x10 (FlagVerify) and
+	// 0x20 (FlagDeferredDigest).
+	ext := byte(replication.FlagGapAware | replication.FlagChecksum | replication.FlagVerify | replication.FlagDeferredDigest)
 	if first[4]&^ext != 0 || first[4]&byte(replication.FlagGapAware|replication.FlagChecksum) != byte(replication.FlagGapAware|replication.FlagChecksum) || first[1] != 0 || first[2] != 0 || first[3] != 0 {
 		t.Fatalf("replica request flags % x, want ktd's extension bits only (%#x)", first[1:5], ext)
 	}

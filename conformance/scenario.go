@@ -91,10 +91,18 @@ type Options struct {
 	Variable bool
 }
 
+// StandardDBs are the database arguments of most recordings, those an
+// external server (KT_ADDR) is expected to have.
+var StandardDBs = []string{"+", "other.kcpt"}
+
 // NeedsConfig reports why the scenario needs a server started with
-// particular flags ("" if it does not): such scenarios only run in-process.
+// particular flags or databases ("" if it does not): such scenarios only
+// run in-process.
 func (o Options) NeedsConfig() string {
 	var need []string
+	if o.DBs != nil && !slices.Equal(o.DBs, StandardDBs) {
+		need = append(need, "databases "+strings.Join(o.DBs, " "))
+	}
 	if o.RTS != "" {
 		need = append(need, "-rts "+o.RTS)
 	}

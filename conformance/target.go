@@ -11,16 +11,20 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ktdproject/ktd/internal/store"
 	"github.com/ktdproject/ktd/ktserver"
 )
 
 // ServerConfig returns the ktd configuration for a scenario's server
-// command line: its DB arguments (nil for one ":" DB) and, resolved in the
-// scratch directory dir, its -rts file; a -scr file is taken from the
-// scenario's own directory.
+// command line: its DB arguments (nil for one ":" DB) and its -rts file,
+// each relative path resolved in the scratch directory dir, as the real
+// server ran in an empty directory of its own; a -scr file is taken from
+// the scenario's own directory.
 func ServerConfig(sc Scenario, dir string) ktserver.Config {
 	cfg := ktserver.DefaultConfig()
-	cfg.DBs = sc.Options.DBs
+	for _, arg := range sc.Options.DBs {
+		cfg.DBs = append(cfg.DBs, scratchPath(arg, dir))
+	}
 	if sc.Options.RTS != "" {
 		cfg.RTSPath = filepath.Join(dir, sc.Options.RTS)
 	}
@@ -28,6 +32,19 @@ func ServerConfig(sc Scenario, dir string) ktserver.Config {
 		cfg.ScriptPath = filepath.Join(sc.Dir, sc.Options.Script)
 	}
 	return cfg
+}
+
+// scratchPath places a file database argument with a relative path inside
+// dir, so that scenarios naming the same file ("casket.kct") never share
+// it. On-memory databases ("+", "other.kcpt") and absolute paths are
+// returned unchanged; the database's name (what DB= selects) stays the
+// same either way.
+func scratchPath(arg, dir string) string {
+	spec, err := store.ParseSpec(arg)
+	if err != nil || spec.InMemory || filepath.IsAbs(spec.Path) {
+		return arg // an unparsable argument fails in ktserver.New, as given
+	}
+	return dir + string(filepath.Separator) + arg
 }
 
 // StartInProcess starts a fresh ktd for sc on 127.0.0.1 (any free port),

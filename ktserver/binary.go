@@ -2,6 +2,8 @@ package ktserver
 
 import (
 	"errors"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/ktdproject/ktd/internal/ktproto"
@@ -62,6 +64,35 @@ func (c *conn) groupByDB(recs []ktproto.BulkRecord) map[uint16][]int {
 	return groups
 }
 
+// writeDB returns the database a bulk write of the given flags goes to.
+// A no-reply write is committed without waiting for the WAL sync, so that
+// it is visible at once, as on KT, rather than after an fsync nobody waits
+// for: the connection syncs the database before it next answers anything
+// or waits for input (syncUnsynced), and any later synced commit covers it
+// too.
+func (c *conn) writeDB(dbi int, flags uint32) *store.DB {
+	db := c.dbAt(dbi)
+	if flags&ktproto.FlagNoReply == 0 || c.tx != nil || c.s.cfg.NoSync || db.Spec().InMemory {
+		return db
+	}
+	if !slices.Contains(c.unsynced, dbi) {
+		c.unsynced = append(c.unsynced, dbi)
+	}
+	return db.Unsynced()
+}
+
+// syncUnsynced makes the connection's no-reply writes durable. A failure
+// is logged: the writes were never acknowledged, and the next synced
+// commit retries.
+func (c *conn) syncUnsynced() {
+	for _, dbi := range c.unsynced {
+		if err := c.s.dbs[dbi].Synchronize(false); err != nil {
+			c.s.logger.Warn("sync after no-reply writes failed", "db", c.s.dbs[dbi].Spec().Name, "err", err)
+		}
+	}
+	c.unsynced = c.unsynced[:0]
+}
+
 func (c *conn) binSetBulk() bool {
 	flags, recs, err := ktproto.ReadSetBulkLimited(c.br, &c.lim)
 	if err != nil {
@@ -74,7 +105,7 @@ func (c *conn) binSetBulk() bool {
 		for j, i := range idx {
 			srecs[j] = store.Record{Key: recs[i].Key, Value: recs[i].Value, XT: recs[i].XT}
 		}
-		n, err := c.dbAt(int(dbi)).SetBulk(srecs, false)
+		n, err := c.writeDB(int(dbi), flags).SetBulk(srecs, false)
 		c.s.stats.set.Add(int64(len(srecs)))
 		hits += uint32(n)
 		if err != nil {
@@ -101,7 +132,7 @@ func (c *conn) binRemoveBulk() bool {
 		for j, i := range idx {
 			keys[j] = recs[i].Key
 		}
-		n, err := c.dbAt(int(dbi)).RemoveBulk(keys, false)
+		n, err := c.writeDB(int(dbi), flags).RemoveBulk(keys, false)
 		c.s.stats.remove.Add(int64(len(keys)))
 		if err != nil {
 			c.s.logger.Warn("binary remove_bulk failed", "err", err)
@@ -180,7 +211,7 @@ func (c *conn) binPlayScript() bool {
 	if terr, ok := c.txProcedure(name); ok {
 		err = terr
 	} else {
-		out, rv, err = c.s.scriptCall(name, in)
+		out, rv, err = c.s.scriptCall(c, name, in)
 	}
 	if err != nil || rv != 0 {
 		if !noReply {
@@ -193,6 +224,8 @@ func (c *conn) binPlayScript() bool {
 		for k, v := range out {
 			kvs = append(kvs, ktproto.KV{Key: k, Value: v})
 		}
+		// KT's output map is a std::map: pairs in key order.
+		slices.SortFunc(kvs, func(a, b ktproto.KV) int { return strings.Compare(a.Key, b.Key) })
 		c.out = ktproto.AppendPlayScriptReply(c.out, kvs)
 	}
 	return true

@@ -19,7 +19,8 @@ type Config struct {
 	DBs []string
 
 	// Threads is KT's -th: the number of worker threads reported by
-	// report (serv_thread_count). Default 16.
+	// report (serv_thread_count), and the number of Lua states a script
+	// (ScriptPath) is loaded into. Default 16.
 	Threads int
 
 	// Timeout is KT's -tout: the bound on each read of a request and each
@@ -39,9 +40,23 @@ type Config struct {
 	// "DB: 4: no permission: permission denied".
 	ReadOnly bool
 
-	// ScriptPath is KT's -scr. ktd embeds no Lua: with a script set,
-	// play_script answers only the procedures ktd provides itself.
+	// ScriptPath is KT's -scr: a Lua script whose global functions
+	// play_script calls (internal/script), loaded into Threads Lua states
+	// at New. A script that does not load makes New fail. "" disables
+	// play_script except for ktd's transaction procedures.
 	ScriptPath string
+
+	// ScriptTimeout bounds the wall-clock time of one play_script call
+	// (and of loading the script). Default 10 s; negative means none.
+	ScriptTimeout time.Duration
+
+	// ScriptMaxInstructions bounds the Lua instructions of one
+	// play_script call. Default 0: no bound.
+	ScriptMaxInstructions int64
+
+	// ScriptMaxMemory bounds what one Lua state holds, in bytes. Default
+	// 128 MiB; negative means none.
+	ScriptMaxMemory int64
 
 	// SID is KT's -sid, this server's id in a replication topology
 	// (0..65535). Stamped on the update-log records of local writes.
@@ -204,10 +219,12 @@ type Config struct {
 // no flags: one ":" database, 16 threads, a 30 s timeout, synced writes.
 func DefaultConfig() Config {
 	return Config{
-		Threads:       16,
-		Timeout:       30 * time.Second,
-		MaxConns:      4096,
-		TxIdleTimeout: 60 * time.Second,
-		ServerHeader:  "KyotoTycoon/0.9.56",
+		Threads:         16,
+		Timeout:         30 * time.Second,
+		MaxConns:        4096,
+		TxIdleTimeout:   60 * time.Second,
+		ServerHeader:    "KyotoTycoon/0.9.56",
+		ScriptTimeout:   10 * time.Second,
+		ScriptMaxMemory: 128 << 20,
 	}
 }

@@ -30,6 +30,10 @@ type conn struct {
 	// tx is the connection's open transaction, if any (txn.go).
 	tx *connTx
 
+	// unsynced lists the databases this connection wrote with the binary
+	// no-reply flag since it last synced them (binary.go).
+	unsynced []int
+
 	// lim are the readers' limits; resv and charged the in-flight budget
 	// the current request holds and uses (limits.go).
 	lim           ktproto.Limits
@@ -174,9 +178,12 @@ func (c *conn) serve() {
 	}
 }
 
-// flush writes pending responses under the -tout deadline. It reports
+// flush writes pending responses under the -tout deadline, after making
+// the connection's no-reply writes durable (so it runs whenever the
+// connection is about to answer or to wait for more input). It reports
 // whether the connection is still usable.
 func (c *conn) flush() bool {
+	c.syncUnsynced()
 	if len(c.out) == 0 {
 		return true
 	}

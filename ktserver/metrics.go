@@ -2,6 +2,8 @@ package ktserver
 
 import (
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,6 +18,10 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	conns    prometheus.Gauge
+
+	// procs maps a procedure name to its resolved series (*procMetrics),
+	// so that a request costs two atomic adds rather than label lookups.
+	procs sync.Map
 
 	tlsFailures prometheus.Counter     // failed TLS handshakes (Config.TLS)
 	replRefused *prometheus.CounterVec // replication sessions refused (Config.ReplClientCAs), by reason
@@ -61,13 +67,43 @@ func newMetrics(s *Server, reg *prometheus.Registry) *metrics {
 	return m
 }
 
-// observe counts one request of procedure proc.
+// procMetrics are one procedure's series, resolved on first use: its latency
+// histogram and its request counters for the status codes KT answers with.
+type procMetrics struct {
+	latency prometheus.Observer
+	codes   [len(metricCodes)]atomic.Pointer[prometheus.Counter]
+}
+
+// metricCodes are the status codes whose counters are kept resolved.
+var metricCodes = [...]int{200, 400, 413, 450, 500, 501, 503}
+
+// observe counts one request of procedure proc. The series are looked up by
+// label once per procedure and status code, then reused: a request costs
+// two atomic adds.
 func (m *metrics) observe(proc string, code int, d time.Duration) {
-	if _, known := procedures[proc]; !known && proc != "cur_delete" {
-		proc = "unknown" // keep label cardinality bounded
+	v, ok := m.procs.Load(proc)
+	if !ok {
+		if _, known := procedures[proc]; !known && proc != "cur_delete" && !strings.HasPrefix(proc, "rest_") && !strings.HasPrefix(proc, "bin_") {
+			proc = "unknown" // keep label cardinality bounded
+		}
+		v, _ = m.procs.LoadOrStore(proc, &procMetrics{latency: m.latency.WithLabelValues(proc)})
+	}
+	pm := v.(*procMetrics)
+	pm.latency.Observe(d.Seconds())
+	for i, c := range metricCodes {
+		if c != code {
+			continue
+		}
+		cp := pm.codes[i].Load()
+		if cp == nil {
+			c := m.requests.WithLabelValues(proc, strconv.Itoa(code))
+			cp = &c
+			pm.codes[i].Store(cp)
+		}
+		(*cp).Inc()
+		return
 	}
 	m.requests.WithLabelValues(proc, strconv.Itoa(code)).Inc()
-	m.latency.WithLabelValues(proc).Observe(d.Seconds())
 }
 
 // dbCollector exports per-database figures and Pebble's own metrics at

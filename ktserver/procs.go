@@ -1,17 +1,18 @@
 package ktserver
 
 import (
-	"bytes"
+	"errors"
 	"fmt"
 	"math"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/ktdproject/ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/posixre"
+	"github.com/ktdproject/ktd/internal/script"
 	"github.com/ktdproject/ktd/internal/store"
 )
 
@@ -35,6 +36,10 @@ func formatDouble(f float64) string {
 
 // errCompile is KC's error for an invalid match_regex pattern.
 var errCompile = &store.Error{Code: 8, Message: "compilation failed"}
+
+// errMatchBudget is ktd's answer when matching a key took more steps than
+// posixre allows (a pattern with back references that would stall KT).
+var errMatchBudget = &store.Error{Code: 8, Message: "matching exceeded its budget"}
 
 // errPostprocess is KT's error when a synchronize command fails.
 var errPostprocess = &store.Error{Code: 8, Message: "postprocessing failed"}
@@ -92,18 +97,28 @@ func (r *call) outMatches(keys []string) {
 
 // scanMatches returns, in key order, the keys starting with prefix for
 // which match holds, at most max of them (negative: no limit). Like KC it
-// sees expired records that the sweep has not removed yet.
-func scanMatches(db *store.DB, prefix []byte, max int64, match func(key []byte) bool) ([]string, error) {
+// sees expired records that the sweep has not removed yet. An error of
+// match ends the scan and is returned.
+func scanMatches(db *store.DB, prefix []byte, max int64, match func(key []byte) (bool, error)) ([]string, error) {
 	var keys []string
 	if max == 0 {
 		return nil, nil
 	}
+	var merr error
 	err := db.Scan(prefix, func(k []byte) bool {
-		if match(k) {
+		ok, err := match(k)
+		if err != nil {
+			merr = err
+			return false
+		}
+		if ok {
 			keys = append(keys, string(k))
 		}
 		return max < 0 || int64(len(keys)) < max
 	})
+	if err == nil {
+		err = merr
+	}
 	return keys, err
 }
 
@@ -117,7 +132,7 @@ func procMatchPrefix(r *call) error {
 		return errInvalid
 	}
 	r.s.stats.misc.Add(1)
-	keys, err := scanMatches(db, []byte(prefix), r.matchMax(), func([]byte) bool { return true })
+	keys, err := scanMatches(db, []byte(prefix), r.matchMax(), func([]byte) (bool, error) { return true, nil })
 	if err != nil {
 		return err
 	}
@@ -135,17 +150,19 @@ func procMatchRegex(r *call) error {
 		return errInvalid
 	}
 	r.s.stats.misc.Add(1)
-	// KC compiles with regcomp(REG_EXTENDED|REG_NOSUB): POSIX ERE,
-	// unanchored, the key read as a C string.
-	re, err := regexp.CompilePOSIX(pat)
+	// KC compiles with regcomp(REG_EXTENDED|REG_NOSUB): glibc's POSIX ERE
+	// with its GNU extensions, unanchored, the key read as a C string.
+	re, err := posixre.Compile(pat)
 	if err != nil {
 		return errCompile
 	}
-	keys, err := scanMatches(db, nil, r.matchMax(), func(k []byte) bool {
-		if i := bytes.IndexByte(k, 0); i >= 0 {
-			k = k[:i]
+	keys, err := scanMatches(db, nil, r.matchMax(), func(k []byte) (bool, error) {
+		ok, err := re.Match(k)
+		if errors.Is(err, posixre.ErrBudget) {
+			r.s.logger.Warn("match_regex: a key took too many steps to match", "regex", pat)
+			return false, errMatchBudget
 		}
-		return re.Match(k)
+		return ok, err
 	})
 	if err != nil {
 		return err
@@ -247,26 +264,32 @@ func levenshtein[T comparable](a, b []T) int {
 	return prev[len(b)]
 }
 
-// Scripting. ktd embeds no Lua: like a KT built without Lua, a server
-// started with -scr knows only the built-in procedure "echo"; without -scr
-// play_script is disabled. ktd's own procedures are answered in both cases.
+// Scripting. With -scr, play_script calls a global function of the script
+// (internal/script) in one of Threads Lua states; without it play_script is
+// disabled. ktd's own transaction procedures are answered in both cases.
 
-// scriptCall runs procedure name with input in. It returns the output map
-// and KT's RPC return value: 0 success, 1 not implemented, others failure.
-func (s *Server) scriptCall(name string, in map[string]string) (map[string]string, int, error) {
-	if s.cfg.ScriptPath == "" {
+// scriptCall runs procedure name with input in for connection c (whose
+// view of the databases the script sees). It returns the output map and KT's
+// return value (0 success, 1 no such procedure, others failure); a
+// procedure stopped by its budget returns an error for KT's status.
+func (s *Server) scriptCall(c *conn, name string, in map[string]string) (map[string]string, int, error) {
+	if s.script == nil {
 		return nil, 1, errScriptDisabled
 	}
 	s.stats.script.Add(1)
-	switch name {
-	case "echo":
-		out := make(map[string]string, len(in))
-		for k, v := range in {
-			out[k] = v
+	out, rv, err := s.script.Call(s.ctx, name, in, c.dbAt)
+	var le *script.LimitError
+	if errors.As(err, &le) {
+		code := codeTimeout
+		if le.Kind == "memory" {
+			code = codeInternal
 		}
-		return out, 0, nil
+		return nil, rv, &rpcError{code, msgScriptFail + ": stopped: " + le.Msg}
 	}
-	return nil, 1, nil
+	if err != nil {
+		return nil, rv, &rpcError{codeInternal, msgScriptFail}
+	}
+	return out, rv, nil
 }
 
 var errScriptDisabled = &rpcError{codeNoImpl, msgScriptOff}
@@ -291,7 +314,7 @@ func procPlayScript(r *call) error {
 		return err
 	}
 	// The disabled check comes before the parameter check in KT.
-	if r.s.cfg.ScriptPath == "" {
+	if r.s.script == nil {
 		return errScriptDisabled
 	}
 	name := r.in["name"]
@@ -304,7 +327,7 @@ func procPlayScript(r *call) error {
 			in[k[1:]] = v
 		}
 	}
-	out, rv, err := r.s.scriptCall(name, in)
+	out, rv, err := r.s.scriptCall(r.c, name, in)
 	if err != nil {
 		return err
 	}

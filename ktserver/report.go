@@ -30,7 +30,7 @@ type stats struct {
 // linked to Kyoto Cabinet, so the conf_kc_* lines name its Pebble store.
 const (
 	ktVersion  = "0.9.56 (2.19)"
-	ktFeatures = "(epoll)"
+	ktFeatures = "(epoll)(lua)"
 	kcVersion  = "ktd (pebble v2)"
 	kcFeatures = "(pebble)"
 )

@@ -24,6 +24,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ktdproject/ktd/internal/script"
 	"github.com/ktdproject/ktd/internal/store"
 )
 
@@ -48,7 +49,8 @@ type Server struct {
 	stats   stats
 	metrics *metrics
 	repl    replState
-	snap    snapState // snapshots (snapshot.go)
+	snap    snapState      // snapshots (snapshot.go)
+	script  *script.Engine // -scr: the Lua procedures of play_script; nil without
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -123,6 +125,23 @@ func New(cfg Config) (*Server, error) {
 		s.closeDBs()
 		return nil, err
 	}
+	if cfg.ScriptPath != "" {
+		eng, err := script.New(script.Config{
+			Path:            cfg.ScriptPath,
+			States:          cfg.Threads,
+			DBs:             s.dbs,
+			Names:           s.byName,
+			Timeout:         max(cfg.ScriptTimeout, 0),
+			MaxInstructions: max(cfg.ScriptMaxInstructions, 0),
+			MaxMemory:       max(cfg.ScriptMaxMemory, 0),
+			Logger:          s.logger,
+		})
+		if err != nil {
+			s.closeDBs()
+			return nil, err
+		}
+		s.script = eng
+	}
 	return s, nil
 }
 
@@ -155,6 +174,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.CommandDir == "" {
 		c.CommandDir = "."
 	}
+	if c.ScriptTimeout == 0 {
+		c.ScriptTimeout = d.ScriptTimeout
+	}
+	if c.ScriptMaxMemory == 0 {
+		c.ScriptMaxMemory = d.ScriptMaxMemory
+	}
 	if err := c.prepareTLS(); err != nil {
 		return c, err
 	}
@@ -181,6 +206,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		if s.repl.log != nil {
 			s.goFunc(s.trimLoop)
+			s.goFunc(s.walSyncLoop)
 		}
 		if s.cfg.SnapshotDir != "" {
 			s.goFunc(s.snapshotLoop)
@@ -273,8 +299,10 @@ func (s *Server) goFunc(f func()) {
 //     loops return;
 //  3. closes every client connection (a request being processed finishes
 //     first; its response may be lost);
-//  4. waits for every goroutine it started;
-//  5. closes the databases, last.
+//  4. waits for every goroutine it started, and for the digests being
+//     computed for replicas;
+//  5. closes the Lua states of the script, if any;
+//  6. closes the databases, last.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -292,6 +320,12 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 
 	s.wg.Wait()
+	if s.repl.master != nil {
+		s.repl.master.Wait() // digests computed for replicas hold database snapshots
+	}
+	if s.script != nil {
+		s.script.Close()
+	}
 	s.snapshotAtClose()
 	err := s.closeDBs()
 	s.logger.Info("server stopped")
@@ -329,38 +363,38 @@ func (s *Server) lookupDB(expr string) int {
 	return -1
 }
 
-// sweepLoop removes expired records in the background. Like KT's idle GC
-// it works when no request has been seen for a moment, so a burst of
-// pipelined requests sees expired records exactly as KT does; under
-// sustained load it still makes progress once a second, in small steps
-// that never hold a lock for long.
+// sweepLoop removes expired records in the background, each soon after
+// it falls due (the store queues when written records expire). Like KT's
+// idle GC it deletes a due record as soon as the server has been idle for
+// a moment, so a burst of pipelined requests sees an expired record
+// exactly as KT does; under sustained traffic it deletes it once it has
+// been due for busyGrace, in small steps that never hold a lock for long.
+// Either way an expired record leaves count, size and match_* within a
+// second of expiring.
 func (s *Server) sweepLoop() {
 	const (
 		tick      = 50 * time.Millisecond
 		idleAfter = 100 * time.Millisecond
-		busyEvery = time.Second
+		busyGrace = 500 * time.Millisecond
 		budget    = 2000
 	)
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	lastBusySweep := time.Now()
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
 		}
-		idle := s.inflight.Load() == 0 &&
-			time.Since(time.Unix(0, s.lastActive.Load())) >= idleAfter
-		if !idle && time.Since(lastBusySweep) < busyEvery {
-			continue
+		grace := time.Duration(0)
+		if s.inflight.Load() != 0 || time.Since(time.Unix(0, s.lastActive.Load())) < idleAfter {
+			grace = busyGrace
 		}
-		lastBusySweep = time.Now()
 		for _, db := range s.dbs {
 			if s.ctx.Err() != nil {
 				return
 			}
-			if _, err := db.Sweep(budget); err != nil {
+			if _, err := db.SweepOverdue(budget, grace); err != nil {
 				s.logger.Warn("expiry sweep failed", "db", db.Spec().Name, "err", err)
 			}
 		}
@@ -383,6 +417,29 @@ func (s *Server) syncLoop() {
 			}
 		}
 	}
+}
+
+// walSyncGap is the least time between two group syncs of the records a
+// replica applied (or a -nosync server committed) without sync: they reach
+// this server's own slaves within about this plus one fsync. It bounds the
+// fsyncs a busy replica makes to 40 a second: many replicas sharing a disk
+// with their master (the PoP simulation puts 23 on one) would otherwise keep
+// it busy with fsyncs the master's synced writes then queue behind.
+const walSyncGap = 25 * time.Millisecond
+
+// walSyncLoop syncs the databases' write-ahead logs after commits made
+// without sync, so that the update log can stream them to slaves (see
+// replication.Log.Sync): one fsync per database covers every such commit
+// of the last walSyncGap.
+func (s *Server) walSyncLoop() {
+	s.repl.log.RunSyncer(s.ctx, walSyncGap, func() error {
+		for _, db := range s.dbs {
+			if err := db.Synchronize(false); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, func(err error) { s.logger.Warn("update-log sync failed", "err", err) })
 }
 
 // trimLoop bounds each database's update log: when it grows past

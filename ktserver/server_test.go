@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,7 +12,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/ktdproject/ktd/internal/ktproto"
 	"github.com/ktdproject/ktd/internal/kttest"
 	"github.com/ktdproject/ktd/ktserver"
 )
@@ -250,38 +247,6 @@ func TestServer_CursorWalk(t *testing.T) {
 	}
 }
 
-func TestServer_PlayScriptBuiltins(t *testing.T) {
-	cfg := memConfig()
-	cfg.ScriptPath = filepath.Join(t.TempDir(), "script.lua")
-	os.WriteFile(cfg.ScriptPath, []byte("-- ktd embeds no Lua\n"), 0o644)
-	_, addr := kttest.StartServer(t, cfg)
-	c := kttest.Dial(t, addr)
-	r := c.RPC("play_script", "name", "echo", "_a", "1")
-	if r.Code != 200 || r.TSV()["_a"] != "1" {
-		t.Fatalf("echo: %d %q", r.Code, r.Body)
-	}
-	r = c.RPC("play_script", "name", "nosuch")
-	if r.Code != 501 || r.TSV()["ERROR"] != "no such scripting procedure" {
-		t.Fatalf("unknown procedure: %d %q", r.Code, r.Body)
-	}
-	// Binary play_script: echo answers, unknown gets 0xBF and the
-	// connection stays open.
-	nc := c.Conn()
-	nc.Write(ktproto.AppendPlayScriptRequest(nil, 0, "echo", []ktproto.KV{{Key: "a", Value: "b"}}))
-	want := []byte{0xB4, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 'a', 'b'}
-	got := make([]byte, len(want))
-	if _, err := io.ReadFull(c.Reader(), got); err != nil || string(got) != string(want) {
-		t.Fatalf("binary echo = %x, %v; want %x", got, err, want)
-	}
-	nc.Write(ktproto.AppendPlayScriptRequest(nil, 0, "nosuch", nil))
-	if b, err := c.Reader().ReadByte(); err != nil || b != 0xBF {
-		t.Fatalf("binary unknown procedure = %x, %v; want bf", b, err)
-	}
-	if r := c.RPC("void"); r.Code != 200 {
-		t.Fatalf("connection after 0xBF: %d", r.Code)
-	}
-}
-
 func TestServer_ReadOnly(t *testing.T) {
 	cfg := memConfig()
 	cfg.ReadOnly = true
@@ -314,6 +279,11 @@ func TestServer_Metrics(t *testing.T) {
 	c.RPC("set", "key", "k", "value", "v")
 	c.RPC("get", "key", "k")
 	c.RPC("get", "key", "missing")
+	c.RPC("get", "key", "missing")
+	c.RPC("no_such_procedure")
+	if r := c.Do("GET /k HTTP/1.1\r\n\r\n"); r.Code != 200 {
+		t.Fatalf("REST GET: %d", r.Code)
+	}
 	mfs, err := cfg.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -330,11 +300,13 @@ func TestServer_Metrics(t *testing.T) {
 		}
 	}
 	for k, want := range map[string]float64{
-		"ktd_requests_total{code=200,procedure=get}": 1,
-		"ktd_requests_total{code=450,procedure=get}": 1,
-		"ktd_requests_total{code=200,procedure=set}": 1,
-		"ktd_db_records{db=0,name=+}":                1,
-		"ktd_open_connections{}":                     1,
+		"ktd_requests_total{code=200,procedure=get}":      1,
+		"ktd_requests_total{code=450,procedure=get}":      2,
+		"ktd_requests_total{code=501,procedure=unknown}":  1,
+		"ktd_requests_total{code=200,procedure=rest_get}": 1,
+		"ktd_requests_total{code=200,procedure=set}":      1,
+		"ktd_db_records{db=0,name=+}":                     1,
+		"ktd_open_connections{}":                          1,
 	} {
 		if got := found[k]; got != want {
 			t.Errorf("%s = %v, want %v", k, got, want)

@@ -19,9 +19,14 @@ package replication
 //	snapshot record: B3 | u16 dbid | u32 ksiz | u32 vsiz | crc | key | value | crc
 //	snapshot end:    B3 | ffff | crc
 //	digest:          B5 | u64 ts | u16 dbid | i64 live_after | u64 count | sum[32] | crc
+//	cut:             B6 | u64 ts | crc
 //
 // The digest frame exists only in checked sessions of replicas that also set
-// FlagVerify: see Master.VerifyInterval and Replica.Verify.
+// FlagVerify: see Master.VerifyInterval and Replica.Verify. A replica that also
+// sets FlagDeferredDigest is sent a cut frame at the exact point of the stream
+// the digests describe (every record up to ts before it, none after), and the
+// digest frames of that ts later, whenever the master has computed them: neither
+// side digests its databases on the stream's path.
 
 import (
 	"bufio"
@@ -41,10 +46,16 @@ const (
 	// and then, so the replica can compare its databases with the master's.
 	FlagVerify uint32 = 0x10
 
+	// FlagDeferredDigest (request flags, with FlagVerify): send a cut frame
+	// where the digests apply, and the digest frames later.
+	FlagDeferredDigest uint32 = 0x20
+
 	// MagicChecked is a ktd master's answer accepting a checked session.
 	MagicChecked = 0xB4
 	// MagicDigest is a digest frame (checked sessions only).
 	MagicDigest = 0xB5
+	// MagicCut is a cut frame (checked sessions with FlagDeferredDigest only).
+	MagicCut = 0xB6
 )
 
 // ErrChecksum reports a frame whose checksum does not match its bytes: the
@@ -143,6 +154,14 @@ func (w *frameWriter) digest(d Digest) {
 	binary.BigEndian.PutUint64(h[11:], uint64(d.LiveAfter))
 	binary.BigEndian.PutUint64(h[19:], d.Count)
 	copy(h[27:], d.Sum[:])
+	w.part(h)
+}
+
+// cut writes a cut frame.
+func (w *frameWriter) cut(ts uint64) {
+	h := w.hdr[:9]
+	h[0] = MagicCut
+	binary.BigEndian.PutUint64(h[1:], ts)
 	w.part(h)
 }
 
@@ -318,6 +337,21 @@ func (r *frameReader) digest() (Digest, error) {
 	}
 	copy(d.Sum[:], h[26:])
 	return d, nil
+}
+
+// cut reads a cut frame (its magic included) and returns its ts.
+func (r *frameReader) cut() (uint64, error) {
+	if _, err := r.br.ReadByte(); err != nil {
+		return 0, err
+	}
+	if !r.checked {
+		return 0, ErrMalformed // never sent in a plain session
+	}
+	h, err := r.head(MagicCut, 8)
+	if err != nil {
+		return 0, err
+	}
+	return binary.BigEndian.Uint64(h), nil
 }
 
 // ReadCheckedFrame is ReadFrame for a checked session: it also verifies the

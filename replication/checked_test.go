@@ -14,7 +14,7 @@ import (
 
 // sessionItem is one frame of a test stream, as written and as read back.
 type sessionItem struct {
-	kind string // "frame", "bootstrap", "record", "end", "digest"
+	kind string // "frame", "bootstrap", "record", "end", "digest", "cut"
 	f    Frame
 	ts   uint64
 	sid  uint16
@@ -40,6 +40,9 @@ func testSession() []sessionItem {
 		{kind: "frame", f: Frame{Nop: true, TS: 1004}},
 		{kind: "digest", d: Digest{TS: 1004, DBID: 1, LiveAfter: 1 << 40, Count: 7, Sum: sha256.Sum256([]byte("x"))}},
 		{kind: "frame", f: Frame{TS: 1005, Msg: msg}},
+		{kind: "cut", ts: 1005},
+		{kind: "frame", f: Frame{TS: 1006, Msg: rm}},
+		{kind: "digest", d: Digest{TS: 1005, DBID: 0, LiveAfter: 1 << 40, Count: 1, Sum: sha256.Sum256([]byte("y"))}},
 	}
 }
 
@@ -59,6 +62,8 @@ func writeSession(t testing.TB, items []sessionItem, checked bool) []byte {
 			fw.snapshotEnd()
 		case "digest":
 			fw.digest(it.d)
+		case "cut":
+			fw.cut(it.ts)
 		case "frame":
 			if it.f.Nop {
 				fw.nop(it.f.TS)
@@ -112,6 +117,12 @@ func readSession(b []byte, checked bool) ([]sessionItem, error) {
 				return got, err
 			}
 			got = append(got, sessionItem{kind: "digest", d: d})
+		case p[0] == MagicCut:
+			ts, err := fr.cut()
+			if err != nil {
+				return got, err
+			}
+			got = append(got, sessionItem{kind: "cut", ts: ts})
 		default:
 			f, _, err := fr.next(nil)
 			if err != nil {
@@ -133,6 +144,8 @@ func sameItem(a, b sessionItem) bool {
 		return a.dbid == b.dbid && bytes.Equal(a.key, b.key) && bytes.Equal(a.val, b.val)
 	case "bootstrap":
 		return a.ts == b.ts && a.sid == b.sid
+	case "cut":
+		return a.ts == b.ts
 	case "digest":
 		return reflect.DeepEqual(a.d, b.d)
 	}
@@ -146,9 +159,9 @@ func TestCheckedSessionRoundTrip(t *testing.T) {
 	for _, checked := range []bool{false, true} {
 		plainItems := items
 		if !checked {
-			plainItems = nil // digest frames exist only in checked sessions
+			plainItems = nil // digest and cut frames exist only in checked sessions
 			for _, it := range items {
-				if it.kind != "digest" {
+				if it.kind != "digest" && it.kind != "cut" {
 					plainItems = append(plainItems, it)
 				}
 			}
@@ -231,7 +244,7 @@ func TestCheckedStreamDetectsEveryFlip(t *testing.T) {
 func TestPlainStreamMissesFlips(t *testing.T) {
 	var items []sessionItem
 	for _, it := range testSession() {
-		if it.kind != "digest" {
+		if it.kind != "digest" && it.kind != "cut" {
 			items = append(items, it)
 		}
 	}

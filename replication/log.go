@@ -3,6 +3,7 @@ package replication
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"errors"
 	"slices"
 	"sync"
@@ -37,6 +38,16 @@ type Log struct {
 	tail      []record
 	tailBytes int
 	tailFrom  uint64
+
+	// Commits made without sync (a replica applying its master's stream, a
+	// -nosync server) are streamed on only once synced, so that no slave
+	// ever holds a record its master could lose in a crash: unsynced counts
+	// the unsynced commits that finished, and a sync round (Sync) that
+	// covered the first covered of them made every record up to durable
+	// durable.
+	unsynced, covered uint64
+	durable           uint64
+	kick              chan struct{} // signalled when an unsynced commit finishes
 }
 
 // Bounds of the in-memory tail of the log.
@@ -58,6 +69,7 @@ func NewLog(sid uint16, last uint64, now func() time.Time) *Log {
 		pending: make(map[uint64]int),
 		last:    last,
 		changed: make(chan struct{}),
+		kick:    make(chan struct{}, 1),
 	}
 	l.cond = sync.NewCond(&l.mu)
 	return l
@@ -67,8 +79,10 @@ func NewLog(sid uint16, last uint64, now func() time.Time) *Log {
 func (l *Log) SID() uint16 { return l.sid }
 
 // Reserve returns the first of n consecutive timestamps for one commit.
-// done must be called once the commit attempt has finished.
-func (l *Log) Reserve(n int) (uint64, func(committed bool)) {
+// done must be called once the commit attempt has finished. synced says
+// whether the commit is durable when it finishes; the records of one that
+// is not are held back from slaves until a Sync round covers them.
+func (l *Log) Reserve(n int, synced bool) (uint64, func(committed bool)) {
 	l.mu.Lock()
 	for l.cutting {
 		l.cond.Wait()
@@ -78,10 +92,22 @@ func (l *Log) Reserve(n int) (uint64, func(committed bool)) {
 	l.last = first + uint64(n) - 1
 	l.mu.Unlock()
 	var once sync.Once
-	return first, func(bool) {
+	return first, func(committed bool) {
 		once.Do(func() {
 			l.mu.Lock()
 			delete(l.pending, first)
+			if committed && !synced {
+				if l.unsynced == l.covered {
+					// Nothing was waiting for a sync: every finished record
+					// before this commit is durable.
+					l.durable = max(l.durable, min(l.commitHorizonLocked(), first-1))
+				}
+				l.unsynced++
+				select {
+				case l.kick <- struct{}{}:
+				default:
+				}
+			}
 			close(l.changed)
 			l.changed = make(chan struct{})
 			if l.cutting && len(l.pending) == 0 {
@@ -176,11 +202,23 @@ func (l *Log) fromTail(after, upTo uint64, limit int) (recs []record, ok bool) {
 	return recs, true
 }
 
-// Horizon returns the highest timestamp up to which every reserved commit
-// has finished (committed or failed): records at or below it are final.
+// Horizon returns the highest timestamp up to which every record is final
+// and durable, the limit of what may be streamed to slaves: every reserved
+// commit up to it has finished (committed or failed), and the unsynced ones
+// among them have been synced since.
 func (l *Log) Horizon() uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	h := l.commitHorizonLocked()
+	if l.unsynced != l.covered {
+		h = min(h, l.durable)
+	}
+	return h
+}
+
+// commitHorizonLocked returns the highest timestamp up to which every
+// reserved commit has finished. The caller holds l.mu.
+func (l *Log) commitHorizonLocked() uint64 {
 	h := l.last
 	for first := range l.pending {
 		if first-1 < h {
@@ -188,6 +226,65 @@ func (l *Log) Horizon() uint64 {
 		}
 	}
 	return h
+}
+
+// Unsynced reports whether records are held back for a sync (see Sync).
+func (l *Log) Unsynced() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.unsynced != l.covered
+}
+
+// Sync makes the records of unsynced commits streamable: it notes the
+// commits finished so far, calls sync (which must sync every database's
+// write-ahead log, as store.DB.Synchronize does) unless none of them was
+// unsynced, and then releases every record up to the commit horizon noted.
+// A commit that finishes during sync is left for the next round.
+func (l *Log) Sync(sync func() error) error {
+	l.mu.Lock()
+	h, u := l.commitHorizonLocked(), l.unsynced
+	need := u != l.covered
+	l.mu.Unlock()
+	if !need {
+		return nil
+	}
+	if err := sync(); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if u > l.covered {
+		l.covered = u
+		l.durable = max(l.durable, h)
+		close(l.changed)
+		l.changed = make(chan struct{})
+	}
+	return nil
+}
+
+// RunSyncer runs Sync rounds until ctx ends, whenever unsynced commits have
+// finished, at most one every gap: the records a replica applies without
+// sync reach its own slaves within about gap plus one fsync, and one fsync
+// covers every commit of the gap. Errors are logged by logf and retried.
+func (l *Log) RunSyncer(ctx context.Context, gap time.Duration, sync func() error, logf func(error)) {
+	for ctx.Err() == nil {
+		if !l.Unsynced() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-l.kick:
+			}
+			continue
+		}
+		if err := l.Sync(sync); err != nil {
+			logf(err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(gap):
+		}
+	}
 }
 
 // Changed returns a channel that is closed the next time a commit

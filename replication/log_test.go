@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"testing"
@@ -19,34 +20,34 @@ func (f *fakeNow) set(t time.Time) { f.mu.Lock(); f.t = t; f.mu.Unlock() }
 func TestLog_TimestampsOnlyGrow(t *testing.T) {
 	clk := &fakeNow{t: time.UnixMilli(1795646765907)}
 	l := NewLog(1, 0, clk.now)
-	first, done := l.Reserve(1)
+	first, done := l.Reserve(1, true)
 	done(true)
 	if want := uint64(1795646765907) * 1_000_000; first != want {
 		t.Fatalf("first ts = %d, want %d (ms × 10⁶, counter 0)", first, want)
 	}
 	// The clock stalls: the counter goes on.
-	second, done := l.Reserve(3)
+	second, done := l.Reserve(3, true)
 	done(true)
 	if second != first+1 {
 		t.Fatalf("same millisecond: ts = %d, want %d", second, first+1)
 	}
 	// The clock steps back an hour: still strictly increasing.
 	clk.set(clk.now().Add(-time.Hour))
-	third, done := l.Reserve(1)
+	third, done := l.Reserve(1, true)
 	done(true)
 	if third != second+3 {
 		t.Fatalf("after a step back: ts = %d, want %d", third, second+3)
 	}
 	// A restart seeded with the last logged ts continues after it.
 	l2 := NewLog(1, third, clk.now)
-	if ts, done := l2.Reserve(1); ts <= third {
+	if ts, done := l2.Reserve(1, true); ts <= third {
 		t.Fatalf("after restart: ts = %d, want > %d", ts, third)
 	} else {
 		done(true)
 	}
 	// The clock moves on: the counter restarts at 0 in the new millisecond.
 	clk.set(time.UnixMilli(1795646765999))
-	ts, done := l2.Reserve(1)
+	ts, done := l2.Reserve(1, true)
 	done(true)
 	if want := uint64(1795646765999) * 1_000_000; ts != want {
 		t.Fatalf("new millisecond: ts = %d, want %d", ts, want)
@@ -56,8 +57,8 @@ func TestLog_TimestampsOnlyGrow(t *testing.T) {
 func TestLog_HorizonWaitsForCommitsInFlight(t *testing.T) {
 	clk := &fakeNow{t: time.UnixMilli(1_000)}
 	l := NewLog(1, 0, clk.now)
-	a, doneA := l.Reserve(2) // a, a+1
-	b, doneB := l.Reserve(1) // b = a+2
+	a, doneA := l.Reserve(2, true) // a, a+1
+	b, doneB := l.Reserve(1, true) // b = a+2
 	if h := l.Horizon(); h != a-1 {
 		t.Fatalf("horizon with both in flight = %d, want %d", h, a-1)
 	}
@@ -86,7 +87,7 @@ func TestLog_ConcurrentReservationsAreUnique(t *testing.T) {
 	for range 8 {
 		wg.Go(func() {
 			for range 500 {
-				ts, done := l.Reserve(2)
+				ts, done := l.Reserve(2, true)
 				mu.Lock()
 				for _, x := range []uint64{ts, ts + 1} {
 					if seen[x] {
@@ -110,11 +111,11 @@ func TestLog_TailServesCommittedRecordsInOrder(t *testing.T) {
 	if _, ok := l.fromTail(0, ^uint64(0), 10); ok {
 		t.Fatal("an empty tail claims to cover the log")
 	}
-	x, doneX := l.Reserve(1) // the first commit starts the tail
+	x, doneX := l.Reserve(1, true) // the first commit starts the tail
 	l.Committed(x, []byte("x"), []int{1})
 	doneX(true)
-	a, doneA := l.Reserve(2)
-	b, doneB := l.Reserve(1)
+	a, doneA := l.Reserve(2, true)
+	b, doneB := l.Reserve(1, true)
 	// b commits before a: the tail must still come out in ts order.
 	l.Committed(b, []byte("c"), []int{1})
 	doneB(true)
@@ -135,7 +136,7 @@ func TestLog_TailServesCommittedRecordsInOrder(t *testing.T) {
 	}
 	// Eviction moves the covered range forward.
 	for range tailMaxRecords + 10 {
-		ts, done := l.Reserve(1)
+		ts, done := l.Reserve(1, true)
 		l.Committed(ts, []byte("x"), []int{1})
 		done(true)
 	}
@@ -164,7 +165,7 @@ func TestLog_CutSeesNoCommitInFlight(t *testing.T) {
 					return
 				default:
 				}
-				first, done := l.Reserve(3)
+				first, done := l.Reserve(3, true)
 				mu.Lock()
 				inFlight[first] = true
 				highest = max(highest, first+2)
@@ -213,7 +214,7 @@ func TestLog_CutSeesNoCommitInFlight(t *testing.T) {
 // fail after its wait, and reservations go on afterwards.
 func TestLog_CutGivesUpOnAStuckCommit(t *testing.T) {
 	l := NewLog(1, 0, nil)
-	_, stuck := l.Reserve(1)
+	_, stuck := l.Reserve(1, true)
 	called := false
 	start := time.Now()
 	if err := l.Cut(50*time.Millisecond, func(uint64) error { called = true; return nil }); !errors.Is(err, ErrNoCut) || called {
@@ -224,7 +225,7 @@ func TestLog_CutGivesUpOnAStuckCommit(t *testing.T) {
 	}
 	reserved := make(chan struct{})
 	go func() {
-		_, done := l.Reserve(1)
+		_, done := l.Reserve(1, true)
 		done(true)
 		close(reserved)
 	}()
@@ -236,5 +237,111 @@ func TestLog_CutGivesUpOnAStuckCommit(t *testing.T) {
 	stuck(true)
 	if err := l.Cut(time.Second, func(uint64) error { called = true; return nil }); err != nil || !called {
 		t.Fatalf("Cut once the commit finished: %v, fn called %v", err, called)
+	}
+}
+
+// TestLog_UnsyncedCommitsWaitForASync checks that records of commits made
+// without sync are held back from the horizon until a Sync round that
+// started after they finished, and that a round without unsynced commits
+// does not sync.
+func TestLog_UnsyncedCommitsWaitForASync(t *testing.T) {
+	clk := &fakeNow{t: time.UnixMilli(1_000)}
+	l := NewLog(1, 0, clk.now)
+	a, done := l.Reserve(1, true)
+	done(true)
+	if h := l.Horizon(); h != a {
+		t.Fatalf("after a synced commit: horizon %d, want %d", h, a)
+	}
+	syncs := 0
+	sync := func() error { syncs++; return nil }
+	if err := l.Sync(sync); err != nil || syncs != 0 {
+		t.Fatalf("Sync with nothing unsynced: err %v, %d syncs, want none", err, syncs)
+	}
+
+	b, done := l.Reserve(2, false) // b, b+1 unsynced
+	done(true)
+	if !l.Unsynced() {
+		t.Fatal("Unsynced() = false after an unsynced commit")
+	}
+	if h := l.Horizon(); h != a {
+		t.Fatalf("unsynced commit not yet synced: horizon %d, want %d (held back)", h, a)
+	}
+	// A synced commit after it is held back too: it may not pass b.
+	c, done := l.Reserve(1, true)
+	done(true)
+	if h := l.Horizon(); h != a {
+		t.Fatalf("synced commit behind an unsynced one: horizon %d, want %d", h, a)
+	}
+	changed := l.Changed()
+	// A commit that finishes while the sync runs is left for the next round.
+	var d uint64
+	err := l.Sync(func() error {
+		syncs++
+		var doneD func(bool)
+		d, doneD = l.Reserve(1, false)
+		doneD(true)
+		return nil
+	})
+	if err != nil || syncs != 1 {
+		t.Fatalf("Sync: err %v, %d syncs, want 1", err, syncs)
+	}
+	select {
+	case <-changed:
+	default:
+		t.Fatal("Sync released records without waking the streamers")
+	}
+	if h := l.Horizon(); h != c || b+1 >= d {
+		t.Fatalf("after one round: horizon %d, want %d (b=%d, d=%d)", h, c, b, d)
+	}
+	if !l.Unsynced() {
+		t.Fatal("the commit made during the sync counts as synced")
+	}
+	if err := l.Sync(sync); err != nil || syncs != 2 {
+		t.Fatalf("second round: err %v, %d syncs, want 2", err, syncs)
+	}
+	if h := l.Horizon(); h != d || l.Unsynced() {
+		t.Fatalf("after the second round: horizon %d, want %d, unsynced %v", h, d, l.Unsynced())
+	}
+	// A failed sync releases nothing.
+	e, done := l.Reserve(1, false)
+	done(true)
+	if err := l.Sync(func() error { return errors.New("disk gone") }); err == nil {
+		t.Fatal("Sync swallowed the sync error")
+	}
+	if h := l.Horizon(); h >= e {
+		t.Fatalf("after a failed sync: horizon %d reaches the unsynced record %d", h, e)
+	}
+	// A failed commit needs no sync.
+	l2 := NewLog(1, 0, clk.now)
+	_, done = l2.Reserve(1, false)
+	done(false)
+	if l2.Unsynced() {
+		t.Fatal("a commit that failed is waiting for a sync")
+	}
+}
+
+// TestLog_RunSyncer checks the background syncer releases unsynced records.
+func TestLog_RunSyncer(t *testing.T) {
+	l := NewLog(1, 0, nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var mu sync.Mutex
+	syncs := 0
+	go l.RunSyncer(ctx, time.Millisecond, func() error { mu.Lock(); syncs++; mu.Unlock(); return nil }, func(err error) { t.Error(err) })
+	for range 3 {
+		ts, done := l.Reserve(1, false)
+		done(true)
+		deadline := time.Now().Add(10 * time.Second)
+		for l.Horizon() < ts {
+			if time.Now().After(deadline) {
+				t.Fatalf("record %d never released (horizon %d)", ts, l.Horizon())
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if syncs == 0 || syncs > 3 {
+		t.Fatalf("%d syncs for 3 unsynced commits, want 1 to 3", syncs)
 	}
 }

@@ -42,16 +42,30 @@ type Master struct {
 
 	slaves atomic.Int64 // slaves being served
 
-	cutMu sync.Mutex // guards cut; held while one is computed
-	cut   *digestCut // the newest, shared by the slaves' streamers
+	cutMu     sync.Mutex     // guards cut; held while one is taken
+	cut       *digestCut     // the newest, shared by the slaves' streamers
+	digesting sync.WaitGroup // digests being computed (Wait)
 }
 
 // digestCut is a digest of every database at one cut of the log (Log.Cut):
-// exactly the commits up to ts.
+// exactly the commits up to ts. The digests are computed off the streams'
+// path: done is closed once digests is set (or err, when it failed).
 type digestCut struct {
 	ts      uint64
 	at      time.Time
+	done    chan struct{}
 	digests []Digest // one per database that does not evict on its own
+	err     error
+}
+
+// ready reports whether the cut's digests have been computed.
+func (c *digestCut) ready() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // Slaves returns the number of slaves being served.
@@ -134,6 +148,7 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 	}
 	checked := flags&FlagChecksum != 0
 	verify := checked && flags&FlagVerify != 0 && m.VerifyInterval >= 0
+	deferred := verify && flags&FlagDeferredDigest != 0
 	logger.Info("slave connected", "from_ts", ts, "whitesid", flags&ktproto.FlagWhiteSID != 0, "bootstrap", bootstrap, "checked", checked)
 	m.slaves.Add(1)
 	defer m.slaves.Add(-1)
@@ -176,12 +191,51 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 		verifyEvery = time.Minute
 	}
 	lastVerify := time.Now()
+	// lastNop is when the slave last acknowledged an idle frame: one goes
+	// after each idle interval without records, not after every batch.
+	var lastNop time.Time
+	coalesce, wait := time.NewTimer(time.Hour), time.NewTimer(time.Hour)
+	coalesce.Stop()
+	wait.Stop()
+	defer coalesce.Stop()
 	// cut, when set, is a digest of the databases at a cut of the log not
-	// yet passed: it is sent once every record up to it has been.
+	// yet passed: it is sent once every record up to it has been — to a
+	// replica that defers digests as a cut frame there, its digests later
+	// (sent, the cuts whose digests are still being computed).
 	var cut *digestCut
+	var sent []*digestCut
+	passCut := func() error {
+		if deferred {
+			fw.cut(cut.ts)
+			sent = append(sent, cut)
+		} else {
+			// An older replica: the digests must go here, so wait for them.
+			<-cut.done
+			if cut.err != nil {
+				return cut.err
+			}
+			sendCut(cut, fw)
+		}
+		cut = nil
+		return nil
+	}
+	// sendReady sends the digests of the cuts sent that are ready, in order.
+	sendReady := func() error {
+		for len(sent) > 0 && sent[0].ready() {
+			if err := sent[0].err; err != nil {
+				return err
+			}
+			sendCut(sent[0], fw)
+			sent = sent[1:]
+		}
+		return nil
+	}
 	for {
 		if ctx.Err() != nil {
 			return nil
+		}
+		if err := sendReady(); err != nil {
+			return err
 		}
 		// Take the wake-up channel before reading, so that a commit that
 		// lands after the read is not missed.
@@ -194,8 +248,9 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 			for _, r := range recs {
 				if cut != nil && r.ts > cut.ts {
 					// Every record up to the cut has been sent, none after.
-					sendCut(cut, fw)
-					cut = nil
+					if err := passCut(); err != nil {
+						return err
+					}
 				}
 				keep := len(r.msg) >= 2 && (uint16(r.msg[0])<<8|uint16(r.msg[1]) == sid) == white
 				if keep && !markers && IsTxMarker(r.msg) {
@@ -223,43 +278,56 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 				// round carries several. Under load this turns one Pebble
 				// read, one write and one wake-up per commit and slave into
 				// one per batch, for at most coalesceDelay of extra lag.
+				coalesce.Reset(coalesceDelay)
 				select {
 				case <-ctx.Done():
-				case <-time.After(coalesceDelay):
+				case <-coalesce.C:
 				}
 			}
 			continue
 		}
 
-		// Caught up: an idle frame, which the slave must answer with 0xB1.
-		// KT sends max(now - 1 s, last record read). ktd caps "now - 1 s"
-		// at the log's horizon: a slave's position must never pass a
-		// timestamp the master may still hand out, which after a restart
-		// with the clock set back could be lower than now - 1 s.
-		nop := min(PureClock(time.Now())-1_000_000_000, m.Log.Horizon())
-		if pos > nop {
-			nop = pos
-		}
-		if cut != nil {
-			// Caught up: every record up to the cut, which is below the
-			// horizon, has been sent.
-			sendCut(cut, fw)
-			cut = nil
-		}
-		fw.nop(nop)
-		if err := write(); err != nil {
-			return err
-		}
-		nc.SetReadDeadline(time.Now().Add(timeout))
-		ack, err := br.ReadByte()
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
+		// Caught up.
+		if cut != nil && cut.ts <= m.Log.Horizon() {
+			// Every record up to the cut has been sent. (The horizon can lag
+			// the cut while unsynced commits wait for a sync: then the cut
+			// goes once they have been streamed.)
+			if err := passCut(); err != nil {
+				return err
 			}
-			return fmt.Errorf("read ack: %w", err)
 		}
-		if ack != ktproto.MagicReplication {
-			return fmt.Errorf("slave answered %#x to an idle frame", ack)
+		if time.Since(lastNop) >= idle {
+			// Quiet for an idle interval: an idle frame, which the slave must
+			// answer with 0xB1 (as KT's master sends when a poll, every 100 ms,
+			// finds nothing). KT sends max(now - 1 s, last record read). ktd
+			// caps "now - 1 s" at the log's horizon: a slave's position must
+			// never pass a timestamp the master may still hand out, which
+			// after a restart with the clock set back could be lower than
+			// now - 1 s.
+			nop := min(PureClock(time.Now())-1_000_000_000, m.Log.Horizon())
+			if pos > nop {
+				nop = pos
+			}
+			fw.nop(nop)
+			if err := write(); err != nil {
+				return err
+			}
+			nc.SetReadDeadline(time.Now().Add(timeout))
+			ack, err := br.ReadByte()
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					return nil
+				}
+				return fmt.Errorf("read ack: %w", err)
+			}
+			if ack != ktproto.MagicReplication {
+				return fmt.Errorf("slave answered %#x to an idle frame", ack)
+			}
+			lastNop = time.Now()
+		} else if bw.Buffered() > 0 {
+			if err := write(); err != nil { // a cut or digests
+				return err
+			}
 		}
 		if verify && cut == nil && time.Since(lastVerify) >= verifyEvery {
 			lastVerify = time.Now()
@@ -267,13 +335,18 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 				return err
 			}
 		}
-		timer := time.NewTimer(idle)
+		var digested <-chan struct{} // wakes the streamer when the next digests are ready
+		if len(sent) > 0 {
+			digested = sent[0].done
+		}
+		wait.Reset(max(time.Until(lastNop.Add(idle)), 0))
 		select {
 		case <-changed:
-		case <-timer.C:
+		case <-digested:
+		case <-wait.C:
 		case <-ctx.Done():
 		}
-		timer.Stop()
+		wait.Stop()
 	}
 }
 
@@ -335,13 +408,13 @@ func (m *Master) digestCut(pos uint64, every time.Duration) (*digestCut, error) 
 		return c, nil
 	}
 	views := make([]*store.DigestView, len(m.DBs))
-	defer func() {
+	closeViews := func() {
 		for _, v := range views {
 			if v != nil {
 				v.Close()
 			}
 		}
-	}()
+	}
 	var ts uint64
 	err := m.Log.Cut(cutWait, func(last uint64) error {
 		ts = last
@@ -358,27 +431,40 @@ func (m *Master) digestCut(pos uint64, every time.Duration) (*digestCut, error) 
 		return nil
 	})
 	if errors.Is(err, ErrNoCut) {
+		closeViews()
 		return nil, nil
 	}
 	if err != nil {
+		closeViews()
 		return nil, err
 	}
 	now := time.Now()
 	live := now.Add(liveMargin + every).Unix()
-	c := &digestCut{ts: ts, at: now}
-	for i, v := range views {
-		if v == nil {
-			continue
+	c := &digestCut{ts: ts, at: now, done: make(chan struct{})}
+	m.digesting.Add(1)
+	go func() {
+		defer m.digesting.Done()
+		defer close(c.done)
+		defer closeViews()
+		for i, v := range views {
+			if v == nil {
+				continue
+			}
+			d, err := v.Digest(live)
+			if err != nil {
+				c.err = err
+				return
+			}
+			c.digests = append(c.digests, Digest{TS: ts, DBID: uint16(i), LiveAfter: live, Count: uint64(d.Count), Sum: d.Sum})
 		}
-		d, err := v.Digest(live)
-		if err != nil {
-			return nil, err
-		}
-		c.digests = append(c.digests, Digest{TS: ts, DBID: uint16(i), LiveAfter: live, Count: uint64(d.Count), Sum: d.Sum})
-	}
+	}()
 	m.cut = c
 	return c, nil
 }
+
+// Wait waits for the digests being computed off the streams' path: call it
+// after the streams have returned and before closing the databases.
+func (m *Master) Wait() { m.digesting.Wait() }
 
 // sendCut writes a cut's digest frames.
 func sendCut(c *digestCut, fw *frameWriter) {

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -60,10 +61,16 @@ type Replica struct {
 	// (KTBootstrap; its Conns, Page, Batch and Rate fields are used).
 	KTBoot KTBootstrap
 
+	// inlineDigests makes the replica ask for digests where they apply
+	// rather than deferred (as ktd replicas before FlagDeferredDigest did):
+	// tests use it to check masters still serve such replicas.
+	inlineDigests bool
+
 	// rebootstrap: the next session asks for a snapshot (divergence found).
 	rebootstrap atomic.Bool
-	// lastRebootstrap is when the last divergence asked for one.
+	// lastRebootstrap is when the last divergence asked for one (judgeMu).
 	lastRebootstrap time.Time
+	judgeMu         sync.Mutex
 
 	// position is the timestamp of the last frame handled.
 	position atomic.Uint64
@@ -278,12 +285,22 @@ func (r *Replica) session(ctx context.Context) (accepted bool, err error) {
 		return false, err
 	}
 	defer nc.Close()
-	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
+	// The session ends with ctx, or when a comparison made off its path finds
+	// the replica diverged (the verifier cancels sctx).
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(sctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
 	flags := FlagGapAware | FlagChecksum
+	var ver *verifier
 	if r.Verify {
 		flags |= FlagVerify
+		if !r.inlineDigests {
+			flags |= FlagDeferredDigest
+			ver = newVerifier(r, cancel)
+			defer ver.close()
+		}
 	}
 	rebootstrap := r.rebootstrap.Load()
 	if r.Bootstrap && pos == 0 || rebootstrap {
@@ -325,8 +342,11 @@ func (r *Replica) session(ctx context.Context) (accepted bool, err error) {
 	iv := r.Interval
 	for {
 		// Every read below sets its own deadline, which would undo the one
-		// cancellation set: look at ctx on every round.
-		if err := ctx.Err(); err != nil {
+		// cancellation set: look at the session's context on every round.
+		if err := sctx.Err(); err != nil {
+			if ver != nil && ver.diverged() && ctx.Err() == nil {
+				return true, errors.Join(ErrDiverged, run.flush(r.DBs))
+			}
 			return true, errors.Join(err, run.flush(r.DBs))
 		}
 		// Data frames already received are applied together, one batch
@@ -351,11 +371,31 @@ func (r *Replica) session(ctx context.Context) (accepted bool, err error) {
 				r.counters().Rebootstraps.Add(1)
 			}
 			continue
+		} else if err == nil && magic[0] == MagicCut && fr.checked {
+			ts, err := fr.cut()
+			if err != nil {
+				return true, err
+			}
+			if ver != nil {
+				// Everything up to the cut is in the stream before it.
+				if err := run.flush(r.DBs); err != nil {
+					return true, err
+				}
+				if err := ver.cut(ts); err != nil {
+					return true, err
+				}
+			}
+			continue
 		} else if err == nil && magic[0] == MagicDigest && fr.checked {
 			d, err := fr.digest()
 			if err != nil {
 				return true, err
 			}
+			if ver != nil {
+				ver.digest(d) // compared off the stream's path
+				continue
+			}
+			// A master that sends digests where they apply: compare now.
 			if err := run.flush(r.DBs); err != nil {
 				return true, err
 			}
@@ -611,6 +651,16 @@ func (r *Replica) compare(d Digest) error {
 	if err != nil {
 		return err
 	}
+	return r.judge(d, own)
+}
+
+// judge compares the master's digest d with the replica's own of the same
+// cut: it counts the outcome and, when they differ, decides whether to
+// re-bootstrap (ErrDiverged). Comparisons of one replica never run at once.
+func (r *Replica) judge(d Digest, own store.SnapshotDigest) error {
+	r.judgeMu.Lock()
+	defer r.judgeMu.Unlock()
+	db := r.DBs[d.DBID]
 	logger := r.logger()
 	if own.Sum == d.Sum && uint64(own.Count) == d.Count {
 		r.counters().Verified.Add(1)

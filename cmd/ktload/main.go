@@ -24,7 +24,17 @@ func main() {
 	flag.IntVar(&cfg.VSize, "vsize", 100, "value size in bytes")
 	flag.DurationVar(&cfg.Duration, "d", 10*time.Second, "duration")
 	preload := flag.Int("preload", 0, "store keys k00000000.. up to this count, then exit")
+	ktbulk := flag.Int("ktbulk", 0, "run KT's `ktremotetest bulk -bin -set` load: this many records per connection (-c threads, -batch per request)")
 	flag.Parse()
+	if *ktbulk > 0 {
+		res, err := loadgen.RunKTBulk(context.Background(), cfg.Addr, cfg.Conns, *ktbulk, cfg.Batch)
+		fmt.Println(res)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ktload:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *preload > 0 {
 		if err := loadgen.Preload(context.Background(), cfg.Addr, *preload, cfg.VSize, 1000); err != nil {
 			fmt.Fprintln(os.Stderr, "ktload:", err)

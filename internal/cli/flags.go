@@ -8,10 +8,10 @@ import (
 	"log/slog"
 	"math"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
-
-	"github.com/ktdproject/ktd/internal/ktproto"
 )
 
 // Options is the parsed command line.
@@ -41,6 +41,7 @@ type Options struct {
 	ReplIV     float64       // -riv
 	DBs        []string      // database arguments
 	Version    bool          // --version
+	Help       bool          // -h, -help, --help
 
 	// ktd extensions.
 	MetricsAddr string        // -metrics host:port: serve Prometheus metrics there
@@ -56,6 +57,9 @@ type Options struct {
 	MaxRecords  int64         // -maxrec: bound on the records of one bulk request
 	MaxInflight int64         // -maxinflight: budget of request bytes in flight
 	Idle        time.Duration // -idle: close keep-alive connections idle this long (0 = never)
+	ScriptTime  time.Duration // -scrtime: bound on one play_script call (0 = default, negative = none)
+	ScriptInstr int64         // -scrinst: bound on the Lua instructions of one call (0 = none)
+	ScriptMem   int64         // -scrmem: bound on what one Lua state holds (0 = default, negative = none)
 
 	// Bootstrap from a KT master (ktboot.go).
 	BootRate  int // -bsrate: records copied per second (0 = no bound)
@@ -99,14 +103,21 @@ const Usage = `usage: ktd [-host str] [-port num] [-tout num] [-th num] [-log fi
            [-metrics host:port] [-nosync] [-maxconn num] [-bootstrap] [-rverify sec]
            [-bsrate num] [-bsconn num] [-bspage num]
            [-ulogage sec] [-txidle sec] [-maxkey num] [-maxval num] [-maxbody num] [-maxrec num]
-           [-maxinflight num] [-idle sec] [-tlscert file -tlskey file] [-tlsca file]
+           [-maxinflight num] [-idle sec] [-scrtime sec] [-scrinst num] [-scrmem num]
+           [-tlscert file -tlskey file] [-tlsca file]
            [-tlsclients] [-tlsplain] [-mtls [-mtlscert file -mtlskey file] [-mtlsca file]]
            [db...]
        ktd --version
+       ktd -h | --help
+       ktd recover SRC DST
+       ktd ulog dump|export ...
+       ktd verify A B ...
 `
 
 // Parse parses KT's command line. Options are recognised only before the
-// first database argument or "--", as in KT.
+// first database argument or "--", as in KT. Numeric values must be whole
+// numbers in KT's forms (numbers.go); anything else is an ErrUsage naming
+// the flag. -h, -help and --help set Help.
 func Parse(args []string) (*Options, error) {
 	o := &Options{
 		Port:       1978,
@@ -124,16 +135,6 @@ func Parse(args []string) (*Options, error) {
 		return o, nil
 	}
 	i := 0
-	next := func(name string) (string, error) {
-		if i+1 >= len(args) {
-			return "", fmt.Errorf("%w: %s needs a value", ErrUsage, name)
-		}
-		i++
-		return args[i], nil
-	}
-	notice := func(name, why string) {
-		o.Notices = append(o.Notices, fmt.Sprintf("%s is accepted and ignored: %s", name, why))
-	}
 	for ; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
@@ -143,155 +144,240 @@ func Parse(args []string) (*Options, error) {
 		if len(a) < 2 || a[0] != '-' {
 			break
 		}
-		var v string
-		var err error
-		switch a {
-		case "-host", "-port", "-tout", "-th", "-log", "-ulog", "-ulim", "-uasi", "-sid",
-			"-asi", "-bgs", "-bgsi", "-bgsc", "-pid", "-cmd", "-scr", "-mhost", "-mport",
-			"-rts", "-riv", "-plsv", "-plex", "-pldb", "-metrics", "-maxconn", "-ulogage", "-txidle", "-rverify",
-			"-maxkey", "-maxval", "-maxbody", "-maxrec", "-maxinflight", "-idle",
-			"-tlscert", "-tlskey", "-tlsca", "-mtlscert", "-mtlskey", "-mtlsca",
-			"-ca", "-pk", "-cert", "-rpk", "-rcert", "-auxhost", "-auxport":
-			if v, err = next(a); err != nil {
-				return nil, err
-			}
+		if a == "-h" || a == "-help" || a == "--help" {
+			o.Help = true
+			return o, nil
 		}
-		switch a {
-		case "-host":
-			o.Host = v
-		case "-port":
-			o.Port = int(ktproto.Atoix(v))
-		case "-tout":
-			o.Timeout = time.Duration(ktproto.Atof(v) * float64(time.Second))
-		case "-th":
-			o.Threads = int(ktproto.Atoix(v))
-		case "-log":
-			o.LogPath = v
-		case "-li":
-			o.LogLevel = slog.LevelInfo
-		case "-ls":
-			o.LogLevel = LevelSystem
-		case "-le":
-			o.LogLevel = slog.LevelError
-		case "-lz":
-			o.LogLevel = LevelNone
-		case "-ulog":
-			o.ULogDir = v
-		case "-ulim":
-			o.ULogLimit = ktproto.Atoix(v)
-		case "-uasi":
-			o.ULogSync = ktproto.Atof(v)
-		case "-sid":
-			o.SID = int(ktproto.Atoix(v))
-		case "-ord":
-			o.ReadOnly = true
-		case "-oat":
-			notice(a, "every ktd write is atomic already")
-		case "-oas":
-			notice(a, "ktd syncs every write unless -nosync is given")
-		case "-onl", "-otl":
-			notice(a, "Pebble locks its directory itself")
-		case "-onr":
-			notice(a, "Pebble recovers from its write-ahead log; there is no auto-repair to turn off")
-		case "-asi":
-			o.SyncEvery = ktproto.Atof(v)
-		case "-ash":
-			o.SyncHard = true
-		case "-bgs":
-			o.Snapshot = v
-		case "-bgsi":
-			o.SnapshotIV = ktproto.Atof(v)
-		case "-bgsc":
-			notice(a, "snapshots are Pebble directories, which Pebble compresses already")
-		case "-dmn":
-			o.Daemon = true
-		case "-pid":
-			o.PIDPath = v
-		case "-cmd":
-			o.CommandDir = v
-		case "-scr":
-			o.ScriptPath = v
-		case "-mhost":
-			o.MasterHost = v
-		case "-mport":
-			o.MasterPort = int(ktproto.Atoix(v))
-		case "-rts":
-			o.RTSPath = v
-		case "-riv":
-			o.ReplIV = ktproto.Atof(v)
-		case "-plsv", "-plex", "-pldb":
-			notice(a, "ktd loads no plug-ins")
-		case "-sec", "-msec", "-ca", "-pk", "-cert", "-rpk", "-rcert", "-auxhost", "-auxport":
-			notice(a, "a Cloudflare-fork option; ktd's TLS flags are -tlscert, -tlskey, -tlsca, -tlsclients and -mtls")
-		case "-metrics":
-			o.MetricsAddr = v
-		case "-nosync":
-			o.NoSync = true
-		case "-maxconn":
-			o.MaxConns = int(ktproto.Atoix(v))
-		case "-bootstrap":
-			o.Bootstrap = true
-		case "-rverify":
-			o.ReplVerify = time.Duration(ktproto.Atof(v) * float64(time.Second))
-			if o.ReplVerify <= 0 {
-				o.ReplVerify = -1 // 0 means never
-			}
-		case "-ulogage":
-			o.ULogAge = time.Duration(ktproto.Atof(v) * float64(time.Second))
-		case "-txidle":
-			o.TxIdle = time.Duration(ktproto.Atof(v) * float64(time.Second))
-			if o.TxIdle == 0 {
-				o.TxIdle = -1 // 0 means never, as for -tout-like flags
-			}
-		case "-maxkey":
-			o.MaxKey = ktproto.Atoix(v)
-		case "-maxval":
-			o.MaxValue = ktproto.Atoix(v)
-		case "-maxbody":
-			o.MaxBody = ktproto.Atoix(v)
-		case "-maxrec":
-			o.MaxRecords = ktproto.Atoix(v)
-		case "-maxinflight":
-			o.MaxInflight = ktproto.Atoix(v)
-		case "-idle":
-			o.Idle = time.Duration(ktproto.Atof(v) * float64(time.Second))
-		case "-tlscert":
-			o.TLSCert = v
-		case "-tlskey":
-			o.TLSKey = v
-		case "-tlsca":
-			o.TLSCA = v
-		case "-tlsclients":
-			o.TLSClients = true
-		case "-mtls":
-			o.MasterTLS = true
-		case "-tlsplain":
-			o.TLSPlain = true
-		case "-mtlscert":
-			o.MasterTLSCert = v
-		case "-mtlskey":
-			o.MasterTLSKey = v
-		case "-mtlsca":
-			o.MasterTLSCA = v
-		default:
-			if ok, err := o.parseBootFlag(a, next); ok {
-				if err != nil {
-					return nil, err
-				}
-				continue
-			}
+		f, ok := optionIndex[a]
+		if !ok {
 			return nil, fmt.Errorf("%w: unknown option %s", ErrUsage, a)
+		}
+		v := ""
+		if f.arg != "" {
+			if i+1 >= len(args) {
+				return nil, fmt.Errorf("%w: %s needs a value", ErrUsage, a)
+			}
+			i++
+			v = args[i]
+		}
+		if err := f.set(o, v); err != nil {
+			return nil, fmt.Errorf("%w: %s %s: %v", ErrUsage, a, v, err)
 		}
 	}
 	o.DBs = append(o.DBs, args[i:]...)
 	return o, o.validate()
 }
 
+// An option is one flag of the command line: its name, the placeholder of its value
+// ("" for a switch), one line of help, and what it sets in Options.
+type option struct {
+	name, arg, help string
+	set             func(o *Options, v string) error
+}
+
+// optionTable is the command line, in the order -h prints it. Flags that take numbers parse
+// them strictly (numbers.go): counts and sizes in KT's atoix forms (1978, 64k, 1.5g),
+// seconds as decimals (KT's atof).
+var optionTable = []option{
+	str("-host", "str", "listen address (default 127.0.0.1)", func(o *Options) *string { return &o.Host }),
+	count("-port", "listen port, 1..65535 (default 1978)", func(o *Options, n int64) { o.Port = clampInt(n) }),
+	seconds("-tout", "bound on reading one request and writing one response (default 30)", func(o *Options, d time.Duration) { o.Timeout = d }),
+	decimal("-th", "num", "reported as serv_thread_count; the number of Lua states of -scr (default 16)", func(o *Options, f float64) { o.Threads = clampInt(int64(f)) }),
+	str("-log", "file", "log file, appended (- or none: stdout); SIGUSR1 reopens it", func(o *Options) *string { return &o.LogPath }),
+	level("-li", "log INFO and above", slog.LevelInfo),
+	level("-ls", "log SYSTEM and above", LevelSystem),
+	level("-le", "log ERROR only", slog.LevelError),
+	level("-lz", "log nothing (default: everything, DEBUG included)", LevelNone),
+	str("-ulog", "path", "keep an update log (in each database's store; needs -sid)", func(o *Options) *string { return &o.ULogDir }),
+	size("-ulim", "bound on each database's update log (default 256m)", func(o *Options, n int64) { o.ULogLimit = n }),
+	decimal("-uasi", "sec", "accepted: the update log is synced with its data", func(o *Options, f float64) { o.ULogSync = f }),
+	count("-sid", "server id, 0..65535 (needed by -ulog and -mhost)", func(o *Options, n int64) { o.SID = clampInt(n) }),
+	switchFlag("-ord", "read-only: open existing databases without writing anything", func(o *Options) { o.ReadOnly = true }),
+	notice("-oat", "", "accepted: every ktd write is atomic already"),
+	notice("-oas", "", "accepted: ktd syncs every write unless -nosync is given"),
+	notice("-onl", "", "accepted: Pebble locks its directory itself"),
+	notice("-otl", "", "accepted: Pebble locks its directory itself"),
+	notice("-onr", "", "accepted: Pebble recovers from its write-ahead log; there is no auto-repair to turn off"),
+	decimal("-asi", "sec", "synchronize every database this often", func(o *Options, f float64) { o.SyncEvery = f }),
+	switchFlag("-ash", "make -asi's synchronization physical (flush to sstables)", func(o *Options) { o.SyncHard = true }),
+	str("-bgs", "path", "snapshot directory: restore from it at start-up, snapshot into it every -bgsi", func(o *Options) *string { return &o.Snapshot }),
+	decimal("-bgsi", "sec", "snapshot interval (default 180)", func(o *Options, f float64) { o.SnapshotIV = f }),
+	notice("-bgsc", "str", "accepted: snapshots are Pebble directories, which Pebble compresses already (KT's .ktss files are read whatever their compression)"),
+	switchFlag("-dmn", "daemonize (every path must then be absolute)", func(o *Options) { o.Daemon = true }),
+	str("-pid", "file", "write the process id there; removed on exit", func(o *Options) *string { return &o.PIDPath }),
+	str("-cmd", "path", "directory of synchronize command=... programs (default .)", func(o *Options) *string { return &o.CommandDir }),
+	str("-scr", "file", "Lua script whose functions play_script calls", func(o *Options) *string { return &o.ScriptPath }),
+	str("-mhost", "str", "replicate from this master (needs -sid and -rts)", func(o *Options) *string { return &o.MasterHost }),
+	count("-mport", "the master's port, 1..65535 (default 1978)", func(o *Options, n int64) { o.MasterPort = clampInt(n) }),
+	str("-rts", "file", "replication timestamp file", func(o *Options) *string { return &o.RTSPath }),
+	decimal("-riv", "sec", "replication throttle (default 0; KT's is 0.04)", func(o *Options, f float64) { o.ReplIV = f }),
+	notice("-plsv", "file", "accepted: ktd loads no plug-ins"),
+	notice("-plex", "str", "accepted: ktd loads no plug-ins"),
+	notice("-pldb", "file", "accepted: ktd loads no plug-ins"),
+	str("-metrics", "host:port", "ktd: serve Prometheus metrics and pprof there", func(o *Options) *string { return &o.MetricsAddr }),
+	switchFlag("-nosync", "ktd: acknowledge writes before they are synced", func(o *Options) { o.NoSync = true }),
+	count("-maxconn", "ktd: cap on open client connections (default 4096, negative: none)", func(o *Options, n int64) { o.MaxConns = clampInt(n) }),
+	switchFlag("-bootstrap", "ktd: a replica without a position starts from a snapshot of its master (a KT master: copied over RPC)", func(o *Options) { o.Bootstrap = true }),
+	bootCount("-bsrate", "ktd: bootstrap from a KT master: records copied per second (default 0: no bound)", func(o *Options) *int { return &o.BootRate }),
+	bootCount("-bsconn", "ktd: bootstrap from a KT master: connections to it (default 2)", func(o *Options) *int { return &o.BootConns }),
+	bootCount("-bspage", "ktd: bootstrap from a KT master: keys per page (default 10000)", func(o *Options) *int { return &o.BootPage }),
+	seconds("-rverify", "ktd: online verification of replicas this often (default 60; 0: never)", func(o *Options, d time.Duration) {
+		o.ReplVerify = d
+		if d <= 0 {
+			o.ReplVerify = -1 // 0 means never
+		}
+	}),
+	seconds("-ulogage", "ktd: drop update-log records older than this", func(o *Options, d time.Duration) { o.ULogAge = d }),
+	seconds("-txidle", "ktd: abort a transaction idle this long (default 60; 0: never)", func(o *Options, d time.Duration) {
+		o.TxIdle = d
+		if d == 0 {
+			o.TxIdle = -1 // 0 means never, as for -tout-like flags
+		}
+	}),
+	size("-maxkey", "ktd: largest key (default 1m; negative: no bound)", func(o *Options, n int64) { o.MaxKey = n }),
+	size("-maxval", "ktd: largest value (default 256m)", func(o *Options, n int64) { o.MaxValue = n }),
+	size("-maxbody", "ktd: largest request body or binary frame (default 256m)", func(o *Options, n int64) { o.MaxBody = n }),
+	count("-maxrec", "ktd: most records in one bulk request (default 1048576)", func(o *Options, n int64) { o.MaxRecords = n }),
+	size("-maxinflight", "ktd: request bytes in flight on all connections together (default 256m)", func(o *Options, n int64) { o.MaxInflight = n }),
+	seconds("-idle", "ktd: close a keep-alive connection idle this long (default 0: never)", func(o *Options, d time.Duration) { o.Idle = d }),
+	seconds("-scrtime", "ktd: stop a play_script call running longer than this (default 10; 0: never)", func(o *Options, d time.Duration) {
+		o.ScriptTime = d
+		if d <= 0 {
+			o.ScriptTime = -1 // 0 means no bound
+		}
+	}),
+	count("-scrinst", "ktd: stop a play_script call after this many Lua instructions (default 0: no bound)", func(o *Options, n int64) { o.ScriptInstr = max(n, 0) }),
+	size("-scrmem", "ktd: stop a play_script call whose Lua state holds more (default 128m; 0: no bound)", func(o *Options, n int64) {
+		o.ScriptMem = n
+		if n <= 0 {
+			o.ScriptMem = -1 // 0 means no bound
+		}
+	}),
+	str("-tlscert", "file", "ktd: serve TLS with this PEM certificate (chain); needs -tlskey", func(o *Options) *string { return &o.TLSCert }),
+	str("-tlskey", "file", "ktd: the certificate's PEM key", func(o *Options) *string { return &o.TLSKey }),
+	str("-tlsca", "file", "ktd: PEM CAs that client certificates (replicas') must verify against", func(o *Options) *string { return &o.TLSCA }),
+	switchFlag("-tlsclients", "ktd: require a certificate of -tlsca from every client", func(o *Options) { o.TLSClients = true }),
+	switchFlag("-tlsplain", "ktd: also serve plain-TCP clients on the TLS port", func(o *Options) { o.TLSPlain = true }),
+	switchFlag("-mtls", "ktd: dial the master over TLS", func(o *Options) { o.MasterTLS = true }),
+	str("-mtlscert", "file", "ktd: the replica link's certificate (default -tlscert)", func(o *Options) *string { return &o.MasterTLSCert }),
+	str("-mtlskey", "file", "ktd: the replica link's key (default -tlskey)", func(o *Options) *string { return &o.MasterTLSKey }),
+	str("-mtlsca", "file", "ktd: CAs the master must verify against (default -tlsca)", func(o *Options) *string { return &o.MasterTLSCA }),
+}
+
+// cloudflareFlags are the Cloudflare fork's flags: accepted with a notice.
+var cloudflareFlags = []option{
+	notice("-sec", "", cloudflareNotice), notice("-msec", "", cloudflareNotice),
+	notice("-ca", "file", cloudflareNotice), notice("-pk", "file", cloudflareNotice),
+	notice("-cert", "file", cloudflareNotice), notice("-rpk", "file", cloudflareNotice),
+	notice("-rcert", "file", cloudflareNotice), notice("-auxhost", "str", cloudflareNotice),
+	notice("-auxport", "num", cloudflareNotice),
+}
+
+const cloudflareNotice = "accepted: a Cloudflare-fork option; ktd's TLS flags are -tlscert, -tlskey, -tlsca, -tlsclients and -mtls"
+
+// optionIndex finds an option by name.
+var optionIndex = func() map[string]option {
+	m := map[string]option{}
+	for _, f := range append(slices.Clone(optionTable), cloudflareFlags...) {
+		if _, dup := m[f.name]; dup {
+			panic("cli: flag " + f.name + " defined twice")
+		}
+		m[f.name] = f
+	}
+	return m
+}()
+
+// Help returns the usage text followed by one line per flag.
+func Help() string {
+	var b strings.Builder
+	b.WriteString(Usage)
+	b.WriteString("\noptions:\n")
+	for _, f := range optionTable {
+		name := f.name
+		if f.arg != "" {
+			name += " " + f.arg
+		}
+		fmt.Fprintf(&b, "  %-20s %s\n", name, f.help)
+	}
+	fmt.Fprintf(&b, "  %-20s %s\n", "-sec -msec -ca ...", "accepted: the Cloudflare fork's flags (-sec -msec -ca -pk -cert -rpk -rcert -auxhost -auxport)")
+	b.WriteString("\nNumbers: counts and sizes as KT writes them (1978, 64k, 1.5m, 2g: binary suffixes k m g t p e); seconds as decimals (30, 0.5).\n")
+	return b.String()
+}
+
+func str(name, arg, help string, field func(*Options) *string) option {
+	return option{name, arg, help, func(o *Options, v string) error { *field(o) = v; return nil }}
+}
+
+func switchFlag(name, help string, set func(*Options)) option {
+	return option{name, "", help, func(o *Options, _ string) error { set(o); return nil }}
+}
+
+func level(name, help string, l slog.Level) option {
+	return switchFlag(name, help, func(o *Options) { o.LogLevel = l })
+}
+
+// notice is a flag ktd accepts but ignores, saying why at start-up.
+func notice(name, arg, why string) option {
+	return option{name, arg, why, func(o *Options, _ string) error {
+		o.Notices = append(o.Notices, fmt.Sprintf("%s is accepted and ignored: %s", name, strings.TrimPrefix(why, "accepted: ")))
+		return nil
+	}}
+}
+
+// count is a flag taking a whole number in KT's atoix form (1978, 2k).
+func count(name, help string, set func(*Options, int64)) option {
+	return option{name, "num", help, func(o *Options, v string) error {
+		n, err := parseCount(v)
+		if err == nil {
+			set(o, n)
+		}
+		return err
+	}}
+}
+
+// size is a flag taking a byte size in KT's atoix form (65536, 64k, 1.5m).
+func size(name, help string, set func(*Options, int64)) option {
+	return option{name, "num", help, func(o *Options, v string) error {
+		n, err := parseSize(v)
+		if err == nil {
+			set(o, n)
+		}
+		return err
+	}}
+}
+
+// decimal is a flag taking a decimal number (KT's atof: 16, 0.04).
+func decimal(name, arg, help string, set func(*Options, float64)) option {
+	return option{name, arg, help, func(o *Options, v string) error {
+		f, err := parseDecimal(v)
+		if err == nil {
+			set(o, f)
+		}
+		return err
+	}}
+}
+
+// seconds is a flag taking a duration in decimal seconds.
+func seconds(name, help string, set func(*Options, time.Duration)) option {
+	return option{name, "sec", help, func(o *Options, v string) error {
+		d, err := parseSeconds(v)
+		if err == nil {
+			set(o, d)
+		}
+		return err
+	}}
+}
+
+// clampInt converts to int, saturating (the range checks in validate then refuse it).
+func clampInt(n int64) int {
+	return int(max(min(n, math.MaxInt32), math.MinInt32))
+}
+
 // validate applies KT's start-up checks, with KT's messages.
 func (o *Options) validate() error {
 	switch {
 	case o.Port < 1 || o.Port > 65535:
-		return fmt.Errorf("%w: -port must be in 1..65535", ErrUsage)
+		return fmt.Errorf("%w: -port %d: must be in 1..65535", ErrUsage, o.Port)
 	case o.Timeout <= 0:
 		return fmt.Errorf("%w: -tout must be positive", ErrUsage)
 	case o.Threads < 1:
@@ -304,6 +390,8 @@ func (o *Options) validate() error {
 		return errors.New("replication requires the replication time stamp file")
 	case o.SID > 65535:
 		return fmt.Errorf("%w: -sid must be in 0..65535", ErrUsage)
+	case o.MasterPort < 1 || o.MasterPort > 65535:
+		return fmt.Errorf("%w: -mport %d: must be in 1..65535", ErrUsage, o.MasterPort)
 	case len(o.DBs) > 200:
 		return errors.New("too much databases")
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/ktdproject/ktd/internal/gctune"
 	"github.com/ktdproject/ktd/ktserver"
 )
 
@@ -45,6 +46,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "export" {
 		return exportMain(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "recover" {
+		return recoverMain(args[1:], stdout, stderr)
+	}
 	o, err := Parse(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "ktd: %v\n", err)
@@ -55,6 +59,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	if o.Version {
 		fmt.Fprintf(stdout, "Kyoto Tycoon 0.9.56 (2.19) on %s (ktd %s, %s)\n", osName(), Version, runtime.Version())
+		return 0
+	}
+	if o.Help {
+		fmt.Fprint(stdout, Help())
 		return 0
 	}
 	if o.Daemon && os.Getenv(daemonEnv) == "" {
@@ -72,6 +80,41 @@ func osName() string {
 		return "Linux"
 	}
 	return runtime.GOOS
+}
+
+// limitAttrs returns the limits in force, as the start-up log line shows them: the
+// values given, or ktserver's defaults ("none" for a bound removed with a negative value).
+func limitAttrs(cfg ktserver.Config) []any {
+	sz := func(v, def int64) string {
+		switch {
+		case v == 0:
+			return formatSize(def)
+		case v < 0:
+			return "none"
+		}
+		return formatSize(v)
+	}
+	conns := "none"
+	if cfg.MaxConns > 0 {
+		conns = strconv.Itoa(cfg.MaxConns)
+	}
+	recs := strconv.FormatInt(ktserver.DefaultMaxRecords, 10)
+	if cfg.MaxRecords > 0 {
+		recs = strconv.FormatInt(cfg.MaxRecords, 10)
+	} else if cfg.MaxRecords < 0 {
+		recs = "none"
+	}
+	return []any{
+		"maxkey", sz(cfg.MaxKeySize, ktserver.DefaultMaxKeySize),
+		"maxval", sz(cfg.MaxValueSize, ktserver.DefaultMaxValueSize),
+		"maxbody", sz(cfg.MaxBodySize, ktserver.DefaultMaxBodySize),
+		"maxrec", recs,
+		"maxinflight", sz(cfg.MaxInflightBytes, ktserver.DefaultMaxInflightBytes),
+		"maxconn", conns,
+		"timeout", cfg.Timeout,
+		"idle", cfg.IdleTimeout,
+		"txidle", cfg.TxIdleTimeout,
+	}
 }
 
 // daemonize re-executes ktd detached from the terminal in a new session,
@@ -123,6 +166,13 @@ func Run(ctx context.Context, o *Options, stdout io.Writer) error {
 	cfg.NoSync = o.NoSync
 	cfg.ReadOnly = o.ReadOnly
 	cfg.ScriptPath = o.ScriptPath
+	if o.ScriptTime != 0 {
+		cfg.ScriptTimeout = o.ScriptTime
+	}
+	cfg.ScriptMaxInstructions = o.ScriptInstr
+	if o.ScriptMem != 0 {
+		cfg.ScriptMaxMemory = o.ScriptMem
+	}
 	cfg.RTSPath = o.RTSPath
 	if o.SID >= 0 {
 		cfg.SID = uint16(o.SID)
@@ -164,17 +214,28 @@ func Run(ctx context.Context, o *Options, stdout io.Writer) error {
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		cfg.Registry = reg
 	}
-	logger.Log(ctx, LevelSystem, "starting ktd", "version", Version, "addr", o.Addr(),
-		"dbs", cfg.DBs, "threads", cfg.Threads, "timeout", cfg.Timeout, "nosync", cfg.NoSync,
-		"readonly", cfg.ReadOnly, "maxconn", cfg.MaxConns)
+	logger.Log(ctx, LevelSystem, "starting ktd", append([]any{"version", Version, "addr", o.Addr(),
+		"dbs", cfg.DBs, "threads", cfg.Threads, "nosync", cfg.NoSync, "readonly", cfg.ReadOnly},
+		limitAttrs(cfg)...)...)
 
-	srv, err := ktserver.New(cfg)
+	// Signals are caught from here on: one that arrives while the databases open (the
+	// port already accepts connections) stops the server once it is up.
+	sigs := make(chan os.Signal, 4)
+	stops := []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR2}
+	if !o.Daemon {
+		stops = append(stops, syscall.SIGHUP)
+	}
+	signal.Notify(sigs, append(stops, syscall.SIGUSR1)...)
+	defer signal.Stop(sigs)
+
+	// The port first: a server that cannot listen must not create database directories.
+	ln, err := net.Listen("tcp", o.Addr())
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", o.Addr())
+	srv, err := ktserver.New(cfg)
 	if err != nil {
-		srv.Close()
+		ln.Close()
 		return err
 	}
 	if o.PIDPath != "" {
@@ -203,16 +264,14 @@ func Run(ctx context.Context, o *Options, stdout io.Writer) error {
 		logger.Log(ctx, LevelSystem, "serving metrics", "addr", mln.Addr().String())
 	}
 
+	// Space out garbage collections while the live heap is small (see
+	// gctune): GOGC up to 800 below 64 MiB of live heap, unless GOGC is set.
+	gcCtx, stopGC := context.WithCancel(ctx)
+	defer stopGC()
+	wg.Go(func() { gctune.Run(gcCtx, 64<<20, 800, time.Second) })
+
 	serveErr := make(chan error, 1)
 	wg.Go(func() { serveErr <- srv.Serve(ln) })
-
-	sigs := make(chan os.Signal, 4)
-	stops := []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR2}
-	if !o.Daemon {
-		stops = append(stops, syscall.SIGHUP)
-	}
-	signal.Notify(sigs, append(stops, syscall.SIGUSR1)...)
-	defer signal.Stop(sigs)
 
 	var runErr error
 loop:
@@ -242,6 +301,7 @@ loop:
 	if err := srv.Close(); err != nil && runErr == nil {
 		runErr = err
 	}
+	stopGC()
 	wg.Wait()
 	if errors.Is(runErr, ktserver.ErrServerClosed) {
 		runErr = nil

@@ -47,6 +47,13 @@ func StartServer(t testing.TB, cfg ktserver.Config) (*ktserver.Server, string) {
 			t.Errorf("Serve: %v", err)
 		}
 	})
+	// Return once Serve has registered the listener, so that srv.Addr()
+	// answers (connections are accepted from Listen on anyway).
+	for deadline := time.Now().Add(10 * time.Second); srv.Addr() == nil; time.Sleep(50 * time.Microsecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Serve did not start")
+		}
+	}
 	return srv, ln.Addr().String()
 }
 

@@ -193,3 +193,74 @@ func Preload(ctx context.Context, addr string, n, vsize, batch int) error {
 	}
 	return nil
 }
+
+// KTBulkResult is what RunKTBulk measured.
+type KTBulkResult struct {
+	Records int64         // records stored
+	Elapsed time.Duration // from the first request to the last answer
+}
+
+// RecordsPerSec is the run's record throughput.
+func (r KTBulkResult) RecordsPerSec() float64 { return float64(r.Records) / r.Elapsed.Seconds() }
+
+func (r KTBulkResult) String() string {
+	return fmt.Sprintf("%d records in %.2fs: %.0f records/s", r.Records, r.Elapsed.Seconds(), r.RecordsPerSec())
+}
+
+// RunKTBulk replays what KT's own `ktremotetest bulk -th threads -bin -bulk
+// bulk -set` does after its clear: each of threads connections stores rnum
+// records through binary set_bulk, bulk records per request, keys "%08d"
+// numbered base+1..base+rnum (base = thread × rnum), each value equal to
+// its key, no expiry. The caller clears the database first.
+func RunKTBulk(ctx context.Context, addr string, threads, rnum, bulk int) (KTBulkResult, error) {
+	var wg sync.WaitGroup
+	errs := make(chan error, threads)
+	start := time.Now()
+	for id := range threads {
+		wg.Go(func() {
+			if err := ktBulkWorker(ctx, addr, id*rnum, rnum, bulk); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	res := KTBulkResult{Records: int64(threads * rnum), Elapsed: time.Since(start)}
+	return res, errors.Join(drain(errs)...)
+}
+
+func ktBulkWorker(ctx context.Context, addr string, base, rnum, bulk int) error {
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	br := bufio.NewReaderSize(nc, 4<<10)
+	keys := make([]byte, 0, 8*bulk)
+	recs := make([]ktproto.BulkRecord, 0, bulk)
+	var buf []byte
+	var reply [5]byte
+	for i := 1; i <= rnum; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		keys, recs = keys[:0], recs[:0]
+		for ; i <= rnum && len(recs) < bulk; i++ {
+			off := len(keys)
+			keys = fmt.Appendf(keys, "%08d", base+i)
+			k := keys[off:len(keys):len(keys)]
+			recs = append(recs, ktproto.BulkRecord{Key: k, Value: k, XT: 1<<63 - 1})
+		}
+		buf = ktproto.AppendSetBulkRequest(buf[:0], 0, recs)
+		if _, err := nc.Write(buf); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(br, reply[:]); err != nil {
+			return err
+		}
+		if reply[0] != ktproto.MagicSetBulk {
+			return fmt.Errorf("loadgen: set_bulk answered magic %#x", reply[0])
+		}
+	}
+	return nil
+}

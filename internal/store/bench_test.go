@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/binary"
+	"fmt"
 	"path/filepath"
 	"testing"
 )
@@ -88,4 +89,34 @@ func BenchmarkSetParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkSetBulkKT replays ktremotetest's binary bulk set in process: 100-record
+// batches of new keys "%08d" whose values are the keys, on a database cleared every
+// 400 000 records. It reports records per second.
+func BenchmarkSetBulkKT(b *testing.B) {
+	for _, kind := range []string{"mem", "nosync", "sync"} {
+		b.Run(kind, func(b *testing.B) {
+			db := benchDB(b, kind)
+			recs := make([]Record, 100)
+			n := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				if n%400000 == 0 {
+					if err := db.Clear(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				for i := range recs {
+					k := fmt.Appendf(recs[i].Key[:0], "%08d", n+i)
+					recs[i] = Record{Key: k, Value: k, XT: NoXT}
+				}
+				n += len(recs)
+				if _, err := db.SetBulk(recs, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
 }

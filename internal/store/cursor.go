@@ -11,15 +11,40 @@ import (
 // the current key and re-seeks on every call, so it never pins a Pebble iterator between
 // calls and sees concurrent writes. Expired records are skipped. An unpositioned cursor
 // (fresh, or moved past either end) fails every get/step/set/remove with ErrNoRecord.
+//
+// On KC's B+ tree types (Spec.RemembersDirection: '%', .kct, .kcf) the cursor also
+// remembers its direction, as KC's PlantDB cursor does: JumpBack, JumpLast and StepBack
+// turn it backward, Jump, JumpFirst and Step forward, and the moves that Get and SetValue
+// with step, Remove and Seize make implicitly go to the previous record while it is
+// backward. On every other type they always go to the next record, like KC's prototype
+// tree ('+').
+//
 // A Cursor is not safe for concurrent use by several goroutines.
 type Cursor struct {
 	db    *DB
 	key   []byte // current user key when valid
 	valid bool
+	back  bool // implicit moves go to the previous record (B+ tree types only)
 }
 
 // Cursor returns a new, unpositioned cursor.
 func (db *DB) Cursor() *Cursor { return &Cursor{db: db} }
+
+// RemembersDirection reports whether cursors on databases of this spec keep the direction
+// of their last jump or step for their implicit moves: true for KC's B+ tree databases
+// (GrassDB '%', TreeDB .kct, ForestDB .kcf), whose PlantDB cursors do, false for the
+// prototype tree '+' and for the hash types.
+func (s Spec) RemembersDirection() bool {
+	switch s.Type {
+	case TypeGrass, TypeTree, TypeForest:
+		return true
+	}
+	return false
+}
+
+// Backward reports whether the cursor's implicit moves currently go to the previous
+// record.
+func (c *Cursor) Backward() bool { return c.back }
 
 // SetDB moves the cursor to another view of the same database (a transaction's view or
 // the database itself); its position is kept.
@@ -80,6 +105,47 @@ func step(it *pebble.Iterator, forward bool) bool {
 	return it.Prev()
 }
 
+// locate finds the record a positioned cursor at key stands on, as KC's cursor accept
+// does: the first stored key >= key (the current record, or the one after it if it
+// vanished); if that record has expired, the nearest live record beyond it in the
+// cursor's direction.
+func (db *DB) locate(key []byte, back bool) (found []byte, ok bool, err error) {
+	if err := db.rlock(); err != nil {
+		return nil, false, err
+	}
+	defer db.mu.RUnlock()
+	it, err := db.reader().NewIter(dataBounds(nil))
+	if err != nil {
+		return nil, false, sysErr("iterate", err)
+	}
+	now := db.nowUnix()
+	for valid := it.SeekGE(dataKey(key)); valid; valid = step(it, !back) {
+		if _, xt := db.decodeStored(it.Value()); !expired(xt, now) {
+			found, ok = slices.Clone(it.Key()[1:]), true
+			break
+		}
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return nil, false, sysErr("iterate", err)
+	}
+	return found, ok, nil
+}
+
+// relocate re-finds the cursor's current record (see locate), unpositioning the cursor
+// when there is none.
+func (c *Cursor) relocate() error {
+	key, found, err := c.db.locate(c.key, c.back)
+	if err != nil {
+		return err
+	}
+	if !found {
+		c.valid, c.key = false, nil
+		return ErrNoRecord
+	}
+	c.key = key
+	return nil
+}
+
 // moveTo positions the cursor at the result of a seek, or unpositions it.
 func (c *Cursor) moveTo(from []byte, inclusive, forward bool) error {
 	key, found, err := c.db.seek(from, inclusive, forward)
@@ -94,34 +160,67 @@ func (c *Cursor) moveTo(from []byte, inclusive, forward bool) error {
 	return nil
 }
 
-// JumpFirst positions the cursor at the first live record (ErrNoRecord if none).
-func (c *Cursor) JumpFirst() error { return c.moveTo(nil, true, true) }
+// setBack sets the direction of implicit moves, on the types that remember it.
+func (c *Cursor) setBack(back bool) { c.back = back && c.db.spec.RemembersDirection() }
 
-// Jump positions the cursor at the first live record with a key >= key.
-func (c *Cursor) Jump(key []byte) error { return c.moveTo(nonNil(key), true, true) }
+// JumpFirst positions the cursor at the first live record (ErrNoRecord if none) and turns
+// it forward.
+func (c *Cursor) JumpFirst() error {
+	c.setBack(false)
+	return c.moveTo(nil, true, true)
+}
 
-// JumpLast positions the cursor at the last live record.
-func (c *Cursor) JumpLast() error { return c.moveTo(nil, true, false) }
+// Jump positions the cursor at the first live record with a key >= key and turns it
+// forward.
+func (c *Cursor) Jump(key []byte) error {
+	c.setBack(false)
+	return c.moveTo(nonNil(key), true, true)
+}
 
-// JumpBack positions the cursor at the last live record with a key <= key.
-func (c *Cursor) JumpBack(key []byte) error { return c.moveTo(nonNil(key), true, false) }
+// JumpLast positions the cursor at the last live record and turns it backward.
+func (c *Cursor) JumpLast() error {
+	c.setBack(true)
+	return c.moveTo(nil, true, false)
+}
 
-// Step moves to the next live record; past the end it returns ErrNoRecord and the cursor
-// becomes unpositioned.
+// JumpBack positions the cursor at the last live record with a key <= key and turns it
+// backward.
+func (c *Cursor) JumpBack(key []byte) error {
+	c.setBack(true)
+	return c.moveTo(nonNil(key), true, false)
+}
+
+// Step moves to the next live record and turns the cursor forward; past the end it
+// returns ErrNoRecord and the cursor becomes unpositioned.
 func (c *Cursor) Step() error {
 	if !c.valid {
 		return ErrNoRecord
 	}
+	c.setBack(false)
 	return c.moveTo(c.key, false, true)
 }
 
-// StepBack moves to the previous live record; before the beginning it returns
-// ErrNoRecord and the cursor becomes unpositioned.
+// StepBack moves to the previous live record and turns the cursor backward; before the
+// beginning it returns ErrNoRecord and the cursor becomes unpositioned.
 func (c *Cursor) StepBack() error {
 	if !c.valid {
 		return ErrNoRecord
 	}
+	c.setBack(true)
 	return c.moveTo(c.key, false, false)
+}
+
+// advance makes an implicit move: to the next live record, or to the previous one while
+// the cursor is backward. Past either end the cursor becomes unpositioned; that is not an
+// error of the operation that moved it.
+func (c *Cursor) advance() error {
+	if !c.valid {
+		return nil
+	}
+	if err := c.moveTo(c.key, false, !c.back); err != nil && err != ErrNoRecord {
+		return err
+	}
+	return nil
 }
 
 // nonNil turns a nil key (the empty key) into a non-nil one: nil means "no bound" to seek.
@@ -133,14 +232,14 @@ func nonNil(key []byte) []byte {
 }
 
 // accept runs fn on the current record under its key lock, as KC's cursor accept does:
-// if the current record vanished or expired, the cursor first moves to the next live
-// record. With step the cursor moves on afterwards (a failed step just unpositions it).
+// if the current record vanished or expired, the cursor first moves on (see locate).
+// With step the cursor makes an implicit move afterwards (see advance).
 func (c *Cursor) accept(fn func(cur *current) (action, error), step bool) error {
 	if !c.valid {
 		return ErrNoRecord
 	}
 	for {
-		if err := c.moveTo(c.key, true, true); err != nil {
+		if err := c.relocate(); err != nil {
 			return err
 		}
 		gone := false
@@ -160,16 +259,14 @@ func (c *Cursor) accept(fn func(cur *current) (action, error), step bool) error 
 		// Raced with a remove or expiry: look again from the same key.
 	}
 	if step {
-		if err := c.Step(); err != nil && err != ErrNoRecord {
-			return err
-		}
+		return c.advance()
 	}
 	return nil
 }
 
-// Get returns the current record (XT absolute); with step the cursor then moves to the
-// next record. If the current record vanished or expired it moves to the next live one
-// first, like KC.
+// Get returns the current record (XT absolute); with step the cursor then makes an
+// implicit move (to the next record, or the previous one while it is backward). If the
+// current record vanished or expired it moves on first, like KC (see locate).
 func (c *Cursor) Get(step bool) (Record, error) {
 	var rec Record
 	err := c.read(func(cur *current) {
@@ -185,7 +282,7 @@ func (c *Cursor) read(fn func(cur *current), step bool) error {
 	}
 	db := c.db
 	for {
-		if err := c.moveTo(c.key, true, true); err != nil {
+		if err := c.relocate(); err != nil {
 			return err
 		}
 		if err := db.rlock(); err != nil {
@@ -216,26 +313,24 @@ func (c *Cursor) read(fn func(cur *current), step bool) error {
 		db.lru.touchIfPresent(c.key)
 	}
 	if step {
-		if err := c.Step(); err != nil && err != ErrNoRecord {
-			return err
-		}
+		return c.advance()
 	}
 	return nil
 }
 
 // SetValue replaces the current record's value with expiry xt (request semantics); with
-// step the cursor then moves to the next record.
+// step the cursor then makes an implicit move.
 func (c *Cursor) SetValue(value []byte, xt int64, step bool) error {
 	return c.accept(func(*current) (action, error) { return setTo(value, xt) }, step)
 }
 
-// Remove removes the current record; the cursor moves to the next record (and becomes
-// unpositioned if there is none).
+// Remove removes the current record; the cursor makes an implicit move (and becomes
+// unpositioned if there is no record that way).
 func (c *Cursor) Remove() error {
 	return c.accept(func(*current) (action, error) { return action{kind: actRemove}, nil }, true)
 }
 
-// Seize returns the current record and removes it; the cursor moves to the next record.
+// Seize returns the current record and removes it; the cursor makes an implicit move.
 func (c *Cursor) Seize() (Record, error) {
 	var rec Record
 	err := c.accept(func(cur *current) (action, error) {

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -181,5 +183,163 @@ func TestCursor_Empty(t *testing.T) {
 	}
 	if r, err := c.Get(false); err != nil || len(r.Key) != 0 || string(r.Value) != "e" {
 		t.Fatalf("Get = %q=%q, %v", r.Key, r.Value, err)
+	}
+}
+
+// allTypes lists one database argument of every KC type (file types in dir), with
+// whether its cursors remember their direction as KC's B+ tree cursors do.
+func allTypes(dir string) []struct {
+	arg      string
+	remember bool
+} {
+	return []struct {
+		arg      string
+		remember bool
+	}{
+		{"%", true}, {dir + "/t.kct", true}, {dir + "/f.kcf", true},
+		{dir + "/tt#type=kct", true}, {"g#type=kcg", true}, {dir + "/ff#type=forest", true},
+		{"+", false}, {"p.kcpt", false}, {"-", false}, {":", false}, {"*", false},
+		{dir + "/h.kch", false}, {dir + "/d.kcd", false}, {dir + "/x#type=kch", false},
+	}
+}
+
+// k1to4 opens arg holding k1..k4 = v1..v4 (the cur-back recordings' fixture).
+func k1to4(t *testing.T, arg string, clock *fakeClock) *DB {
+	t.Helper()
+	db := openTest(t, arg, clock)
+	var recs []Record
+	for _, k := range []string{"k1", "k2", "k3", "k4"} {
+		recs = append(recs, Record{Key: []byte(k), Value: []byte("v" + k[1:]), XT: NoXT})
+	}
+	if _, err := db.SetBulk(recs, false); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// The moves that Get/SetValue with step, Remove and Seize make follow the direction of
+// the last jump or step on KC's B+ tree types ('%', .kct, .kcf) and always go forward on
+// the others (recordings cur-back-*, cur-back-proto-tree).
+func TestCursor_Direction(t *testing.T) {
+	dir := t.TempDir()
+	type op struct {
+		do   func(c *Cursor) (string, error) // returns the key it read, if any
+		want string                          // key read, "" = nothing to check
+		err  error
+	}
+	read := func(step bool) func(*Cursor) (string, error) {
+		return func(c *Cursor) (string, error) { r, err := c.Get(step); return string(r.Key), err }
+	}
+	move := func(f func(c *Cursor) error) func(*Cursor) (string, error) {
+		return func(c *Cursor) (string, error) { return "", f(c) }
+	}
+	jump := func(k string) func(*Cursor) (string, error) {
+		return move(func(c *Cursor) error { return c.Jump([]byte(k)) })
+	}
+	jumpBack := func(k string) func(*Cursor) (string, error) {
+		return move(func(c *Cursor) error { return c.JumpBack([]byte(k)) })
+	}
+	last := move((*Cursor).JumpLast)
+	first := move((*Cursor).JumpFirst)
+	stepF := move((*Cursor).Step)
+	stepB := move((*Cursor).StepBack)
+	remove := move((*Cursor).Remove)
+	seize := func(c *Cursor) (string, error) { r, err := c.Seize(); return string(r.Key), err }
+	setStep := move(func(c *Cursor) error { return c.SetValue([]byte("x"), NoXT, true) })
+	for _, tc := range []struct {
+		name         string
+		back, fwd    []op // on types that remember the direction / on the others
+		backRemained []string
+	}{
+		{name: "get step after jump_back",
+			back: []op{{jumpBack("k2x"), "", nil}, {read(true), "k2", nil}, {read(true), "k1", nil}, {read(true), "", ErrNoRecord}},
+			fwd:  []op{{jumpBack("k2x"), "", nil}, {read(true), "k2", nil}, {read(true), "k3", nil}, {read(true), "k4", nil}, {read(true), "", ErrNoRecord}}},
+		{name: "get step after jump_last",
+			back: []op{{last, "", nil}, {read(true), "k4", nil}, {read(true), "k3", nil}, {read(false), "k2", nil}},
+			fwd:  []op{{last, "", nil}, {read(true), "k4", nil}, {read(true), "", ErrNoRecord}}},
+		{name: "remove and seize after step_back",
+			back: []op{{jump("k3"), "", nil}, {stepB, "", nil}, {remove, "", nil}, {read(false), "k1", nil}, {seize, "k1", nil}, {read(false), "", ErrNoRecord}},
+			fwd:  []op{{jump("k3"), "", nil}, {stepB, "", nil}, {remove, "", nil}, {read(false), "k3", nil}, {seize, "k3", nil}, {read(false), "k4", nil}}},
+		{name: "set_value step",
+			back: []op{{jump("k2"), "", nil}, {setStep, "", nil}, {read(false), "k3", nil}, {stepB, "", nil}, {setStep, "", nil}, {read(false), "k1", nil}},
+			fwd:  []op{{jump("k2"), "", nil}, {setStep, "", nil}, {read(false), "k3", nil}, {stepB, "", nil}, {setStep, "", nil}, {read(false), "k3", nil}}},
+		{name: "step and jump turn it forward",
+			back: []op{{jumpBack("k2"), "", nil}, {stepF, "", nil}, {read(true), "k3", nil}, {read(false), "k4", nil},
+				{jumpBack("k3"), "", nil}, {jump("k2x"), "", nil}, {read(true), "k3", nil}, {read(false), "k4", nil},
+				{last, "", nil}, {first, "", nil}, {read(true), "k1", nil}, {read(false), "k2", nil}},
+			fwd: []op{{jumpBack("k2"), "", nil}, {stepF, "", nil}, {read(true), "k3", nil}, {read(false), "k4", nil}}},
+		{name: "remove the first record backward",
+			back: []op{{first, "", nil}, {stepF, "", nil}, {stepB, "", nil}, {remove, "", nil}, {read(false), "", ErrNoRecord}},
+			fwd:  []op{{first, "", nil}, {stepF, "", nil}, {stepB, "", nil}, {remove, "", nil}, {read(false), "k2", nil}}},
+	} {
+		for _, typ := range allTypes(dir) {
+			t.Run(tc.name+"/"+typ.arg, func(t *testing.T) {
+				arg := typ.arg
+				if strings.HasPrefix(arg, dir) {
+					arg = filepath.Join(t.TempDir(), filepath.Base(arg))
+				}
+				db := k1to4(t, arg, newClock(testNow))
+				c := db.Cursor()
+				defer c.Close()
+				ops := tc.fwd
+				if typ.remember {
+					ops = tc.back
+				}
+				for i, o := range ops {
+					got, err := o.do(c)
+					if err != o.err {
+						t.Fatalf("op %d: err = %v, want %v", i, err, o.err)
+					}
+					if o.want != "" && got != o.want {
+						t.Fatalf("op %d: read %q, want %q", i, got, o.want)
+					}
+				}
+				checkCounts(t, db)
+			})
+		}
+	}
+}
+
+// A backward cursor skips expired records backward, also when the record under it
+// expires; a record that vanished is replaced by the one after it, as in KC.
+func TestCursor_DirectionExpiredAndVanished(t *testing.T) {
+	for _, typ := range allTypes(t.TempDir()) {
+		t.Run(typ.arg, func(t *testing.T) {
+			arg := typ.arg
+			if strings.Contains(arg, "/") {
+				arg = filepath.Join(t.TempDir(), filepath.Base(arg))
+			}
+			clock := newClock(testNow)
+			db := k1to4(t, arg, clock)
+			c := db.Cursor()
+			defer c.Close()
+			mustSet(t, db, "k2", "v2", -testNow) // expires at testNow+1
+			if err := c.JumpBack([]byte("k3")); err != nil {
+				t.Fatal(err)
+			}
+			if r, err := c.Get(true); err != nil || string(r.Key) != "k3" {
+				t.Fatalf("Get(step) = %q, %v; want k3", r.Key, err)
+			}
+			// Now k2 (back) or k4 (forward) is current; k2 expires under the cursor.
+			clock.Advance(1)
+			wantNow := map[bool]string{true: "k1", false: "k4"}[typ.remember]
+			if got := curKey(t, c); got != wantNow {
+				t.Fatalf("after expiry at %q, want %q", got, wantNow)
+			}
+			// The current record is removed by another client: the cursor lands on the
+			// record after it in key order, whatever its direction (KC's lower bound).
+			if err := c.JumpBack([]byte("k3")); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Remove([]byte("k3")); err != nil {
+				t.Fatal(err)
+			}
+			if got := curKey(t, c); got != "k4" {
+				t.Fatalf("after removal at %q, want k4", got)
+			}
+			if c.Backward() != typ.remember {
+				t.Fatalf("Backward = %v, want %v", c.Backward(), typ.remember)
+			}
+		})
 	}
 }

@@ -77,7 +77,9 @@ var (
 	ErrClosed = &Error{Code: 2, Message: "not opened"}
 )
 
-// sysErr wraps a pebble failure as a KC system error (code 9).
+// sysErr wraps a pebble failure as a KC system error (code 9). The message is the first
+// line of err's: Pebble's corruption errors carry more lines, which have no place in a
+// KT answer.
 func sysErr(what string, err error) error {
-	return &Error{Code: 9, Message: fmt.Sprintf("%s: %v", what, err)}
+	return &Error{Code: 9, Message: fmt.Sprintf("%s: %s", what, oneLine(err))}
 }

@@ -82,8 +82,11 @@ func TestOpen_ReopenKeepsCounts(t *testing.T) {
 	}
 }
 
-// TestHelperProcess is the child of TestCrashDurability: it writes synced records to the
-// file DB named by STORE_CRASH_DB and prints each acknowledged key, until killed.
+// TestHelperProcess is the child of TestCrashDurability and TestRecover_CrashedStore: it
+// writes synced records to the file DB named by STORE_CRASH_DB and prints each
+// acknowledged key, until killed. With STORE_CRASH_FLUSH set it also flushes the
+// memtable every few milliseconds, so that the store has many sstables, compactions
+// and retired WALs when it is killed.
 func TestHelperProcess(t *testing.T) {
 	path := os.Getenv("STORE_CRASH_DB")
 	if path == "" {
@@ -93,6 +96,17 @@ func TestHelperProcess(t *testing.T) {
 	var mu sync.Mutex // serialises acknowledgements on stdout
 	out := bufio.NewWriter(os.Stdout)
 	var wg sync.WaitGroup
+	if os.Getenv("STORE_CRASH_FLUSH") != "" {
+		wg.Go(func() {
+			for {
+				if err := db.Synchronize(true); err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					os.Exit(2)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
 	for w := range 4 { // concurrent writers exercise Pebble's grouped syncs
 		wg.Go(func() {
 			for i := 0; ; i++ {
@@ -118,37 +132,7 @@ func TestCrashDurability(t *testing.T) {
 		t.Skip("spawns a child process")
 	}
 	path := filepath.Join(t.TempDir(), "crash.kct")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
-	cmd.Env = append(os.Environ(), "STORE_CRASH_DB="+path)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var acked []string
-	sc := bufio.NewScanner(stdout)
-	deadline := time.Now().Add(20 * time.Second)
-	for len(acked) < 300 && sc.Scan() && time.Now().Before(deadline) {
-		if strings.HasPrefix(sc.Text(), "key") {
-			acked = append(acked, sc.Text())
-		}
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	// Keys printed between our last read and the kill were acknowledged too.
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), "key") {
-			acked = append(acked, sc.Text())
-		}
-	}
-	_ = cmd.Wait()
-	if len(acked) < 300 {
-		t.Fatalf("child acknowledged only %d writes", len(acked))
-	}
+	acked := crashWriter(t, path, 300)
 
 	db := openFile(t, path, false)
 	defer func() {
@@ -164,4 +148,42 @@ func TestCrashDurability(t *testing.T) {
 		t.Fatalf("Count = %d < %d acknowledged", db.Count(), len(acked))
 	}
 	t.Logf("%d acknowledged writes, %d records after the crash", len(acked), db.Count())
+}
+
+// crashWriter runs TestHelperProcess on the file DB at path (with env added), kills it
+// with SIGKILL once it has acknowledged n writes, and returns the keys it acknowledged.
+func crashWriter(t *testing.T, path string, n int, env ...string) []string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd.Env = append(append(os.Environ(), "STORE_CRASH_DB="+path), env...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var acked []string
+	sc := bufio.NewScanner(stdout)
+	deadline := time.Now().Add(20 * time.Second)
+	for len(acked) < n && sc.Scan() && time.Now().Before(deadline) {
+		if strings.HasPrefix(sc.Text(), "key") {
+			acked = append(acked, sc.Text())
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// Keys printed between our last read and the kill were acknowledged too.
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "key") {
+			acked = append(acked, sc.Text())
+		}
+	}
+	_ = cmd.Wait()
+	if len(acked) < n {
+		t.Fatalf("child acknowledged only %d writes", len(acked))
+	}
+	return acked
 }

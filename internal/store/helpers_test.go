@@ -8,17 +8,18 @@ import (
 	"time"
 )
 
-// fakeClock is an injectable clock in whole seconds.
-type fakeClock struct{ sec atomic.Int64 }
+// fakeClock is an injectable clock, started at a whole second.
+type fakeClock struct{ ns atomic.Int64 }
 
 func newClock(sec int64) *fakeClock {
 	c := &fakeClock{}
-	c.sec.Store(sec)
+	c.ns.Store(sec * int64(time.Second))
 	return c
 }
 
-func (c *fakeClock) Now() time.Time    { return time.Unix(c.sec.Load(), 0) }
-func (c *fakeClock) Advance(sec int64) { c.sec.Add(sec) }
+func (c *fakeClock) Now() time.Time            { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) Advance(sec int64)         { c.ns.Add(sec * int64(time.Second)) }
+func (c *fakeClock) AdvanceBy(d time.Duration) { c.ns.Add(int64(d)) }
 
 // testNow is the default fake time: 2023-11-14T22:13:20Z.
 const testNow = 1700000000
@@ -99,13 +100,15 @@ func scanCounts(t testing.TB, db *DB) (n, size int64) {
 	return n, size
 }
 
-// checkCounts asserts Count/Size agree with a scan.
+// checkCounts asserts Count/Size agree with a scan, and the key directory with what is
+// stored.
 func checkCounts(t testing.TB, db *DB) {
 	t.Helper()
 	n, size := scanCounts(t, db)
 	if db.Count() != n || db.Size() != size {
 		t.Fatalf("Count/Size = %d/%d, scan says %d/%d", db.Count(), db.Size(), n, size)
 	}
+	checkKeydir(t, db)
 }
 
 // keys lists every stored key (expired included) in order.

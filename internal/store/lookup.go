@@ -57,15 +57,3 @@ func lookupMany(r reader, keys [][]byte, fn func(key, stored []byte)) error {
 	}
 	return nil
 }
-
-// prefetch loads the current stored forms of keys into t, so that t.old
-// answers them without a Pebble read each. Callers hold the keys' locks.
-func (t *txn) prefetch(keys [][]byte) error {
-	if len(keys) < 4 || t.db.tx != nil {
-		return nil // single reads are as cheap
-	}
-	t.pre = make(map[string][]byte, len(keys))
-	return lookupMany(t.db.pdb, keys, func(key, stored []byte) {
-		t.pre[string(key)] = slices.Clone(stored)
-	})
-}

@@ -59,14 +59,25 @@ const (
 
 // visit runs fn on the current state of key under the key's stripe lock and applies the
 // action it returns as one committed batch. An error from fn aborts without writing.
+// fn sees the current value (cur.value).
 func (db *DB) visit(key []byte, fn func(cur *current) (action, error)) error {
+	return db.visitWith(key, true, fn)
+}
+
+// visitMeta is visit for visitors that decide without the current value: cur.value is
+// nil, and the existence, expiry and size come from the key directory, without a read.
+func (db *DB) visitMeta(key []byte, fn func(cur *current) (action, error)) error {
+	return db.visitWith(key, false, fn)
+}
+
+func (db *DB) visitWith(key []byte, needValue bool, fn func(cur *current) (action, error)) error {
 	if err := db.wlock(); err != nil {
 		return err
 	}
 	defer db.mu.RUnlock()
 	t := db.newTxn(false)
 	defer t.close()
-	act, err := db.visitLocked(t, key, fn)
+	act, err := db.visitLocked(t, key, needValue, fn)
 	if err != nil {
 		return err
 	}
@@ -74,36 +85,54 @@ func (db *DB) visit(key []byte, fn func(cur *current) (action, error)) error {
 	return act.err
 }
 
-// visitLocked is visit's body: lock, read, decide, commit.
-func (db *DB) visitLocked(t *txn, key []byte, fn func(cur *current) (action, error)) (action, error) {
-	unlock := db.lockKey(key)
-	defer unlock()
+// visitLocked is visit's body: lock, read (the value only if needValue), decide, commit.
+func (db *DB) visitLocked(t *txn, key []byte, needValue bool, fn func(cur *current) (action, error)) (action, error) {
+	defer db.lockKey(key).Unlock()
+	defer t.abandon()
 	var (
 		act    action
 		fnErr  error
 		oldLen = -1
 	)
-	err := t.old(key, func(stored []byte, found bool) {
-		cur := current{now: db.nowUnix()}
-		if found {
-			oldLen = len(stored)
-			cur.exists = true
-			cur.storedLen = len(stored)
-			cur.value, cur.xt = db.decodeStored(stored)
-			cur.live = !expired(cur.xt, cur.now)
-		}
-		act, fnErr = fn(&cur)
+	decide := func(cur *current) {
+		act, fnErr = fn(cur)
 		if fnErr == nil && act.kind == actSet {
 			// Encode while cur.value is still valid (append reuses it).
 			act.value = db.encodeStored(act.value, absXT(act.xt, cur.now))
 		}
-	})
-	if err != nil {
-		return action{}, err
+	}
+	if needValue {
+		err := t.old(key, func(stored []byte, found bool) {
+			cur := current{now: db.nowUnix()}
+			if found {
+				oldLen = len(stored)
+				cur.exists = true
+				cur.storedLen = len(stored)
+				cur.value, cur.xt = db.decodeStored(stored)
+				cur.live = !expired(cur.xt, cur.now)
+			}
+			decide(&cur)
+		})
+		if err != nil {
+			return action{}, err
+		}
+	} else {
+		found, size, xt, err := t.oldMeta(key)
+		if err != nil {
+			return action{}, err
+		}
+		cur := current{now: db.nowUnix()}
+		if found {
+			oldLen = size
+			cur.exists, cur.storedLen, cur.xt = true, size, xt
+			cur.live = !expired(xt, cur.now)
+		}
+		decide(&cur)
 	}
 	if fnErr != nil {
 		return action{}, fnErr
 	}
+	var err error
 	switch act.kind {
 	case actSet:
 		err = t.set(key, act.value, oldLen)
@@ -125,13 +154,13 @@ func setTo(value []byte, xt int64) (action, error) {
 
 // Set stores value under key, replacing any record. xt has request semantics.
 func (db *DB) Set(key, value []byte, xt int64) error {
-	return db.visit(key, func(*current) (action, error) { return setTo(value, xt) })
+	return db.visitMeta(key, func(*current) (action, error) { return setTo(value, xt) })
 }
 
 // Add stores value under key unless a live record exists (ErrDuplicate). An expired
 // record is overwritten.
 func (db *DB) Add(key, value []byte, xt int64) error {
-	return db.visit(key, func(cur *current) (action, error) {
+	return db.visitMeta(key, func(cur *current) (action, error) {
 		if cur.live {
 			return action{}, ErrDuplicate
 		}
@@ -141,7 +170,7 @@ func (db *DB) Add(key, value []byte, xt int64) error {
 
 // Replace stores value under key only if a live record exists (else ErrNoRecord).
 func (db *DB) Replace(key, value []byte, xt int64) error {
-	return db.visit(key, func(cur *current) (action, error) {
+	return db.visitMeta(key, func(cur *current) (action, error) {
 		if !cur.live {
 			return action{}, ErrNoRecord
 		}
@@ -246,7 +275,7 @@ func (db *DB) CAS(key []byte, oval []byte, hasOval bool, nval []byte, hasNval bo
 // still deleted physically, and either way a REMOVE is logged, as KT does (its remove
 // visitor deletes unconditionally).
 func (db *DB) Remove(key []byte) error {
-	return db.visit(key, func(cur *current) (action, error) {
+	return db.visitMeta(key, func(cur *current) (action, error) {
 		act := action{kind: actRemove}
 		if !cur.live {
 			act.err = ErrNoRecord
@@ -354,18 +383,16 @@ func (db *DB) SetBulk(recs []Record, atomic bool) (int, error) {
 	err := func() error {
 		unlock := db.lockKeys(keys)
 		defer unlock()
-		if err := t.prefetch(keys); err != nil {
-			return err
-		}
+		defer t.abandon()
 		now := db.nowUnix()
 		for _, r := range recs {
-			oldLen := -1
-			if err := t.old(r.Key, func(stored []byte, found bool) {
-				if found {
-					oldLen = len(stored)
-				}
-			}); err != nil {
+			found, size, _, err := t.oldMeta(r.Key)
+			if err != nil {
 				return err
+			}
+			oldLen := -1
+			if found {
+				oldLen = size
 			}
 			if err := t.set(r.Key, db.encodeStored(r.Value, absXT(r.XT, now)), oldLen); err != nil {
 				return err
@@ -397,20 +424,16 @@ func (db *DB) RemoveBulk(keys [][]byte, atomic bool) (int, error) {
 	err := func() error {
 		unlock := db.lockKeys(keys)
 		defer unlock()
-		if err := t.prefetch(keys); err != nil {
-			return err
-		}
+		defer t.abandon()
 		now := db.nowUnix()
 		for _, k := range keys {
-			oldLen, live := -1, false
-			if err := t.old(k, func(stored []byte, found bool) {
-				if found {
-					oldLen = len(stored)
-					_, xt := db.decodeStored(stored)
-					live = !expired(xt, now)
-				}
-			}); err != nil {
+			found, size, xt, err := t.oldMeta(k)
+			if err != nil {
 				return err
+			}
+			oldLen, live := -1, false
+			if found {
+				oldLen, live = size, !expired(xt, now)
 			}
 			if live {
 				n++
@@ -501,6 +524,7 @@ func (db *DB) Clear() error {
 	}
 	t := db.newTxn(true)
 	defer t.close()
+	defer t.abandon()
 	if err := t.clear(); err != nil {
 		return err
 	}
@@ -517,8 +541,9 @@ func (t *txn) clear() error {
 	t.dCount = -db.count.Load()
 	t.dSize = -db.size.Load()
 	t.changes = append(t.changes, Change{Op: OpClear})
-	t.cleared = true
-	clear(t.seen)
+	t.undo = append(t.undo, kdUndo{reset: true})
+	db.kd.reset()
+	t.hentry = false
 	t.touched, t.removed = nil, nil
 	if db.lru != nil {
 		db.lru.reset()
@@ -538,7 +563,7 @@ func (db *DB) Apply(changes []Change) error {
 	if db.ulog != nil {
 		sid = db.ulog.SID()
 	}
-	return db.applyChanges(changes, sid, nil)
+	return db.applyChanges(changes, sid, nil, db.writeOpts())
 }
 
 // Scan calls fn for each key starting with prefix, in key order, including expired

@@ -546,6 +546,10 @@ func TestParseSpec(t *testing.T) {
 		{"x.kch#ktopts=p#ktcapcnt=10k#ktcap_size=2m", TypeHash, "x.kch", false, func(s Spec) bool {
 			return s.Persistent && s.KTCapCount == 10240 && s.KTCapSize == 2<<20
 		}},
+		{"x.kch#msiz=256m#bnum=9", TypeHash, "x.kch", false, func(s Spec) bool {
+			return s.CacheSize == 256<<20 && fmt.Sprint(s.Ignored) == "[bnum]"
+		}},
+		{"x.kct#pccap=1g#msiz=8m", TypeTree, "x.kct", false, func(s Spec) bool { return s.CacheSize == 1<<30 }},
 		{"x.kch#ktoptions=p#junk#a=b=c", TypeHash, "x.kch", false, func(s Spec) bool {
 			return s.Persistent && len(s.Params) == 1
 		}},
@@ -580,57 +584,5 @@ func TestAtoix(t *testing.T) {
 		if got := atoix(tc.in); got != tc.want {
 			t.Errorf("atoix(%q) = %d, want %d", tc.in, got, tc.want)
 		}
-	}
-}
-
-// A sweep cycle that found nothing expired pauses the next one (1 s, doubling),
-// unless a record with an expiry is written meanwhile; Vacuum never waits.
-func TestDB_SweepPausesWhenIdle(t *testing.T) {
-	clock := newClock(1000)
-	db := openTest(t, "*", clock)
-	mustSet(t, db, "forever", "v", NoXT)
-	mustSet(t, db, "soon", "v", -1001) // absolute: expired from t=1002
-	sweep := func() {
-		t.Helper()
-		if _, err := db.Sweep(100); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sweep() // t=1000: nothing expired yet; next cycle not before 1001
-	clock.Advance(1)
-	sweep() // t=1001: nothing again; next cycle not before 1003
-	clock.Advance(1)
-	sweep() // t=1002: "soon" is expired, but the cycle waits
-	if db.Count() != 2 {
-		t.Fatalf("Count = %d: the sweep did not pause", db.Count())
-	}
-	clock.Advance(1)
-	sweep() // t=1003: due
-	if db.Count() != 1 {
-		t.Fatalf("Count = %d after the pause, want 1", db.Count())
-	}
-
-	// An expiring write ends a pause at once.
-	sweep() // t=1003: empty cycle, paused until 1004
-	clock.Advance(1)
-	sweep() // t=1004: empty cycle, paused until 1006
-	mustSet(t, db, "short", "v", -1004)
-	clock.Advance(1) // t=1005: "short" expired, the pause not over
-	sweep()
-	if db.Count() != 1 {
-		t.Fatalf("Count = %d: an expiring write did not end the pause", db.Count())
-	}
-	// Vacuum does not wait either.
-	mustSet(t, db, "x", "v", NoXT)
-	sweep()
-	sweep()
-	mustSet(t, db, "y", "v", -1003)
-	db.expiryHint.Store(false) // as if a cycle had consumed the write
-	clock.Advance(1)
-	if err := db.Vacuum(0); err != nil {
-		t.Fatal(err)
-	}
-	if db.Count() != 2 {
-		t.Fatalf("Count = %d after Vacuum, want 2", db.Count())
 	}
 }

@@ -225,7 +225,6 @@ func (db *DB) LoadSnapshot(dir string) error {
 	if err := db.recount(); err != nil {
 		return err
 	}
-	db.expiryHint.Store(true)
 	if db.lru != nil {
 		db.lru.reset()
 		lit, err := db.pdb.NewIter(dataBounds(nil))

@@ -33,6 +33,7 @@ type Spec struct {
 	CapSize    int64             // capsiz likewise, -1 if unset
 	KTCapCount int64             // ktcapcnt/ktcapcount/ktcap_count, -1 if unset
 	KTCapSize  int64             // ktcapsiz/ktcapsize/ktcap_size, -1 if unset
+	CacheSize  int64             // msiz or pccap (KC's memory for caching the file): the Pebble block cache of a file DB; 0 if unset
 	Ignored    []string          // params accepted but meaningless on Pebble, in argument order
 }
 
@@ -103,6 +104,10 @@ func ParseSpec(arg string) (Spec, error) {
 			s.CapCount = atoix(value)
 		case "capsiz", "capsize", "cap_size":
 			s.CapSize = atoix(value)
+		case "msiz", "pccap":
+			// KC's mapped region (hash, directory) and page cache (tree) sizes:
+			// what a file database may keep in memory, the block cache on Pebble.
+			s.CacheSize = max(s.CacheSize, atoix(value))
 		default:
 			s.Ignored = append(s.Ignored, name)
 		}

@@ -24,17 +24,15 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
-	"io/fs"
 	"log/slog"
-	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -50,8 +48,15 @@ const (
 // Default Pebble tuning. On-memory databases get a large memtable: their
 // data is in memory anyway, and small memtables make writers stall behind
 // flushes (p99 of sets on '*' went from 24 ms to 7 ms at 4 MiB -> 64 MiB).
+//
+// A file database's block cache is 64 MiB, KC's default msiz (mapped region)
+// and pccap (page cache), unless its argument sets either or the server's
+// Config.CacheSize says otherwise. An on-memory database's sstables are in
+// memory already: a small cache of decompressed blocks is enough, and its
+// blocks are not compressed.
 const (
-	defaultCacheSize   = 32 << 20
+	defaultCacheSize   = 64 << 20
+	memoryCacheSize    = 4 << 20
 	fileMemTableSize   = 32 << 20
 	memoryMemTableSize = 64 << 20
 	numStripes         = 1024
@@ -68,7 +73,7 @@ type Config struct {
 	Now       func() time.Time // clock for expiry; nil = time.Now
 	Logger    *slog.Logger     // nil = discard
 	FS        vfs.FS           // nil = vfs.Default for file DBs; in-memory DBs always use vfs.NewMem()
-	CacheSize int64            // Pebble block cache bytes; 0 = 32 MiB
+	CacheSize int64            // Pebble block cache bytes of a file DB, unless Spec.CacheSize is set; 0 = 64 MiB
 	ULog      ULog             // update-log hook; nil: no update log
 	DBID      uint16           // this database's index, stamped on its ulog messages
 }
@@ -81,12 +86,26 @@ type Config struct {
 type DB struct {
 	*core
 	tx *Tx // nil: autocommit
+	// unsynced: commits do not wait for the WAL sync (see Unsynced).
+	unsynced bool
+}
+
+// Unsynced returns a view of db whose writes are committed without waiting for the
+// write-ahead log to be synced: they are visible to every reader as soon as they are
+// applied, and become durable with the next synced commit or Synchronize of the database.
+// It is meant for writes nobody waits on (the binary protocol's no-reply flag). On an
+// in-memory or NoSync database it changes nothing.
+func (db *DB) Unsynced() *DB {
+	v := *db
+	v.unsynced = true
+	return &v
 }
 
 // core is the state of one database shared by the DB and its transactional views.
 type core struct {
 	spec     Spec
 	pdb      *pebble.DB
+	lock     *pebble.Lock // the directory lock when Open took it (nil: Pebble holds its own)
 	now      func() time.Time
 	log      *slog.Logger
 	sync     bool // commit data changes with pebble.Sync
@@ -105,19 +124,19 @@ type core struct {
 	count atomic.Int64 // records, including expired ones not yet swept
 	size  atomic.Int64 // sum of len(key)+len(stored value)
 
-	// sweepMu serialises Sweep; sweepPos is the user key where the next Sweep starts
-	// (nil = the beginning).
+	// kd is the directory of every record's size and expiry (keydir.go), so that writes
+	// know what they replace without reading it.
+	kd *keydir
+
+	// sweepMu serialises Sweep; sweepPos is the user key where the current pass over the
+	// keys continues (nil = no pass in progress).
 	sweepMu  sync.Mutex
 	sweepPos []byte
-	// A sweep cycle (a pass over all keys) that found nothing expired makes the
-	// next one wait sweepPause (doubling up to maxSweepPause) unless a record with
-	// an expiry has been written since (expiryHint): an idle server does not
-	// re-read its whole database over and over. Guarded by sweepMu.
-	expiryHint     atomic.Bool
-	cycleFound     bool // the current cycle deleted something
-	lastCycleFound bool // the last complete cycle did
-	sweepPause     time.Duration
-	nextCycle      time.Time
+	// expiryHint asks for a pass over all keys: what is stored is unknown (Open, a
+	// snapshot loaded) or a vacuum was asked for. expiries knows when the records
+	// written since are due (sweep.go, expiry.go).
+	expiryHint atomic.Bool
+	expiries   expiryQueue
 
 	// lru tracks recency for cache DBs with capcnt/capsiz (nil otherwise).
 	lru *lruList
@@ -125,8 +144,13 @@ type core struct {
 
 // Open opens (creating if needed) the store described by cfg.Spec. A file DB is a Pebble
 // directory at Spec.Path; its parent directory must exist, and a regular file at the path
-// (probably a Kyoto Cabinet file) is an error. In-memory types live on a private in-memory
-// file system. Open starts no goroutines of its own; Count and Size are computed by a scan.
+// (probably a Kyoto Cabinet file) is an error. Only an absent or empty directory is
+// created; any other must be a complete, consistent Pebble store, or Open returns a
+// *DamageError (errors.Is ErrDamaged) and leaves every file as it was (see opendir.go).
+// With ReadOnly, a file DB is opened in Pebble's read-only mode, which writes nothing
+// (so a read-only directory can be served), and must exist. In-memory types live on a
+// private in-memory file system. Open starts no goroutines of its own; Count and Size
+// are computed by a scan.
 func Open(cfg Config) (*DB, error) {
 	spec := cfg.Spec
 	if spec.Type == 0 {
@@ -145,29 +169,75 @@ func Open(cfg Config) (*DB, error) {
 		seed:     maphash.MakeSeed(),
 		ulog:     cfg.ULog,
 		dbid:     cfg.DBID,
+		kd:       newKeydir(),
 	}}
 	if db.now == nil {
 		db.now = time.Now
 	}
-	db.expiryHint.Store(true) // what is stored is unknown: sweep it once
 	if spec.isCache() && (spec.CapCount > 0 || spec.CapSize > 0) {
 		db.lru = newLRU()
 	}
 
 	cacheSize := cfg.CacheSize
-	if cacheSize <= 0 {
+	switch {
+	case spec.InMemory:
+		cacheSize = memoryCacheSize
+	case spec.CacheSize > 0:
+		cacheSize = spec.CacheSize
+	case cacheSize <= 0:
 		cacheSize = defaultCacheSize
 	}
 	cache := pebble.NewCache(cacheSize)
 	defer cache.Unref() // the DB holds its own reference
+	opts := pebbleOptions(cache, logger, spec.Path)
+	var pdb *pebble.DB
+	var err error
+	if spec.InMemory {
+		opts.FS = vfs.NewMem()
+		opts.MemTableSize = memoryMemTableSize
+		opts.DisableWAL = true // nothing survives the process anyway
+		for i := range opts.Levels {
+			opts.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
+		}
+		pdb, err = pebble.Open("db", opts)
+		if err != nil {
+			return nil, fmt.Errorf("store: open %s: %w", spec.Path, err)
+		}
+	} else {
+		opts.FS = cfg.FS
+		if opts.FS == nil {
+			opts.FS = vfs.Default
+		}
+		opts.MemTableSize = fileMemTableSize
+		if pdb, db.lock, err = openStoreDir(spec.Path, opts, cfg.ReadOnly, logger); err != nil {
+			return nil, err
+		}
+	}
+	db.pdb = pdb
+	if err := db.recount(); err != nil {
+		pdb.Close()
+		db.closeLock()
+		if pebble.IsCorruptionError(err) {
+			return nil, fmt.Errorf("store: open %s: %s (a damaged sstable: ktd recover can rebuild the store from what can be read)", spec.Path, oneLine(err))
+		}
+		return nil, fmt.Errorf("store: open %s: %s", spec.Path, oneLine(err))
+	}
+	return db, nil
+}
+
+// pebbleOptions returns the Pebble options of a database (its FS and memtable size
+// still to be set). The caller keeps its reference to cache.
+func pebbleOptions(cache *pebble.Cache, logger *slog.Logger, path string) *pebble.Options {
 	opts := &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
 		Cache:              cache,
-		Logger:             pebbleLogger{logger.With("db", spec.Path)},
+		Logger:             pebbleLogger{logger.With("db", path)},
 		// A bad block checksum is an error for the read that met it, not a
 		// crash of the whole server (Pebble's default calls Fatalf).
+		// One line at Error; Pebble's detail (a stack trace per wrapped error) only at Debug.
 		EventListener: &pebble.EventListener{DataCorruption: func(info pebble.DataCorruptionInfo) {
-			logger.Error("pebble: on-disk corruption", "db", spec.Path, "file", info.Path, "err", info.Details)
+			logger.Error("pebble: on-disk corruption: a read failed its checksum", "db", path, "file", info.Path, "err", oneLine(info.Details))
+			logger.Debug("pebble: on-disk corruption detail", "db", path, "file", info.Path, "detail", fmt.Sprintf("%+v", info.Details))
 		}},
 	}
 	// Bloom filters let the existence check that precedes every write skip
@@ -175,83 +245,38 @@ func Open(cfg Config) (*DB, error) {
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
-	dir := spec.Path
-	if spec.InMemory {
-		opts.FS = vfs.NewMem()
-		opts.MemTableSize = memoryMemTableSize
-		opts.DisableWAL = true // nothing survives the process anyway
-		dir = "db"
-	} else {
-		opts.FS = cfg.FS
-		if opts.FS == nil {
-			opts.FS = vfs.Default
-		}
-		opts.MemTableSize = fileMemTableSize
-		if err := checkDir(opts.FS, dir); err != nil {
-			return nil, err
-		}
-	}
-	pdb, err := pebble.Open(dir, opts)
-	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", spec.Path, err)
-	}
-	db.pdb = pdb
-	if err := db.recount(); err != nil {
-		pdb.Close()
-		return nil, fmt.Errorf("store: open %s: %w", spec.Path, err)
-	}
-	return db, nil
+	return opts
 }
 
-// checkDir refuses a regular file at path and a missing parent directory (KT does not
-// create parent directories).
-func checkDir(fsys vfs.FS, path string) error {
-	if fi, err := fsys.Stat(path); err == nil {
-		if !fi.IsDir() {
-			return fmt.Errorf("store: open %s: a regular file is in the way (a Kyoto Cabinet file?); ktd keeps a Pebble directory there", path)
-		}
-		names, err := fsys.List(path)
-		if err != nil {
-			return fmt.Errorf("store: open %s: %w", path, err)
-		}
-		if len(names) > 0 && !slices.ContainsFunc(names, isPebbleFile) {
-			return fmt.Errorf("store: open %s: the directory holds no Pebble store (a Kyoto Cabinet directory database?)", path)
-		}
+// closeLock releases the directory lock Open took itself (after the Pebble DB is closed).
+func (db *DB) closeLock() error {
+	if db.lock == nil {
 		return nil
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("store: open %s: %w", path, err)
 	}
-	parent := filepath.Dir(path)
-	fi, err := fsys.Stat(parent)
-	if err != nil {
-		return fmt.Errorf("store: open %s: parent directory: %w", path, err)
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("store: open %s: parent %s is not a directory", path, parent)
-	}
-	return nil
+	err := db.lock.Close()
+	db.lock = nil
+	return err
 }
 
-// isPebbleFile reports whether name is one of Pebble's bookkeeping files.
-func isPebbleFile(name string) bool {
-	for _, p := range []string{"MANIFEST-", "OPTIONS-", "marker.", "CURRENT"} {
-		if strings.HasPrefix(name, p) {
-			return true
-		}
-	}
-	return false
-}
-
-// recount computes count and size by scanning every record.
+// recount computes count and size, rebuilds the key directory and queues every expiring
+// record, by scanning every record. The caller holds db.mu exclusively (or is Open).
 func (db *DB) recount() error {
 	it, err := db.pdb.NewIter(dataBounds(nil))
 	if err != nil {
 		return err
 	}
+	db.kd.reset()
+	now := db.now()
 	var n, sz int64
 	for it.First(); it.Valid(); it.Next() {
+		key, stored := it.Key()[1:], it.Value()
 		n++
-		sz += int64(len(it.Key())-1) + int64(len(it.Value()))
+		sz += int64(len(key)) + int64(len(stored))
+		e := db.entryOf(stored)
+		db.kd.put(db.seed, key, e)
+		if xt := e.expiry(); xt < XTMax && !db.spec.Persistent {
+			db.expiries.add(key, xt, now) // swept when due, without a pass over the keys
+		}
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return fmt.Errorf("count records: %w", err)
@@ -259,6 +284,12 @@ func (db *DB) recount() error {
 	db.count.Store(n)
 	db.size.Store(sz)
 	return nil
+}
+
+// entryOf returns the key-directory entry of a stored form.
+func (db *DB) entryOf(stored []byte) kdEntry {
+	_, xt := db.decodeStored(stored)
+	return entryFor(len(stored), xt)
 }
 
 // Close closes the database. It waits for operations in flight; afterwards every method
@@ -273,7 +304,7 @@ func (db *DB) Close() error {
 		return ErrClosed
 	}
 	db.closed = true
-	if err := db.pdb.Close(); err != nil {
+	if err := errors.Join(db.pdb.Close(), db.closeLock()); err != nil {
 		return fmt.Errorf("store: close %s: %w", db.spec.Path, err)
 	}
 	return nil
@@ -301,13 +332,13 @@ func (db *DB) Size() int64 {
 }
 
 // Synchronize makes every acknowledged write durable: it syncs the WAL, and with hard also
-// flushes the memtables to sstables. In-memory databases have nothing to do.
+// flushes the memtables to sstables. In-memory and read-only databases have nothing to do.
 func (db *DB) Synchronize(hard bool) error {
 	if err := db.rlock(); err != nil {
 		return err
 	}
 	defer db.mu.RUnlock()
-	if db.spec.InMemory {
+	if db.spec.InMemory || db.readOnly {
 		return nil
 	}
 	// An empty LogData with Sync syncs the WAL up to everything committed before it.
@@ -407,11 +438,11 @@ func (db *DB) stripe(key []byte) int {
 	return int(maphash.Bytes(db.seed, key) % numStripes)
 }
 
-// lockKey locks the stripe of one key and returns the unlock function.
-func (db *DB) lockKey(key []byte) func() {
+// lockKey locks the stripe of one key and returns it, for the caller to unlock.
+func (db *DB) lockKey(key []byte) *sync.Mutex {
 	m := &db.stripes[db.stripe(key)]
 	m.Lock()
-	return m.Unlock
+	return m
 }
 
 // lockKeys locks the stripes of several keys in index order (no deadlock between bulk
@@ -461,57 +492,165 @@ func closeQuietly(c io.Closer) error {
 }
 
 // txn accumulates one Pebble batch with its logical changes and the count/size deltas.
-// For bulk operations it remembers the state of keys it already wrote (seen), so a key
-// repeated in one batch is accounted exactly.
+//
+// Outside a transaction, each write also updates the key directory at once (under the
+// key's lock), so later writes of the same batch see it, and t.undo remembers how to
+// revert it should the batch fail to commit. Inside a transactional view the directory is
+// left alone (the transaction's commit updates it), and bulk operations remember the
+// state of keys they already wrote (seen), so a key repeated in one batch is accounted
+// exactly.
 type txn struct {
 	db      *DB
 	b       *pebble.Batch
 	changes []Change
 	dCount  int64
 	dSize   int64
-	seen    map[string][]byte // bulk only: stored value written so far (nil = removed)
-	cleared bool              // a Clear is in this batch: unseen keys are absent
-	pre     map[string][]byte // bulk only, after prefetch: stored forms read up front (absent = no record)
+	seen    map[string][]byte // bulk in a transactional view: stored value written so far (nil = removed)
 	touched [][]byte          // keys set, for LRU bookkeeping (cache DBs only)
 	removed [][]byte          // keys removed, for LRU bookkeeping (cache DBs only)
+	undo    []kdUndo          // key-directory changes made, reverted by close unless the batch committed
+	done    bool              // the batch committed (or went into the transaction)
+	dkey    []byte            // scratch for the Pebble key of a record
+
+	// hkey is the key last hashed for the directory, h and shard its hash, and entry/had
+	// its directory entry when known (hentry): a write hashes and looks up its key once.
+	hkey   []byte
+	h      kdKey
+	shard  int
+	hentry bool
+	entry  kdEntry
+	had    bool
+}
+
+// kdUndo reverts one change to the key directory: the entry a key had (had) before, or
+// a reset (rebuilt from the store).
+type kdUndo struct {
+	h     kdKey
+	shard int
+	prev  kdEntry
+	had   bool
+	reset bool
+}
+
+// hash returns the key-directory hash and shard of key, reusing the last one when key is
+// the same slice (the bytes of a key never change while its operation runs).
+func (t *txn) hash(key []byte) (kdKey, int) {
+	if len(key) != len(t.hkey) || len(key) > 0 && &key[0] != &t.hkey[0] || t.hkey == nil {
+		t.h, t.shard = t.db.kd.hash(t.db.seed, key)
+		t.hkey = key[:len(key):len(key)]
+		if t.hkey == nil {
+			t.hkey = []byte{}
+		}
+		t.hentry = false
+	}
+	return t.h, t.shard
+}
+
+// lookup returns key's directory entry (cached for the last key hashed).
+func (t *txn) lookup(key []byte) (kdKey, int, kdEntry, bool) {
+	h, shard := t.hash(key)
+	if !t.hentry {
+		t.entry, t.had = t.db.kd.shards[shard][h]
+		t.hentry = true
+	}
+	return h, shard, t.entry, t.had
+}
+
+// kdPut records key as present with entry e in the directory, remembering the undo.
+func (t *txn) kdPut(key []byte, e kdEntry) {
+	h, shard, prev, had := t.lookup(key)
+	t.undo = append(t.undo, kdUndo{h: h, shard: shard, prev: prev, had: had})
+	t.db.kd.shards[shard][h] = e
+	t.entry, t.had = e, true
+}
+
+// kdDel records key as absent in the directory, remembering the undo.
+func (t *txn) kdDel(key []byte) {
+	h, shard, prev, had := t.lookup(key)
+	if !had {
+		return
+	}
+	t.undo = append(t.undo, kdUndo{h: h, shard: shard, prev: prev, had: had})
+	delete(t.db.kd.shards[shard], h)
+	t.had = false
+}
+
+// undoKD reverts the directory changes of a batch that failed to commit. A reset in it
+// (a clear, under db.mu held exclusively) is reverted by rebuilding the directory and the
+// counters from the store.
+func (t *txn) undoKD() {
+	for i := len(t.undo) - 1; i >= 0; i-- {
+		u := t.undo[i]
+		switch {
+		case u.reset:
+			if err := t.db.recount(); err != nil {
+				t.db.log.Error("rebuild the key directory after a failed commit", "err", err)
+			}
+			return
+		case u.had:
+			t.db.kd.shards[u.shard][u.h] = u.prev
+		default:
+			delete(t.db.kd.shards[u.shard], u.h)
+		}
+	}
+	t.undo = t.undo[:0]
 }
 
 func (db *DB) newTxn(bulk bool) *txn {
 	t := &txn{db: db, b: db.pdb.NewBatch()}
-	if bulk {
+	if bulk && db.tx != nil {
 		t.seen = map[string][]byte{}
 	}
 	return t
 }
 
+// oldMeta returns what the database holds under key as this transaction sees it — whether
+// a record exists, the length of its stored form and its absolute expiry — without
+// reading the value: from the key directory, which already holds the batch's earlier
+// writes. Inside a transactional view it reads through the view (so the transaction
+// observes the key).
+func (t *txn) oldMeta(key []byte) (found bool, size int, xt int64, err error) {
+	if t.db.tx == nil {
+		_, _, e, ok := t.lookup(key)
+		return ok, int(e.size), e.expiry(), nil
+	}
+	err = t.old(key, func(stored []byte, ok bool) {
+		if ok {
+			found, size = true, len(stored)
+			_, xt = t.db.decodeStored(stored)
+		}
+	})
+	return found, size, xt, err
+}
+
 // old reads the current stored form of key as this transaction sees it and calls fn.
+// Outside a transactional view it must not follow a write of the same key in the batch.
 func (t *txn) old(key []byte, fn func(stored []byte, found bool)) error {
 	if t.seen != nil {
 		if v, ok := t.seen[string(key)]; ok {
 			fn(v, v != nil)
 			return nil
 		}
-		if t.cleared {
-			fn(nil, false)
-			return nil
-		}
-		if t.pre != nil {
-			v, ok := t.pre[string(key)]
-			fn(v, ok)
-			return nil
-		}
 	}
 	return t.db.getStored(key, fn)
 }
 
-// set writes key=stored, replacing a record of oldLen bytes (oldLen < 0: none). logged
-// says whether the write is a logical change (GC and evictions are not logged).
+// dataKey returns the Pebble key of a user key in t's scratch buffer (valid until the
+// next call; Pebble copies keys into the batch).
+func (t *txn) dataKey(key []byte) []byte {
+	t.dkey = append(append(t.dkey[:0], prefixData), key...)
+	return t.dkey
+}
+
+// set writes key=stored, replacing a record of oldLen bytes (oldLen < 0: none).
 func (t *txn) set(key, stored []byte, oldLen int) error {
-	if err := t.b.Set(dataKey(key), stored, nil); err != nil {
+	if err := t.b.Set(t.dataKey(key), stored, nil); err != nil {
 		return sysErr("batch set", err)
 	}
-	if !t.db.spec.Persistent && len(stored) >= xtLen && getXT(stored) < XTMax {
-		t.db.expiryHint.Store(true)
+	if !t.db.spec.Persistent && len(stored) >= xtLen {
+		if xt := getXT(stored); xt < XTMax {
+			t.db.expiries.add(key, xt, t.db.now())
+		}
 	}
 	if oldLen < 0 {
 		t.dCount++
@@ -522,6 +661,8 @@ func (t *txn) set(key, stored []byte, oldLen int) error {
 	t.changes = append(t.changes, Change{Op: OpSet, Key: key, Value: stored})
 	if t.seen != nil {
 		t.seen[string(key)] = stored
+	} else if t.db.tx == nil {
+		t.kdPut(key, t.db.entryOf(stored))
 	}
 	if t.db.lru != nil {
 		t.touched = append(t.touched, key)
@@ -534,11 +675,14 @@ func (t *txn) set(key, stored []byte, oldLen int) error {
 // logged removal is still a logical change (KT logs a REMOVE for a missing key).
 func (t *txn) del(key []byte, oldLen int, logged bool) error {
 	if oldLen >= 0 {
-		if err := t.b.Delete(dataKey(key), nil); err != nil {
+		if err := t.b.Delete(t.dataKey(key), nil); err != nil {
 			return sysErr("batch delete", err)
 		}
 		t.dCount--
 		t.dSize -= int64(len(key) + oldLen)
+		if t.seen == nil && t.db.tx == nil {
+			t.kdDel(key)
+		}
 	}
 	if logged {
 		t.changes = append(t.changes, Change{Op: OpRemove, Key: key})
@@ -555,20 +699,50 @@ func (t *txn) del(key []byte, oldLen int, logged bool) error {
 // close releases the batch.
 func (t *txn) close() { t.b.Close() }
 
+// abandon reverts the key-directory changes made for t unless its batch committed. Every
+// writer defers it while it still holds the keys' locks, so that any path that gives up
+// on a batch leaves the directory as it was.
+func (t *txn) abandon() {
+	if !t.done {
+		t.undoKD()
+	}
+}
+
 // commit commits t through db.commit with the database's data durability.
 func (t *txn) commit() error {
 	if t.b.Empty() && len(t.changes) == 0 {
+		t.done = true
 		return nil
 	}
 	if t.db.tx != nil {
-		return t.db.tx.absorb(t)
+		err := t.db.tx.absorb(t)
+		t.done = err == nil
+		return err
 	}
-	return t.db.commit(t.b, t.changes, t.dCount, t.dSize, t.db.writeOpts())
+	return t.commitWith(t.changes, t.db.ulogSID(), t.db.writeOpts())
 }
 
-// writeOpts returns the options for logical writes: pebble.Sync unless NoSync or in-memory.
+// commitWith commits t's batch logging changes under sid.
+func (t *txn) commitWith(changes []Change, sid uint16, opts *pebble.WriteOptions) error {
+	if err := t.db.commitAs(t.b, changes, sid, t.dCount, t.dSize, opts); err != nil {
+		return err
+	}
+	t.done = true
+	return nil
+}
+
+// ulogSID is the server id stamped on changes that originate here.
+func (db *DB) ulogSID() uint16 {
+	if db.ulog != nil {
+		return db.ulog.SID()
+	}
+	return 0
+}
+
+// writeOpts returns the options for logical writes: pebble.Sync unless NoSync, in-memory
+// or an Unsynced view.
 func (db *DB) writeOpts() *pebble.WriteOptions {
-	if db.sync {
+	if db.sync && !db.unsynced {
 		return pebble.Sync
 	}
 	return pebble.NoSync
@@ -580,11 +754,7 @@ func (db *DB) writeOpts() *pebble.WriteOptions {
 // After a successful commit the count/size deltas are applied; callers hold the locks of
 // every key in b, so the deltas are exact.
 func (db *DB) commit(b *pebble.Batch, changes []Change, dCount, dSize int64, opts *pebble.WriteOptions) error {
-	var sid uint16
-	if db.ulog != nil {
-		sid = db.ulog.SID()
-	}
-	return db.commitAs(b, changes, sid, dCount, dSize, opts)
+	return db.commitAs(b, changes, db.ulogSID(), dCount, dSize, opts)
 }
 
 // commitAs is commit with the origin sid stamped on the log records (a replica relays a
@@ -594,7 +764,7 @@ func (db *DB) commit(b *pebble.Batch, changes []Change, dCount, dSize int64, opt
 func (db *DB) commitAs(b *pebble.Batch, changes []Change, sid uint16, dCount, dSize int64, opts *pebble.WriteOptions) (err error) {
 	if db.ulog != nil && len(changes) > 0 {
 		msgs, ends := db.encodeChanges(changes, sid)
-		first, done := db.ulog.Reserve(len(changes))
+		first, done := db.ulog.Reserve(len(changes), db.spec.InMemory || opts.GetSync())
 		defer func() {
 			if tail, ok := db.ulog.(ULogTail); ok && err == nil {
 				tail.Committed(first, msgs, ends)

@@ -13,14 +13,25 @@ import (
 const vacuumChunk = 1024
 
 // Sweep does one bounded increment of the background expiry and ktcapcnt/ktcapsiz work,
-// like KT's expiration cursor: it examines up to budget records from where the last call
-// stopped, deletes the expired ones (re-checked under the key lock) and, while the
-// database exceeds ktcapcnt/ktcapsiz, evicts records at that position regardless of age
-// (KT: "effectively arbitrary"). These deletions are not logical changes (KT does not log
-// them) and are committed without sync: a lost GC delete is redone by the next pass.
-// Sweep returns true when it reached the end of the keys (the next call starts over).
-// It is cheap when there is nothing to do and skips the work if another Sweep is running.
-func (db *DB) Sweep(budget int) (wrapped bool, err error) {
+// as KT's idle GC does: it deletes up to budget records whose expiry has fallen due (the
+// expiry queue knows when: see expiryQueue), then, if a pass over the keys is under way
+// or needed, examines the rest of the budget's records from where the last call
+// stopped, deleting the expired ones and, while the database exceeds ktcapcnt/ktcapsiz,
+// evicting records at that position regardless of age (KT: "effectively arbitrary"). A
+// pass is needed after Open and after a snapshot is loaded (what is stored is unknown),
+// after Vacuum, when a record that did not fit in the queue falls due, and to evict.
+// Every deletion is re-checked under the key lock. Deletions are not logical changes
+// (KT does not log them) and are committed without sync: a lost GC delete is redone.
+// Sweep returns true when no pass over the keys is under way after it. It is cheap when
+// there is nothing to do and skips the work if another Sweep is running.
+func (db *DB) Sweep(budget int) (done bool, err error) { return db.SweepOverdue(budget, 0) }
+
+// SweepOverdue is Sweep for a busy server: a queued record is deleted only once it has
+// been due for grace, so that requests arriving in a burst see an expired record the
+// way KT's do until its GC runs (match_*, count and size still show it), while under
+// sustained traffic it still goes within grace of falling due. A record written when
+// already expired falls due when written.
+func (db *DB) SweepOverdue(budget int, grace time.Duration) (done bool, err error) {
 	db = db.autocommit()
 	if err := db.wlock(); err != nil {
 		if err == ErrNoPermission {
@@ -33,14 +44,15 @@ func (db *DB) Sweep(budget int) (wrapped bool, err error) {
 		return false, nil
 	}
 	defer db.sweepMu.Unlock()
-	return db.sweepLocked(budget)
+	return db.sweepLocked(budget, grace)
 }
 
 // Vacuum removes expired records: step <= 0 makes a full pass over the database, a
-// positive step examines about step records from the sweep position.
+// positive step examines about step records (due ones first, then from the pass
+// position).
 func (db *DB) Vacuum(step int64) error {
 	db = db.autocommit()
-	db.expiryHint.Store(true) // asked for: no pause
+	db.expiryHint.Store(true) // asked for: a pass
 	if step > 0 {
 		_, err := db.Sweep(int(min(step, 1<<30)))
 		return err
@@ -53,8 +65,8 @@ func (db *DB) Vacuum(step int64) error {
 	defer db.sweepMu.Unlock()
 	db.sweepPos = nil
 	for {
-		wrapped, err := db.sweepLocked(vacuumChunk)
-		if err != nil || wrapped {
+		done, err := db.sweepLocked(vacuumChunk, 0)
+		if err != nil || done {
 			return err
 		}
 	}
@@ -73,28 +85,35 @@ func (db *DB) ktCapExcess() (cnt, siz int64) {
 	return cnt, siz
 }
 
-// Pauses between sweep cycles that find nothing to delete (see core.sweepPause).
-const (
-	minSweepPause = time.Second
-	maxSweepPause = 30 * time.Second
-)
-
-// sweepLocked is Sweep's body; the caller holds db.mu shared and db.sweepMu.
-func (db *DB) sweepLocked(budget int) (bool, error) {
+// sweepLocked is SweepOverdue's body; the caller holds db.mu shared and db.sweepMu.
+func (db *DB) sweepLocked(budget int, grace time.Duration) (bool, error) {
+	now := db.now()
+	nowUnix := now.Unix()
+	if !db.spec.Persistent && budget > 0 {
+		if keys := db.expiries.popDue(now.Add(-grace).UnixMilli(), budget); len(keys) > 0 {
+			budget -= len(keys)
+			if err := db.deleteVictims(keys, false, nowUnix); err != nil {
+				return false, err
+			}
+		}
+	}
 	cntExcess, sizExcess := db.ktCapExcess()
 	evicting := cntExcess > 0 || sizExcess > 0
-	if (db.spec.Persistent && !evicting) || db.count.Load() == 0 || budget <= 0 {
-		db.sweepPos = nil
-		return true, nil
-	}
-	if db.sweepPos == nil && !evicting {
-		hint := db.expiryHint.Swap(false)
-		if !hint && !db.lastCycleFound && db.now().Before(db.nextCycle) {
-			return true, nil // nothing expired last time, nothing expiring written since
+	if db.sweepPos == nil {
+		expiring := !db.spec.Persistent && (db.expiryHint.Load() || db.expiries.overflowDue(nowUnix))
+		if !evicting && !expiring {
+			return true, nil
 		}
-		db.cycleFound = false
+		if budget <= 0 {
+			return false, nil // a pass is wanted: the next call starts it
+		}
+		db.expiryHint.Store(false)
+		db.expiries.beginPass()
+		if db.count.Load() == 0 {
+			db.expiries.endPass()
+			return true, nil
+		}
 	}
-	now := db.nowUnix()
 	opts := dataBounds(nil)
 	if db.sweepPos != nil {
 		opts.LowerBound = dataKey(db.sweepPos)
@@ -105,31 +124,30 @@ func (db *DB) sweepLocked(budget int) (bool, error) {
 	}
 	var victims [][]byte
 	n := 0
+	graceUnix := now.Add(-grace).Unix()
 	for it.First(); it.Valid() && n < budget; it.Next() {
 		n++
 		key, stored := it.Key()[1:], it.Value()
 		_, xt := db.decodeStored(stored)
 		switch {
-		case expired(xt, now):
+		case expired(xt, graceUnix): // expired for at least grace
 		case cntExcess > 0 || sizExcess > 0:
 		default:
+			if xt < XTMax {
+				// The pass hands expiring records to the queue: live ones, and ones
+				// expired for less than grace, which then wait out the grace there.
+				db.expiries.add(key, xt, now)
+			}
 			continue
 		}
 		victims = append(victims, slices.Clone(key))
 		cntExcess--
 		sizExcess -= int64(len(key) + len(stored))
 	}
-	wrapped := !it.Valid()
-	db.cycleFound = db.cycleFound || len(victims) > 0
-	if wrapped {
+	done := !it.Valid()
+	if done {
 		db.sweepPos = nil
-		db.lastCycleFound = db.cycleFound
-		if db.cycleFound {
-			db.sweepPause = 0
-		} else {
-			db.sweepPause = min(max(2*db.sweepPause, minSweepPause), maxSweepPause)
-		}
-		db.nextCycle = db.now().Add(db.sweepPause)
+		db.expiries.endPass()
 	} else {
 		db.sweepPos = slices.Clone(it.Key()[1:])
 	}
@@ -137,29 +155,32 @@ func (db *DB) sweepLocked(budget int) (bool, error) {
 		return false, sysErr("iterate", err)
 	}
 	if len(victims) == 0 {
-		return wrapped, nil
+		return done, nil
 	}
-	return wrapped, db.deleteVictims(victims, evicting, now)
+	return done, db.deleteVictims(victims, evicting, nowUnix)
 }
 
 // deleteVictims deletes records found by a sweep, re-checking each under its key lock:
-// with evicting every record still present goes, otherwise only expired ones.
+// with evicting every record still present goes, otherwise only expired ones; a record
+// found live with an expiry (rewritten since it was queued or found) is queued again.
 func (db *DB) deleteVictims(keys [][]byte, evicting bool, now int64) error {
 	t := db.newTxn(true)
 	defer t.close()
 	err := func() error {
 		unlock := db.lockKeys(keys)
 		defer unlock()
+		defer t.abandon()
 		for _, k := range keys {
-			oldLen, ok := -1, false
-			if err := t.old(k, func(stored []byte, found bool) {
-				if found {
-					oldLen = len(stored)
-					_, xt := db.decodeStored(stored)
-					ok = evicting || expired(xt, now)
-				}
-			}); err != nil {
+			found, size, xt, err := t.oldMeta(k)
+			if err != nil {
 				return err
+			}
+			oldLen, ok := -1, false
+			if found {
+				oldLen, ok = size, evicting || expired(xt, now)
+				if !ok && xt < XTMax {
+					db.expiries.add(k, xt, db.now())
+				}
 			}
 			if ok {
 				if err := t.del(k, oldLen, false); err != nil {
@@ -170,7 +191,7 @@ func (db *DB) deleteVictims(keys [][]byte, evicting bool, now int64) error {
 		if t.b.Empty() {
 			return nil
 		}
-		return db.commit(t.b, nil, t.dCount, t.dSize, pebble.NoSync)
+		return t.commitWith(nil, db.ulogSID(), pebble.NoSync)
 	}()
 	if err != nil {
 		return err
@@ -206,7 +227,7 @@ func (db *DB) enforceCaps() {
 		if cnt <= 0 && siz <= 0 {
 			return
 		}
-		if _, err := db.sweepLocked(int(min(max(cnt, 0), 1<<20)) + 16); err != nil {
+		if _, err := db.sweepLocked(int(min(max(cnt, 0), 1<<20))+16, 0); err != nil {
 			db.log.Warn("evict records", "err", err)
 			return
 		}

@@ -165,6 +165,13 @@ func (tx *Tx) Commit() error {
 	if err := db.commit(tx.ib, changes, dCount, dSize, db.writeOpts()); err != nil {
 		return err
 	}
+	for _, k := range written {
+		if st := tx.keys[string(k)]; st.finalFound {
+			db.kd.put(db.seed, k, db.entryOf(st.final))
+		} else {
+			db.kd.del(db.seed, k)
+		}
+	}
 	if db.lru != nil {
 		for _, k := range written {
 			if tx.keys[string(k)].finalFound {

@@ -20,8 +20,11 @@ import (
 type ULog interface {
 	// Reserve returns the first of n consecutive, strictly increasing KT timestamps for one
 	// commit of n logged changes. done must be called exactly once after the commit attempt,
-	// with whether it committed.
-	Reserve(n int) (first uint64, done func(committed bool))
+	// with whether it committed. synced says whether the commit is durable once it
+	// returns (a synced commit, or an in-memory database, where nothing survives the
+	// process anyway); a hook that streams the log must not pass records of an unsynced
+	// commit before the database has been synced after it.
+	Reserve(n int, synced bool) (first uint64, done func(committed bool))
 	// SID is this server's id, stamped on changes that originate here.
 	SID() uint16
 }
@@ -284,14 +287,20 @@ var replPosKey = []byte{prefixMeta, 'r', 't', 's'}
 // after a crash data and position agree. With a ULog the changes are re-logged under the
 // origin's sid originSID (not this server's), in the same batch, so relays and dual
 // masters work. Count and Size stay exact. An empty changes just stores pos.
+//
+// The batch is committed without sync: its position is in it, so after a crash the replica
+// resumes from whatever survived and its master sends the rest again. Relogged records
+// are streamed on to this server's own slaves only once a later sync covered them (the
+// ULog hook is told the commit was not synced), so no slave ever holds what a crash of
+// this server could lose.
 func (db *DB) ApplyReplicated(changes []Change, originSID uint16, pos uint64) error {
-	return db.applyChanges(changes, originSID, &pos)
+	return db.applyChanges(changes, originSID, &pos, pebble.NoSync)
 }
 
 // applyChanges is Apply and ApplyReplicated: one batch of verbatim changes logged under
-// sid, plus the replication position when pos is not nil. It holds the keys' locks, or
-// db.mu exclusively when a CLEAR is among the changes.
-func (db *DB) applyChanges(changes []Change, sid uint16, pos *uint64) error {
+// sid, plus the replication position when pos is not nil, committed with opts. It holds
+// the keys' locks, or db.mu exclusively when a CLEAR is among the changes.
+func (db *DB) applyChanges(changes []Change, sid uint16, pos *uint64, opts *pebble.WriteOptions) error {
 	db = db.autocommit()
 	hasClear := slices.ContainsFunc(changes, func(c Change) bool { return c.Op == OpClear })
 	if hasClear {
@@ -319,9 +328,7 @@ func (db *DB) applyChanges(changes []Change, sid uint16, pos *uint64) error {
 			unlock := db.lockKeys(keys)
 			defer unlock()
 		}
-		if err := t.prefetch(keys); err != nil {
-			return err
-		}
+		defer t.abandon()
 		for i, c := range changes {
 			if c.Op == OpClear {
 				if err := t.clear(); err != nil {
@@ -333,17 +340,17 @@ func (db *DB) applyChanges(changes []Change, sid uint16, pos *uint64) error {
 				t.changes = append(t.changes, c) // relogged ahead of the transaction
 				continue
 			}
-			oldLen := -1
-			if err := t.old(c.Key, func(stored []byte, found bool) {
-				if found {
-					oldLen = len(stored)
-				}
-			}); err != nil {
+			found, size, _, err := t.oldMeta(c.Key)
+			if err != nil {
 				return err
+			}
+			oldLen := -1
+			if found {
+				oldLen = size
 			}
 			switch c.Op {
 			case OpSet:
-				if err := t.set(c.Key, slices.Clone(c.Value), oldLen); err != nil {
+				if err := t.set(c.Key, c.Value, oldLen); err != nil {
 					return err
 				}
 			case OpRemove:
@@ -363,7 +370,7 @@ func (db *DB) applyChanges(changes []Change, sid uint16, pos *uint64) error {
 		if t.b.Empty() && len(t.changes) == 0 {
 			return nil
 		}
-		return db.commitAs(t.b, t.changes, sid, t.dCount, t.dSize, db.writeOpts())
+		return t.commitWith(t.changes, sid, opts)
 	}()
 	if err != nil {
 		return err
@@ -382,13 +389,13 @@ func (db *DB) applyChanges(changes []Change, sid uint16, pos *uint64) error {
 }
 
 // SetReplPosition stores only the replication position (for skip and NOP frames) in one
-// small batch, synced unless NoSync or in-memory.
+// small batch, without sync, as ApplyReplicated does.
 func (db *DB) SetReplPosition(pos uint64) error {
 	if err := db.rlock(); err != nil {
 		return err
 	}
 	defer db.mu.RUnlock()
-	if err := db.pdb.Set(replPosKey, binary.BigEndian.AppendUint64(nil, pos), db.writeOpts()); err != nil {
+	if err := db.pdb.Set(replPosKey, binary.BigEndian.AppendUint64(nil, pos), pebble.NoSync); err != nil {
 		return sysErr("set replication position", err)
 	}
 	return nil

@@ -43,7 +43,7 @@ type reservation struct {
 
 func (f *fakeULog) SID() uint16 { return f.sid }
 
-func (f *fakeULog) Reserve(n int) (uint64, func(bool)) {
+func (f *fakeULog) Reserve(n int, synced bool) (uint64, func(bool)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if n <= 0 {

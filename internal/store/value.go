@@ -42,7 +42,7 @@ func expired(xt, now int64) bool { return now > xt }
 // the user value, or the value alone on a persistent (ktopts=p) database.
 func (db *DB) encodeStored(value []byte, xt int64) []byte {
 	if db.spec.Persistent {
-		return append([]byte(nil), value...)
+		return append([]byte{}, value...) // never nil: a nil stored form means "removed" in a batch
 	}
 	b := make([]byte, xtLen+len(value))
 	putXT(b, xt)

@@ -1,4 +1,5 @@
 -- echo returns its input map unchanged (kt-protocol.md §16 T13).
+kt = __kyototycoon__
 function echo(inmap, outmap)
    for key, value in pairs(inmap) do
       outmap[key] = value

@@ -1,0 +1,61 @@
+package gctune
+
+import (
+	"context"
+	"runtime/debug"
+	"testing"
+	"time"
+)
+
+func TestPercent(t *testing.T) {
+	const mb = 1 << 20
+	for _, tc := range []struct {
+		live uint64
+		want int
+	}{
+		{0, 800},
+		{4 * mb, 800},    // a tiny heap: spaced out as far as allowed
+		{10 * mb, 540},   // grows to about 64 MiB
+		{32 * mb, 100},   // half the floor: the default
+		{1024 * mb, 100}, // a big heap: never below the default
+		{60 * mb, 100},
+		{16 * mb, 300},
+	} {
+		if got := Percent(tc.live, 64*mb, 800); got != tc.want {
+			t.Errorf("Percent(%d MiB) = %d, want %d", tc.live/mb, got, tc.want)
+		}
+	}
+}
+
+// TestRun checks that Run raises GOGC for this test binary's small heap and
+// restores the default when it stops.
+func TestRun(t *testing.T) {
+	t.Setenv("GOGC", "")
+	set := make(chan int, 16)
+	setGCPercent = func(p int) int { set <- p; return 100 }
+	defer func() { setGCPercent = debug.SetGCPercent }()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); Run(ctx, 1<<30, 800, time.Millisecond) }()
+	select {
+	case p := <-set:
+		if p != 800 {
+			t.Fatalf("GOGC set to %d, want 800 for a heap far below the floor", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run never set GOGC")
+	}
+	cancel()
+	<-done
+	if p := <-set; p != 100 {
+		t.Fatalf("GOGC set to %d when Run stopped, want 100", p)
+	}
+}
+
+// TestRunLeavesGOGCToTheOperator: with GOGC in the environment, Run does nothing.
+func TestRunLeavesGOGCToTheOperator(t *testing.T) {
+	t.Setenv("GOGC", "200")
+	setGCPercent = func(p int) int { t.Errorf("SetGCPercent(%d) with GOGC set", p); return 100 }
+	defer func() { setGCPercent = debug.SetGCPercent }()
+	Run(context.Background(), 1<<30, 800, time.Millisecond)
+}

@@ -1,0 +1,259 @@
+package store
+
+import (
+	"fmt"
+	"hash/maphash"
+	"math/rand/v2"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+// checkKeydir asserts that the key directory holds exactly the stored records, each
+// with its stored length and expiry.
+func checkKeydir(t testing.TB, db *DB) {
+	t.Helper()
+	db = db.autocommit()
+	db.mu.Lock() // exclusive: the directory is stable
+	defer db.mu.Unlock()
+	it, err := db.pdb.NewIter(dataBounds(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for it.First(); it.Valid(); it.Next() {
+		n++
+		key, stored := it.Key()[1:], it.Value()
+		e, ok := db.kd.get(db.seed, key)
+		if want := db.entryOf(stored); !ok || e != want {
+			it.Close()
+			t.Fatalf("keydir[%q] = %+v, %v; want %+v", key, e, ok, want)
+		}
+	}
+	if err := it.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := db.kd.len(); got != n {
+		t.Fatalf("keydir holds %d keys, the database %d", got, n)
+	}
+}
+
+// TestKeydir_Model runs random operations of every kind that writes — single-key
+// writes, bulk writes, replicated batches with clears, transactions committed and
+// aborted, cursor writes, expiry sweeps — and checks after each step that the key
+// directory matches what is stored, so Count/Size stay exact without reads.
+func TestKeydir_Model(t *testing.T) {
+	for _, arg := range []string{"+", "*", "%", "file.kct", "file.kch#ktopts=p"} {
+		t.Run(arg, func(t *testing.T) {
+			clock := newClock(testNow)
+			path := arg
+			if arg[0] == 'f' {
+				path = filepath.Join(t.TempDir(), arg)
+			}
+			db := openTest(t, path, clock, func(c *Config) { c.NoSync = true })
+			rng := rand.New(rand.NewPCG(1, uint64(len(arg))))
+			key := func() []byte { return fmt.Appendf(nil, "k%02d", rng.IntN(40)) }
+			xt := func() int64 {
+				switch rng.IntN(4) {
+				case 0:
+					return int64(1 + rng.IntN(5)) // expires soon
+				case 1:
+					return -(testNow + 3)
+				default:
+					return NoXT
+				}
+			}
+			val := func() []byte { return make([]byte, rng.IntN(30)) }
+			for step := 0; step < 3000; step++ {
+				var what string
+				switch op := rng.IntN(16); op {
+				case 0, 1, 2:
+					what = "set"
+					mustSet(t, db, string(key()), string(val()), xt())
+				case 3:
+					what = "add"
+					db.Add(key(), val(), xt())
+				case 4:
+					what = "replace"
+					db.Replace(key(), val(), xt())
+				case 5:
+					what = "append"
+					db.Append(key(), val(), xt())
+				case 6:
+					what = "remove"
+					db.Remove(key())
+				case 7:
+					what = "seize"
+					db.Seize(key())
+				case 8:
+					what = "increment"
+					db.Increment(key(), 1, 0, xt())
+				case 9:
+					what = "set_bulk"
+					var recs []Record
+					for range rng.IntN(8) {
+						recs = append(recs, Record{Key: key(), Value: val(), XT: xt()})
+					}
+					if _, err := db.SetBulk(recs, true); err != nil {
+						t.Fatal(err)
+					}
+				case 10:
+					what = "remove_bulk"
+					var ks [][]byte
+					for range rng.IntN(8) {
+						ks = append(ks, key())
+					}
+					if _, err := db.RemoveBulk(ks, true); err != nil {
+						t.Fatal(err)
+					}
+				case 11:
+					what = "apply"
+					var chs []Change
+					for range 1 + rng.IntN(6) {
+						switch rng.IntN(8) {
+						case 0:
+							chs = append(chs, Change{Op: OpClear})
+						case 1, 2:
+							chs = append(chs, Change{Op: OpRemove, Key: key()})
+						default:
+							chs = append(chs, Change{Op: OpSet, Key: key(), Value: db.encodeStored(val(), absXT(xt(), clock.Now().Unix()))})
+						}
+					}
+					if rng.IntN(10) == 0 {
+						chs = []Change{{Op: OpClear}}
+					}
+					if err := db.ApplyReplicated(chs, 9, uint64(step)); err != nil {
+						t.Fatal(err)
+					}
+				case 12:
+					what = "transaction"
+					tx, err := db.Begin()
+					if err != nil {
+						t.Fatal(err)
+					}
+					v := tx.DB()
+					for range 1 + rng.IntN(5) {
+						switch rng.IntN(3) {
+						case 0:
+							v.Remove(key())
+						case 1:
+							v.Append(key(), val(), xt())
+						default:
+							v.Set(key(), val(), xt())
+						}
+					}
+					if rng.IntN(3) == 0 {
+						tx.Abort()
+					} else if err := tx.Commit(); err != nil {
+						t.Fatal(err)
+					}
+				case 13:
+					what = "cursor"
+					c := db.Cursor()
+					if c.Jump(key()) == nil {
+						if rng.IntN(2) == 0 {
+							c.Remove()
+						} else {
+							c.SetValue(val(), xt(), false)
+						}
+					}
+					c.Close()
+				case 14:
+					what = "sweep"
+					clock.Advance(int64(rng.IntN(3)))
+					if err := db.Vacuum(0); err != nil {
+						t.Fatal(err)
+					}
+				case 15:
+					if rng.IntN(20) == 0 {
+						what = "clear"
+						if err := db.Clear(); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+				if t.Failed() {
+					t.Fatalf("step %d (%s)", step, what)
+				}
+				if step%25 == 0 || what == "clear" || what == "apply" {
+					checkCounts(t, db)
+				}
+			}
+			checkCounts(t, db)
+		})
+	}
+}
+
+// TestKeydir_Reopen checks that a reopened file database rebuilds its directory.
+func TestKeydir_Reopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "re.kct")
+	db := openTest(t, path, nil)
+	for i := range 500 {
+		mustSet(t, db, fmt.Sprintf("k%03d", i), fmt.Sprintf("value %d", i), int64(i%3)*1000-1)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openTest(t, path, nil)
+	checkCounts(t, db)
+	if db.Count() != 500 {
+		t.Fatalf("Count = %d, want 500", db.Count())
+	}
+}
+
+// TestKeydir_Entry checks the expiry clamping of directory entries.
+func TestKeydir_Entry(t *testing.T) {
+	for _, tc := range []struct {
+		xt   int64
+		want int64
+	}{
+		{0, 0}, {testNow, testNow}, {kdNever - 1, kdNever - 1}, {kdNever, XTMax}, {XTMax, XTMax},
+	} {
+		if got := entryFor(10, tc.xt).expiry(); got != tc.want {
+			t.Errorf("entryFor(xt %d).expiry() = %d, want %d", tc.xt, got, tc.want)
+		}
+	}
+}
+
+// BenchmarkKeydirMemory reports the directory's heap cost per key at 1 M keys.
+func BenchmarkKeydirMemory(b *testing.B) {
+	const n = 1 << 20
+	seed := maphash.MakeSeed()
+	var key []byte
+	for b.Loop() {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		kd := newKeydir()
+		for i := range n {
+			key = fmt.Appendf(key[:0], "k%08d", i)
+			kd.put(seed, key, entryFor(105, XTMax))
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/key")
+		runtime.KeepAlive(kd)
+	}
+}
+
+// TestKeydir_FailedBatchLeavesItUnchanged checks that a batch given up before its
+// commit (here: an unknown operation after a set, a remove and a clear) leaves the key
+// directory, and with it Count and Size, as they were.
+func TestKeydir_FailedBatchLeavesItUnchanged(t *testing.T) {
+	db := openTest(t, "%", nil)
+	mustSet(t, db, "a", "1", NoXT)
+	mustSet(t, db, "b", "22", NoXT)
+	stored := db.encodeStored([]byte("333"), XTMax)
+	for _, chs := range [][]Change{
+		{{Op: OpSet, Key: []byte("c"), Value: stored}, {Op: OpRemove, Key: []byte("a")}, {Op: 0xA0}},
+		{{Op: OpSet, Key: []byte("c"), Value: stored}, {Op: OpClear}, {Op: OpSet, Key: []byte("d"), Value: stored}, {Op: 0xA0}},
+	} {
+		if err := db.ApplyReplicated(chs, 9, 7); err == nil {
+			t.Fatalf("ApplyReplicated(%v) with an unknown op succeeded", chs)
+		}
+		checkCounts(t, db)
+		if db.Count() != 2 {
+			t.Fatalf("Count = %d after a failed batch, want 2", db.Count())
+		}
+	}
+}
