@@ -67,7 +67,9 @@ FUZZ_TARGETS := \
 	./internal/script:FuzzPlayScript:10000x \
 	./internal/script:FuzzKCCodecs:30000x \
 	./internal/store:FuzzDecodeBatch:150000x \
-	./internal/store:FuzzCheckOptionsText:150000x
+	./internal/store:FuzzCheckOptionsText:150000x \
+	./internal/snapfile:FuzzReader:200000x \
+	./internal/lzo:FuzzDecompress:350000x
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

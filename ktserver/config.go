@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ktdproject/ktd/replication"
 )
 
 // Config configures a Server. The zero value is not valid; start from
@@ -90,8 +92,15 @@ type Config struct {
 	ReplInterval float64
 
 	// ReplBootstrap makes a replica without a position start from a
-	// snapshot of its master rather than from the master's whole log.
+	// snapshot of its master rather than from the master's whole log. A
+	// master that sends none (an unmodified KT) is copied over its RPC
+	// instead, within ReplKTBoot's bounds (replication.KTBootstrap).
 	ReplBootstrap bool
+	// ReplKTBoot bounds that copy: Conns (connections to the master,
+	// default 2), Page (keys per page, default 10 000), Batch (keys per
+	// get_bulk, default 1 000) and Rate (records per second, default 0:
+	// no bound). Its other fields are ignored.
+	ReplKTBoot replication.KTBootstrap
 
 	// ReplVerifyInterval is how often replication compares databases
 	// online (ktd to ktd, checksummed sessions): as a master, how often it

@@ -54,7 +54,7 @@ func newMetrics(s *Server, reg *prometheus.Registry) *metrics {
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.requests, m.latency, m.conns, m.tlsFailures, m.replRefused, &dbCollector{s: s})
+	reg.MustRegister(m.requests, m.latency, m.conns, m.tlsFailures, m.replRefused, &dbCollector{s: s}, &bootCollector{s: s})
 	for name, c := range map[string]*atomic.Int64{
 		"begun": &s.stats.txBegun, "committed": &s.stats.txCommitted,
 		"aborted": &s.stats.txAborted, "conflicts": &s.stats.txConflicts,

@@ -95,6 +95,7 @@ func (r *replState) startLocked() {
 		Verify:    r.s.cfg.ReplVerifyInterval >= 0,
 		Counters:  &r.counters,
 		TLS:       r.s.cfg.ReplTLS,
+		KTBoot:    r.s.cfg.ReplKTBoot,
 	}
 	ctx, cancel := context.WithCancel(r.s.ctx)
 	done := make(chan struct{})
@@ -175,6 +176,7 @@ func (r *replState) report(c *call, now time.Time) {
 	c.setInt("repl_verified", r.counters.Verified.Load())
 	c.setInt("repl_diverged", r.counters.Diverged.Load())
 	c.setInt("repl_rebootstraps", r.counters.Rebootstraps.Load())
+	bootReport(c, &r.counters.Boot)
 }
 
 // ulogList answers ulog_list: ktd keeps one log per database inside its

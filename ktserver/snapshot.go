@@ -87,6 +87,9 @@ type snapState struct {
 	// snap-* directory it names; nil when there is none.
 	restore *SnapshotManifest
 	base    string
+
+	// ktss is KT's own snapshot files found instead (ktss.go); nil if none.
+	ktss *ktssState
 }
 
 // errSnapshotRoot refuses a snapshot directory outside the allowed root.
@@ -391,6 +394,7 @@ func (s *Server) loadRestoreManifest() {
 		return
 	}
 	if m == nil {
+		s.findKTSS()
 		return
 	}
 	s.snap.restore = m
@@ -424,6 +428,9 @@ func (s *Server) restoreSource(i int, spec store.Spec) string {
 // database is never overwritten. It returns the snapshot directory to load into an
 // on-memory database once open ("" for none).
 func (s *Server) restoreBeforeOpen(i int, spec store.Spec) string {
+	if s.snap.restore == nil {
+		return s.restoreKTSSBeforeOpen(i, spec)
+	}
 	src := s.restoreSource(i, spec)
 	if src == "" {
 		return ""
@@ -445,6 +452,10 @@ func (s *Server) restoreBeforeOpen(i int, spec store.Spec) string {
 // restoreAfterOpen loads the start-up snapshot into an on-memory database.
 func (s *Server) restoreAfterOpen(i int, db *store.DB, src string) {
 	if src == "" {
+		return
+	}
+	if s.ktssTemp(src) {
+		s.loadKTSSAfterOpen(i, db, src)
 		return
 	}
 	s.logger.Warn("applying a snapshot file", "db", i, "from", src, "repl_ts", s.snap.restore.ReplTS)

@@ -56,6 +56,11 @@ type Replica struct {
 	// starts one after another).
 	Counters *ReplicaCounters
 
+	// KTBoot bounds a bootstrap from a master that answers like KT, which
+	// knows no snapshots: the replica copies its databases over RPC
+	// (KTBootstrap; its Conns, Page, Batch and Rate fields are used).
+	KTBoot KTBootstrap
+
 	// inlineDigests makes the replica ask for digests where they apply
 	// rather than deferred (as ktd replicas before FlagDeferredDigest did):
 	// tests use it to check masters still serve such replicas.
@@ -84,11 +89,18 @@ type ReplicaCounters struct {
 	Verified       atomic.Int64 // digests compared equal
 	Diverged       atomic.Int64 // digests that differed
 	Rebootstraps   atomic.Int64 // snapshots loaded after a divergence
+
+	Boot BootstrapProgress // copies from a KT master (KTBootstrap)
 }
 
 // rebootstrapGap is the least time between two re-bootstraps for divergence;
 // a divergence found sooner is only reported.
 const rebootstrapGap = 10 * time.Minute
+
+// errKTMaster ends a session whose master ignored a bootstrap request: it
+// knows none of ktd's extensions (a real KT), so the replica copies it over
+// RPC (KTBootstrap).
+var errKTMaster = errors.New("replication: the master sent no snapshot")
 
 // ErrDiverged ends a session whose digest comparison found the replica's
 // database different from the master's.
@@ -145,7 +157,27 @@ func (r *Replica) Run(ctx context.Context) {
 	logger := r.logger()
 	backoff := minBackoff
 	for ctx.Err() == nil {
-		streamed, err := r.session(ctx)
+		// An unfinished copy from a KT master is resumed before anything
+		// else: until it is complete the databases have no position.
+		pending, err := Pending(r.DBs)
+		if err == nil && pending {
+			err = r.copyFromKT(ctx)
+			if err == nil {
+				backoff = minBackoff
+				continue
+			}
+		}
+		streamed := false
+		if err == nil {
+			streamed, err = r.session(ctx)
+		}
+		if errors.Is(err, errKTMaster) {
+			logger.Info("the master sent no snapshot (an unmodified Kyoto Tycoon?): copying its databases over RPC")
+			if err = r.copyFromKT(ctx); err == nil {
+				backoff = minBackoff
+				continue
+			}
+		}
 		r.connected.Store(false)
 		if ctx.Err() != nil {
 			return
@@ -167,6 +199,33 @@ func (r *Replica) Run(ctx context.Context) {
 			backoff = min(2*backoff, maxBackoff)
 		}
 	}
+}
+
+// copyFromKT copies the databases of a master that knows no snapshots over
+// its RPC (resuming an unfinished copy), then stores the noted position in
+// every database: the next session replicates from there.
+func (r *Replica) copyFromKT(ctx context.Context) error {
+	kb := r.KTBoot
+	kb.Master, kb.DBs, kb.SID, kb.Logger, kb.TLS = r.Master, r.DBs, r.SID, r.logger(), r.TLS
+	if kb.Timeout <= 0 {
+		kb.Timeout = r.Timeout
+	}
+	kb.Progress = &r.counters().Boot
+	r.position.Store(0)
+	pos, err := kb.Run(ctx)
+	if err != nil {
+		return fmt.Errorf("copy from the master: %w", err)
+	}
+	if err := kb.Finish(pos); err != nil {
+		return err
+	}
+	r.position.Store(pos)
+	if r.RTSPath != "" {
+		if err := WriteRTS(r.RTSPath, pos); err != nil {
+			r.logger().Error("write rts file", "path", r.RTSPath, "err", err)
+		}
+	}
+	return nil
 }
 
 // dial connects to the master, over TLS when r.TLS is set (the handshake
@@ -262,6 +321,15 @@ func (r *Replica) session(ctx context.Context) (accepted bool, err error) {
 	}
 	// A KT master answers 0xB1 whatever the flags: a plain session.
 	fr := &frameReader{br: br, checked: b == MagicChecked}
+	if flags&FlagBootstrap != 0 && !fr.checked {
+		// A ktd master starts a snapshot at once; a KT master, which
+		// ignores the flag, streams its log (or an idle frame) instead.
+		if m, err := br.Peek(1); err != nil {
+			return false, fmt.Errorf("read first frame: %w", err)
+		} else if m[0] != MagicBootstrap {
+			return true, errKTMaster
+		}
+	}
 	r.connected.Store(true)
 	r.logger().Info("replicating", "from_ts", pos, "checked", fr.checked)
 

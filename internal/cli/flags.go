@@ -61,6 +61,11 @@ type Options struct {
 	ScriptInstr int64         // -scrinst: bound on the Lua instructions of one call (0 = none)
 	ScriptMem   int64         // -scrmem: bound on what one Lua state holds (0 = default, negative = none)
 
+	// Bootstrap from a KT master (ktboot.go).
+	BootRate  int // -bsrate: records copied per second (0 = no bound)
+	BootConns int // -bsconn: connections to the master (0 = default)
+	BootPage  int // -bspage: keys per page (0 = default)
+
 	// TLS (tls.go).
 	TLSCert    string // -tlscert: serve TLS on the port with this PEM certificate (chain)
 	TLSKey     string // -tlskey: its PEM private key
@@ -96,6 +101,7 @@ const Usage = `usage: ktd [-host str] [-port num] [-tout num] [-th num] [-log fi
            [-cmd path] [-scr file] [-mhost str] [-mport num] [-rts file] [-riv num]
            [-plsv file] [-plex str] [-pldb file]
            [-metrics host:port] [-nosync] [-maxconn num] [-bootstrap] [-rverify sec]
+           [-bsrate num] [-bsconn num] [-bspage num]
            [-ulogage sec] [-txidle sec] [-maxkey num] [-maxval num] [-maxbody num] [-maxrec num]
            [-maxinflight num] [-idle sec] [-scrtime sec] [-scrinst num] [-scrmem num]
            [-tlscert file -tlskey file] [-tlsca file]
@@ -196,7 +202,7 @@ var optionTable = []option{
 	switchFlag("-ash", "make -asi's synchronization physical (flush to sstables)", func(o *Options) { o.SyncHard = true }),
 	str("-bgs", "path", "snapshot directory: restore from it at start-up, snapshot into it every -bgsi", func(o *Options) *string { return &o.Snapshot }),
 	decimal("-bgsi", "sec", "snapshot interval (default 180)", func(o *Options, f float64) { o.SnapshotIV = f }),
-	notice("-bgsc", "str", "accepted: snapshots are Pebble directories, which Pebble compresses already"),
+	notice("-bgsc", "str", "accepted: snapshots are Pebble directories, which Pebble compresses already (KT's .ktss files are read whatever their compression)"),
 	switchFlag("-dmn", "daemonize (every path must then be absolute)", func(o *Options) { o.Daemon = true }),
 	str("-pid", "file", "write the process id there; removed on exit", func(o *Options) *string { return &o.PIDPath }),
 	str("-cmd", "path", "directory of synchronize command=... programs (default .)", func(o *Options) *string { return &o.CommandDir }),
@@ -211,7 +217,10 @@ var optionTable = []option{
 	str("-metrics", "host:port", "ktd: serve Prometheus metrics and pprof there", func(o *Options) *string { return &o.MetricsAddr }),
 	switchFlag("-nosync", "ktd: acknowledge writes before they are synced", func(o *Options) { o.NoSync = true }),
 	count("-maxconn", "ktd: cap on open client connections (default 4096, negative: none)", func(o *Options, n int64) { o.MaxConns = clampInt(n) }),
-	switchFlag("-bootstrap", "ktd: a replica without a position starts from a snapshot of its master", func(o *Options) { o.Bootstrap = true }),
+	switchFlag("-bootstrap", "ktd: a replica without a position starts from a snapshot of its master (a KT master: copied over RPC)", func(o *Options) { o.Bootstrap = true }),
+	bootCount("-bsrate", "ktd: bootstrap from a KT master: records copied per second (default 0: no bound)", func(o *Options) *int { return &o.BootRate }),
+	bootCount("-bsconn", "ktd: bootstrap from a KT master: connections to it (default 2)", func(o *Options) *int { return &o.BootConns }),
+	bootCount("-bspage", "ktd: bootstrap from a KT master: keys per page (default 10000)", func(o *Options) *int { return &o.BootPage }),
 	seconds("-rverify", "ktd: online verification of replicas this often (default 60; 0: never)", func(o *Options, d time.Duration) {
 		o.ReplVerify = d
 		if d <= 0 {

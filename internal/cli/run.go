@@ -40,6 +40,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "verify" {
 		return verifyMain(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "import" {
+		return importMain(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "export" {
+		return exportMain(args[1:], stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == "recover" {
 		return recoverMain(args[1:], stdout, stderr)
 	}
@@ -179,6 +185,7 @@ func Run(ctx context.Context, o *Options, stdout io.Writer) error {
 	}
 	cfg.ReplInterval = o.ReplIV
 	cfg.ReplBootstrap = o.Bootstrap
+	applyBoot(o, &cfg)
 	if o.ReplVerify != 0 {
 		cfg.ReplVerifyInterval = o.ReplVerify
 	}

@@ -26,6 +26,8 @@ const verifyUsage = `usage: ktd verify [-db name] [-ranges num] [-limit num] [-r
   ranges. A range that differs is re-checked -retry times, -wait apart (a
   live replica lags its master), then bisected down to the differing keys,
   which are printed. Records expired at the time of a call are left out.
+  When a server has no digest procedure (a real Kyoto Tycoon), both are
+  read and compared record by record over KT's own protocol instead.
   Exit status: 0 when the servers agree, 1 when they differ, 2 on errors.
 `
 
@@ -67,6 +69,10 @@ func verifyMain(args []string, stdout, stderr io.Writer) int {
 	if len(addrs) != 2 || *limit <= 0 || *ranges < 0 || *retry < 0 {
 		fmt.Fprint(stderr, verifyUsage)
 		return 2
+	}
+	addrs[0], addrs[1] = withPort(addrs[0]), withPort(addrs[1])
+	if code, ok := verifyKTMode(addrs, *dbName, *limit, *retry, *wait, *timeout, stdout, stderr); ok {
+		return code
 	}
 	tr := &http.Transport{MaxIdleConnsPerHost: 2}
 	defer tr.CloseIdleConnections()

@@ -15,42 +15,53 @@ import (
 // always sends. It returns the status code and the body. The tools that
 // drive servers over raw keep-alive connections use it.
 func ReadResponse(br *bufio.Reader) (code int, body []byte, err error) {
+	code, _, body, err = ReadResponseType(br)
+	return code, body, err
+}
+
+// ReadResponseType is ReadResponse that also returns the Content-Type
+// header ("" when absent), which says how a TSV body is encoded (ColEncOf).
+func ReadResponseType(br *bufio.Reader) (code int, contentType string, body []byte, err error) {
 	status, err := br.ReadSlice('\n')
 	if err != nil {
-		return 0, nil, err
+		return 0, "", nil, err
 	}
 	f := strings.Fields(string(status))
 	if len(f) < 2 {
-		return 0, nil, fmt.Errorf("bad status line %q", status)
+		return 0, "", nil, fmt.Errorf("bad status line %q", status)
 	}
 	if code, err = strconv.Atoi(f[1]); err != nil {
-		return 0, nil, fmt.Errorf("bad status line %q", status)
+		return 0, "", nil, fmt.Errorf("bad status line %q", status)
 	}
 	clen := -1
 	for {
 		line, err := br.ReadSlice('\n')
 		if err != nil {
-			return 0, nil, err
+			return 0, "", nil, err
 		}
 		line = bytes.TrimRight(line, "\r\n")
 		if len(line) == 0 {
 			break
 		}
-		if k, v, ok := bytes.Cut(line, []byte(":")); ok && strings.EqualFold(string(k), "content-length") {
+		k, v, ok := bytes.Cut(line, []byte(":"))
+		if ok && strings.EqualFold(string(k), "content-type") {
+			contentType = string(bytes.TrimSpace(v))
+		}
+		if ok && strings.EqualFold(string(k), "content-length") {
 			if clen, err = strconv.Atoi(string(bytes.TrimSpace(v))); err != nil || clen < 0 {
-				return 0, nil, fmt.Errorf("bad content-length %q", v)
+				return 0, "", nil, fmt.Errorf("bad content-length %q", v)
 			}
 		}
 	}
 	if clen < 0 {
-		return 0, nil, errors.New("response without content-length")
+		return 0, "", nil, errors.New("response without content-length")
 	}
 	if clen > MaxBody {
-		return 0, nil, fmt.Errorf("response body of %d bytes is too large", clen)
+		return 0, "", nil, fmt.Errorf("response body of %d bytes is too large", clen)
 	}
 	body = make([]byte, clen)
 	if _, err := io.ReadFull(br, body); err != nil {
-		return 0, nil, err
+		return 0, "", nil, err
 	}
-	return code, body, nil
+	return code, contentType, body, nil
 }
