@@ -12,12 +12,12 @@ all: build
 build:
 	$(GO) build -o $(BIN)/ktd ./cmd/ktd
 	$(GO) build -o $(BIN)/ktconform ./cmd/ktconform
-	$(GO) build -o $(BIN)/ktload ./cmd/ktload
-	$(GO) build -o $(BIN)/ktrepl ./cmd/ktrepl
+	$(GO) build -o $(BIN)/ktload ./harness/cmd/ktload
+	$(GO) build -o $(BIN)/ktrepl ./harness/cmd/ktrepl
 	$(GO) build -o $(BIN)/fdwtest ./cmd/fdwtest
-	$(GO) build -o $(BIN)/popsim ./cmd/popsim
-	$(GO) build -o $(BIN)/ktcrash ./cmd/ktcrash
-	$(GO) build -o $(BIN)/ktsoak ./cmd/ktsoak
+	$(GO) build -o $(BIN)/popsim ./harness/cmd/popsim
+	$(GO) build -o $(BIN)/ktcrash ./harness/cmd/ktcrash
+	$(GO) build -o $(BIN)/ktsoak ./harness/cmd/ktsoak
 
 # run: ktd on 127.0.0.1:1978 with a file (Pebble) database under ./data.
 run: build

@@ -12,7 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/ktdproject/ktd/internal/kttest"
+	"github.com/ktdproject/ktd/harness/kttest"
 	"github.com/ktdproject/ktd/ktserver"
 )
 

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ktdproject/ktd/internal/kttest"
+	"github.com/ktdproject/ktd/harness/kttest"
 	"github.com/ktdproject/ktd/ktserver"
 )
 

@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/ktdproject/ktd/internal/kttest"
+	"github.com/ktdproject/ktd/harness/kttest"
 	"github.com/ktdproject/ktd/ktserver"
 )
 

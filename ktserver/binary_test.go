@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktdproject/ktd/harness/kttest"
 	"github.com/ktdproject/ktd/internal/ktproto"
-	"github.com/ktdproject/ktd/internal/kttest"
 )
 
 // getBulk sends a binary get_bulk of key in db on c and returns the value found ("" and

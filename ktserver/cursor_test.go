@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/ktdproject/ktd/internal/kttest"
+	"github.com/ktdproject/ktd/harness/kttest"
 	"github.com/ktdproject/ktd/ktserver"
 )
 

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/ktdproject/ktd/harness/kttest"
 	"github.com/ktdproject/ktd/internal/ktproto"
-	"github.com/ktdproject/ktd/internal/kttest"
 )
 
 // decoded parses a response body with its colenc, as a client must.

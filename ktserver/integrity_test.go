@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ktdproject/ktd/internal/kttest"
+	"github.com/ktdproject/ktd/harness/kttest"
 )
 
 // flipProxy forwards TCP connections to target and, on the i-th connection

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ktdproject/ktd/internal/kttest"
+	"github.com/ktdproject/ktd/harness/kttest"
 	"github.com/ktdproject/ktd/internal/snapfile"
 	"github.com/ktdproject/ktd/internal/store"
 	"github.com/ktdproject/ktd/ktserver"

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktdproject/ktd/harness/kttest"
 	"github.com/ktdproject/ktd/internal/ktproto"
-	"github.com/ktdproject/ktd/internal/kttest"
 	"github.com/ktdproject/ktd/ktserver"
 )
 

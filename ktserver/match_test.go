@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ktdproject/ktd/internal/kttest"
+	"github.com/ktdproject/ktd/harness/kttest"
 )
 
 // match_regex speaks glibc's ERE with its GNU extensions on every database type, and a

@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktdproject/ktd/harness/kttest"
 	"github.com/ktdproject/ktd/internal/ktproto"
-	"github.com/ktdproject/ktd/internal/kttest"
 	"github.com/ktdproject/ktd/internal/store"
 	"github.com/ktdproject/ktd/ktserver"
 	"github.com/ktdproject/ktd/replication"

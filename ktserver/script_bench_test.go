@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ktdproject/ktd/internal/kttest"
+	"github.com/ktdproject/ktd/harness/kttest"
 )
 
 // The small procedure of the play_script benchmark: one get, its value in the output.

@@ -16,8 +16,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ktdproject/ktd/harness/kttest"
 	"github.com/ktdproject/ktd/internal/ktproto"
-	"github.com/ktdproject/ktd/internal/kttest"
 	"github.com/ktdproject/ktd/internal/testcerts"
 	"github.com/ktdproject/ktd/ktserver"
 )

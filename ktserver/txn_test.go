@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktdproject/ktd/harness/kttest"
 	"github.com/ktdproject/ktd/internal/ktproto"
-	"github.com/ktdproject/ktd/internal/kttest"
 )
 
 func txCall(t *testing.T, c *kttest.Client, proc string, want int) {

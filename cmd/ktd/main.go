@@ -6,12 +6,8 @@
 // See the README for every flag.
 package main
 
-import (
-	"os"
-
-	"github.com/ktdproject/ktd/internal/cli"
-)
+import "os"
 
 func main() {
-	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ktdproject/ktd/internal/childproc"
+	"github.com/ktdproject/ktd/harness/childproc"
 	"github.com/ktdproject/ktd/internal/ktproto"
 )
 

@@ -52,7 +52,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ktdproject/ktd/fdwbridge"
-	"github.com/ktdproject/ktd/internal/childproc"
+	"github.com/ktdproject/ktd/harness/childproc"
 )
 
 // ErrVerify means the run completed but the servers' contents or streams

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktdproject/ktd/harness/kttest"
 	"github.com/ktdproject/ktd/internal/ktclient"
-	"github.com/ktdproject/ktd/internal/kttest"
 	"github.com/ktdproject/ktd/internal/store"
 	"github.com/ktdproject/ktd/ktserver"
 )

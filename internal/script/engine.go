@@ -47,7 +47,7 @@ const (
 // Version is kt.VERSION, the KT version scripts see.
 const Version = "0.9.56"
 
-// levelSystem is KT's SYSTEM log kind, as internal/cli defines it.
+// levelSystem is KT's SYSTEM log kind, as cmd/ktd defines it.
 const levelSystem = slog.Level(2)
 
 // ErrClosed is returned by Call after Close.

@@ -1,0 +1,318 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ktdproject/ktd/harness/kttest"
+	"github.com/ktdproject/ktd/replication"
+)
+
+// TestMain lets the test binary act as the ktd command: a test re-executes
+// it with KTD_TEST_ARGS set to run a real ktd child process.
+func TestMain(m *testing.M) {
+	if args := os.Getenv("KTD_TEST_ARGS"); args != "" {
+		os.Exit(Main(strings.Split(args, "\x1f"), os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+func TestParse(t *testing.T) {
+	o, err := Parse([]string{"-host", "127.0.0.2", "-port", "2k", "-tout", "1.5", "-th", "4", "-ls",
+		"-oat", "-onr", "-sid", "3", "-ulog", "u", "-ulim", "1m", "-mhost", "m", "-rts", "r.rts",
+		"-nosync", "-txidle", "2.5", "casket.kch#bnum=10", "*", "-notaflag"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Addr() != "127.0.0.2:2048" || o.Timeout != 1500*time.Millisecond || o.Threads != 4 ||
+		o.LogLevel != LevelSystem || o.SID != 3 || o.ULogLimit != 1<<20 || !o.NoSync ||
+		o.TxIdle != 2500*time.Millisecond {
+		t.Fatalf("parsed %+v", o)
+	}
+	// Options stop at the first database argument, as in KT.
+	if got := strings.Join(o.DBs, " "); got != "casket.kch#bnum=10 * -notaflag" {
+		t.Fatalf("DBs = %q", got)
+	}
+	if len(o.Notices) != 2 {
+		t.Fatalf("notices = %q, want one each for -oat and -onr", o.Notices)
+	}
+	if o, _ := Parse(nil); o.Addr() != "127.0.0.1:1978" {
+		t.Fatalf("default address %s, want 127.0.0.1:1978", o.Addr())
+	}
+}
+
+func TestParse_Errors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-ulog", "u"}, "update log requires the server ID"},
+		{[]string{"-mhost", "m"}, "replication requires the server ID"},
+		{[]string{"-sid", "1", "-mhost", "m"}, "replication requires the replication time stamp file"},
+		{[]string{"-dmn", "rel.kch"}, "rel.kch: a daemon can accept absolute path only"},
+		{[]string{"-bogus"}, "unknown option -bogus"},
+		{[]string{"-port"}, "-port needs a value"},
+		{[]string{"-tout", "0"}, "-tout must be positive"},
+	} {
+		_, err := Parse(tc.args)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Parse(%q) = %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestMain_Version(t *testing.T) {
+	var out bytes.Buffer
+	if code := Main([]string{"--version"}, &out, &out); code != 0 || !strings.HasPrefix(out.String(), "Kyoto Tycoon 0.9.56") {
+		t.Fatalf("--version: %d %q", code, out.String())
+	}
+}
+
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startChild runs ktd as a child process and waits until it accepts
+// connections.
+func startChild(t *testing.T, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	port := freePort(t)
+	args = append([]string{"-host", "127.0.0.1", "-port", fmt.Sprint(port), "-le"}, args...)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "KTD_TEST_ARGS="+strings.Join(args, "\x1f"))
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("child output:\n%s", stderr.String())
+		}
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	kttest.WaitFor(t, 10*time.Second, "ktd child to listen", func() bool {
+		nc, err := net.Dial("tcp", addr)
+		if err == nil {
+			nc.Close()
+		}
+		return err == nil
+	})
+	return cmd, addr
+}
+
+// TestKill9KeepsAcknowledgedWrites runs ktd as a real child process on a
+// file database, writes from several clients, kills it with SIGKILL in
+// the middle of the storm, restarts it on the same directory and checks
+// that every acknowledged write is there.
+func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "casket.kct")
+	cmd, addr := startChild(t, db)
+
+	var mu sync.Mutex
+	acked := map[string]string{}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := range 4 {
+		wg.Go(func() {
+			nc, err := net.Dial("tcp", addr)
+			if err != nil {
+				return
+			}
+			defer nc.Close()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				k, v := fmt.Sprintf("w%d-%06d", w, i), fmt.Sprintf("value-%d-%d", w, i)
+				req := fmt.Sprintf("GET /rpc/set?key=%s&value=%s HTTP/1.1\r\n\r\n", k, v)
+				nc.SetDeadline(time.Now().Add(5 * time.Second))
+				if _, err := nc.Write([]byte(req)); err != nil {
+					return
+				}
+				buf := make([]byte, 15)
+				if _, err := ioReadFull(nc, buf); err != nil || string(buf) != "HTTP/1.1 200 OK" {
+					return // killed mid-request: not acknowledged
+				}
+				drainHeaders(nc)
+				mu.Lock()
+				acked[k] = v
+				mu.Unlock()
+			}
+		})
+	}
+	kttest.WaitFor(t, 20*time.Second, "some acknowledged writes", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acked) >= 300
+	})
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	close(stop)
+	wg.Wait()
+
+	_, addr = startChild(t, db)
+	c := kttest.Dial(t, addr)
+	mu.Lock()
+	defer mu.Unlock()
+	for k, v := range acked {
+		r := c.RPC("get", "key", k)
+		if r.Code != 200 || r.TSV()["value"] != v {
+			t.Fatalf("acknowledged %s=%s after kill -9: %d %q", k, v, r.Code, r.Body)
+		}
+	}
+	t.Logf("%d acknowledged writes survived kill -9", len(acked))
+}
+
+func TestSIGTERMStopsCleanly(t *testing.T) {
+	dir := t.TempDir()
+	pid := filepath.Join(dir, "ktd.pid")
+	cmd, addr := startChild(t, "-pid", pid, filepath.Join(dir, "a.kch"))
+	c := kttest.Dial(t, addr)
+	c.RPC("set", "key", "k", "value", "v")
+	if b, err := os.ReadFile(pid); err != nil || strings.TrimSpace(string(b)) != fmt.Sprint(cmd.Process.Pid) {
+		t.Fatalf("pid file = %q, %v", b, err)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("ktd exit after SIGTERM: %v", err)
+	}
+	if _, err := os.Stat(pid); !os.IsNotExist(err) {
+		t.Fatalf("pid file left behind: %v", err)
+	}
+}
+
+func ioReadFull(nc net.Conn, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := nc.Read(b[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// drainHeaders reads the rest of a response with an empty body.
+func drainHeaders(nc net.Conn) {
+	var last [4]byte
+	b := make([]byte, 1)
+	for {
+		if _, err := nc.Read(b); err != nil {
+			return
+		}
+		last = [4]byte{last[1], last[2], last[3], b[0]}
+		if string(last[:]) == "\r\n\r\n" {
+			return
+		}
+	}
+}
+
+func TestMetricsEndpoint(t *testing.T) {
+	maddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	_, addr := startChild(t, "-metrics", maddr, "*")
+	c := kttest.Dial(t, addr)
+	c.RPC("set", "key", "k", "value", "v")
+	var body string
+	kttest.WaitFor(t, 5*time.Second, "the metrics endpoint", func() bool {
+		resp, err := http.Get("http://" + maddr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		return resp.StatusCode == 200
+	})
+	for _, want := range []string{
+		`ktd_requests_total{code="200",procedure="set"} 1`,
+		`ktd_db_records{db="0",name="*"} 1`,
+		`ktd_open_connections 1`,
+		`ktd_pebble_metric{db="0",metric="disk_usage_bytes",name="*"}`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+// TestULogExportMatchesKT writes the sequence the real KT master was
+// recorded with, then exports ktd's update log as KT ulog files: the
+// messages must be the recorded ones, byte for byte (timestamps differ).
+func TestULogExportMatchesKT(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "casket.kct")
+	cmd, addr := startChild(t, "-ulog", filepath.Join(dir, "ulog"), "-sid", "1", db)
+	c := kttest.Dial(t, addr)
+	for _, q := range []string{
+		"/rpc/set?key=one&value=first", "/rpc/set?key=two&value=second&xt=-4102444800",
+		"/rpc/append?key=one&value=-more", "/rpc/increment?key=counter&num=5",
+		"/rpc/remove?key=two", "/rpc/clear", "/rpc/set_bulk?_a=1&_b=2&_c=3",
+	} {
+		if r := c.Do("GET " + q + " HTTP/1.1\r\n\r\n"); r.Code != 200 {
+			t.Fatalf("%s: %d", q, r.Code)
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+
+	out := filepath.Join(dir, "export")
+	var stdout, stderr bytes.Buffer
+	if code := Main([]string{"ulog", "export", "-dir", out, db}, &stdout, &stderr); code != 0 {
+		t.Fatalf("ulog export: %d %s", code, stderr.String())
+	}
+	got := readULog(t, filepath.Join(out, "0000000001.ulog"))
+	want := readULog(t, "../../conformance/testdata/golden/replication/master-ulog/0000000001.ulog")
+	if len(got) != len(want) {
+		t.Fatalf("exported %d records, KT logged %d", len(got), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(got[i].Msg, want[i].Msg) {
+			t.Errorf("record %d: ktd % x, KT % x", i, got[i].Msg, want[i].Msg)
+		}
+		if i > 0 && got[i].TS <= got[i-1].TS {
+			t.Errorf("record %d: ts %d not after %d", i, got[i].TS, got[i-1].TS)
+		}
+	}
+	stdout.Reset()
+	if code := Main([]string{"ulog", "dump", db}, &stdout, &stderr); code != 0 || strings.Count(stdout.String(), "\n") != 9 {
+		t.Fatalf("ulog dump: %d, %d lines:\n%s%s", code, strings.Count(stdout.String(), "\n"), stdout.String(), stderr.String())
+	}
+}
+
+func readULog(t *testing.T, path string) []replication.FileRecord {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	recs, _, err := replication.ReadULogFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}

@@ -1,0 +1,311 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ktdproject/ktd/internal/gctune"
+	"github.com/ktdproject/ktd/ktserver"
+)
+
+// Version is ktd's own version.
+const Version = "0.1.0"
+
+// daemonEnv marks the re-executed child of -dmn.
+const daemonEnv = "KTD_DAEMON_CHILD"
+
+// Main runs ktd with the command-line arguments args (without the program
+// name) and returns the process exit status.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "ulog" {
+		return ulogMain(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "verify" {
+		return verifyMain(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "import" {
+		return importMain(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "export" {
+		return exportMain(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "recover" {
+		return recoverMain(args[1:], stdout, stderr)
+	}
+	o, err := Parse(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "ktd: %v\n", err)
+		if errors.Is(err, ErrUsage) {
+			fmt.Fprint(stderr, Usage)
+		}
+		return 1
+	}
+	if o.Version {
+		fmt.Fprintf(stdout, "Kyoto Tycoon 0.9.56 (2.19) on %s (ktd %s, %s)\n", osName(), Version, runtime.Version())
+		return 0
+	}
+	if o.Help {
+		fmt.Fprint(stdout, Help())
+		return 0
+	}
+	if o.Daemon && os.Getenv(daemonEnv) == "" {
+		return daemonize(stderr)
+	}
+	if err := Run(context.Background(), o, stdout); err != nil {
+		fmt.Fprintf(stderr, "ktd: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func osName() string {
+	if runtime.GOOS == "linux" {
+		return "Linux"
+	}
+	return runtime.GOOS
+}
+
+// limitAttrs returns the limits in force, as the start-up log line shows them: the
+// values given, or ktserver's defaults ("none" for a bound removed with a negative value).
+func limitAttrs(cfg ktserver.Config) []any {
+	sz := func(v, def int64) string {
+		switch {
+		case v == 0:
+			return formatSize(def)
+		case v < 0:
+			return "none"
+		}
+		return formatSize(v)
+	}
+	conns := "none"
+	if cfg.MaxConns > 0 {
+		conns = strconv.Itoa(cfg.MaxConns)
+	}
+	recs := strconv.FormatInt(ktserver.DefaultMaxRecords, 10)
+	if cfg.MaxRecords > 0 {
+		recs = strconv.FormatInt(cfg.MaxRecords, 10)
+	} else if cfg.MaxRecords < 0 {
+		recs = "none"
+	}
+	return []any{
+		"maxkey", sz(cfg.MaxKeySize, ktserver.DefaultMaxKeySize),
+		"maxval", sz(cfg.MaxValueSize, ktserver.DefaultMaxValueSize),
+		"maxbody", sz(cfg.MaxBodySize, ktserver.DefaultMaxBodySize),
+		"maxrec", recs,
+		"maxinflight", sz(cfg.MaxInflightBytes, ktserver.DefaultMaxInflightBytes),
+		"maxconn", conns,
+		"timeout", cfg.Timeout,
+		"idle", cfg.IdleTimeout,
+		"txidle", cfg.TxIdleTimeout,
+	}
+}
+
+// daemonize re-executes ktd detached from the terminal in a new session,
+// as KT's -dmn does, and returns at once.
+func daemonize(stderr io.Writer) int {
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(stderr, "ktd: daemonize: %v\n", err)
+		return 1
+	}
+	cmd := exec.Command(exe, os.Args[1:]...)
+	cmd.Env = append(os.Environ(), daemonEnv+"=1")
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(stderr, "ktd: daemonize: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// Run starts the server the options describe and serves until ctx ends or
+// a stop signal arrives (SIGINT, SIGTERM, SIGUSR2, and SIGHUP when not a
+// daemon). SIGUSR1 reopens the log file.
+func Run(ctx context.Context, o *Options, stdout io.Writer) error {
+	logw, err := openLog(o.LogPath, stdout)
+	if err != nil {
+		return err
+	}
+	defer logw.Close()
+	logger := newLogger(logw, o.LogLevel)
+
+	for _, n := range o.Notices {
+		logger.Log(ctx, LevelSystem, n)
+	}
+	if o.ScriptPath != "" {
+		if _, err := os.Stat(o.ScriptPath); err != nil {
+			return fmt.Errorf("%s: no such file", o.ScriptPath)
+		}
+	}
+	if st, err := os.Stat(o.CommandDir); err != nil || !st.IsDir() {
+		return fmt.Errorf("%s: no such directory", o.CommandDir)
+	}
+
+	cfg := ktserver.DefaultConfig()
+	cfg.DBs = o.DBs
+	cfg.Threads = o.Threads
+	cfg.Timeout = o.Timeout
+	cfg.NoSync = o.NoSync
+	cfg.ReadOnly = o.ReadOnly
+	cfg.ScriptPath = o.ScriptPath
+	if o.ScriptTime != 0 {
+		cfg.ScriptTimeout = o.ScriptTime
+	}
+	cfg.ScriptMaxInstructions = o.ScriptInstr
+	if o.ScriptMem != 0 {
+		cfg.ScriptMaxMemory = o.ScriptMem
+	}
+	cfg.RTSPath = o.RTSPath
+	if o.SID >= 0 {
+		cfg.SID = uint16(o.SID)
+	}
+	cfg.ULog = o.ULogDir != ""
+	cfg.ULogDir = o.ULogDir
+	cfg.ULogLimit = o.ULogLimit
+	if o.MasterHost != "" {
+		cfg.MasterAddr = net.JoinHostPort(o.MasterHost, strconv.Itoa(o.MasterPort))
+	}
+	cfg.ReplInterval = o.ReplIV
+	cfg.ReplBootstrap = o.Bootstrap
+	applyBoot(o, &cfg)
+	if o.ReplVerify != 0 {
+		cfg.ReplVerifyInterval = o.ReplVerify
+	}
+	cfg.ULogRetention = o.ULogAge
+	if o.TxIdle != 0 {
+		cfg.TxIdleTimeout = o.TxIdle
+	}
+	cfg.CommandDir = o.CommandDir
+	cfg.SyncInterval = time.Duration(o.SyncEvery * float64(time.Second))
+	cfg.SyncHard = o.SyncHard
+	cfg.SnapshotDir = o.Snapshot
+	if o.SnapshotIV > 0 {
+		cfg.SnapshotInterval = time.Duration(o.SnapshotIV * float64(time.Second))
+	}
+	if o.MaxConns != 0 {
+		cfg.MaxConns = o.MaxConns
+	}
+	cfg.MaxKeySize, cfg.MaxValueSize, cfg.MaxBodySize = o.MaxKey, o.MaxValue, o.MaxBody
+	cfg.MaxRecords, cfg.MaxInflightBytes, cfg.IdleTimeout = o.MaxRecords, o.MaxInflight, o.Idle
+	if err := applyTLS(o, &cfg); err != nil {
+		return err
+	}
+	cfg.Logger = logger
+	reg := prometheus.NewRegistry()
+	if o.MetricsAddr != "" {
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		cfg.Registry = reg
+	}
+	logger.Log(ctx, LevelSystem, "starting ktd", append([]any{"version", Version, "addr", o.Addr(),
+		"dbs", cfg.DBs, "threads", cfg.Threads, "nosync", cfg.NoSync, "readonly", cfg.ReadOnly},
+		limitAttrs(cfg)...)...)
+
+	// Signals are caught from here on: one that arrives while the databases open (the
+	// port already accepts connections) stops the server once it is up.
+	sigs := make(chan os.Signal, 4)
+	stops := []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR2}
+	if !o.Daemon {
+		stops = append(stops, syscall.SIGHUP)
+	}
+	signal.Notify(sigs, append(stops, syscall.SIGUSR1)...)
+	defer signal.Stop(sigs)
+
+	// The port first: a server that cannot listen must not create database directories.
+	ln, err := net.Listen("tcp", o.Addr())
+	if err != nil {
+		return err
+	}
+	srv, err := ktserver.New(cfg)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if o.PIDPath != "" {
+		if err := os.WriteFile(o.PIDPath, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
+			srv.Close()
+			return fmt.Errorf("write pid file: %w", err)
+		}
+		defer os.Remove(o.PIDPath)
+	}
+
+	var wg sync.WaitGroup
+	var metricsSrv *http.Server
+	if o.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", o.MetricsAddr)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		wg.Go(func() { metricsSrv.Serve(mln) })
+		logger.Log(ctx, LevelSystem, "serving metrics", "addr", mln.Addr().String())
+	}
+
+	// Space out garbage collections while the live heap is small (see
+	// gctune): GOGC up to 800 below 64 MiB of live heap, unless GOGC is set.
+	gcCtx, stopGC := context.WithCancel(ctx)
+	defer stopGC()
+	wg.Go(func() { gctune.Run(gcCtx, 64<<20, 800, time.Second) })
+
+	serveErr := make(chan error, 1)
+	wg.Go(func() { serveErr <- srv.Serve(ln) })
+
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-serveErr:
+			runErr = err
+			break loop
+		case sig := <-sigs:
+			if sig == syscall.SIGUSR1 {
+				if err := logw.Reopen(); err != nil {
+					logger.Error("reopen log", "err", err)
+				}
+				continue
+			}
+			logger.Log(ctx, LevelSystem, "stopping on signal", "signal", sig.String())
+			break loop
+		}
+	}
+	if metricsSrv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		metricsSrv.Shutdown(sctx)
+		cancel()
+	}
+	if err := srv.Close(); err != nil && runErr == nil {
+		runErr = err
+	}
+	stopGC()
+	wg.Wait()
+	if errors.Is(runErr, ktserver.ErrServerClosed) {
+		runErr = nil
+	}
+	logger.Log(ctx, LevelSystem, "ktd stopped")
+	return runErr
+}
