@@ -141,12 +141,12 @@ func TestSnapshot_ConsistentUnderConcurrentWrites(t *testing.T) {
 		}
 		return true
 	})
-	man, path, err := srv.Snapshot(filepath.Join(dir, "snaps", "one"))
+	_, _, err := srv.Snapshot(filepath.Join(dir, "snaps", "one"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A second snapshot into the same directory replaces the first.
-	man, path, err = srv.Snapshot(filepath.Join(dir, "snaps", "one"))
+	man, path, err := srv.Snapshot(filepath.Join(dir, "snaps", "one"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,7 +60,6 @@ type KTBootstrap struct {
 
 	// Progress, when set, is updated as the copy goes.
 	Progress *BootstrapProgress
-	Now      func() time.Time
 }
 
 // BootstrapProgress reports a copy from a KT master.
@@ -94,13 +93,6 @@ func (b *KTBootstrap) logger() *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return b.Logger
-}
-
-func (b *KTBootstrap) now() time.Time {
-	if b.Now == nil {
-		return time.Now()
-	}
-	return b.Now()
 }
 
 func (b *KTBootstrap) withDefaults() {

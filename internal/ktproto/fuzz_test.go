@@ -235,7 +235,7 @@ func FuzzParseKTTime(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		ParseKTTime(s)
 		Atoi(s)
-		Atoix(s)
+		_ = Atoix(s)
 		Atof(s)
 	})
 }

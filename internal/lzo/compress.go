@@ -37,7 +37,7 @@ func Compress(dst, src []byte) []byte {
 		for i+n < len(src) && src[cand+n] == src[i+n] {
 			n++
 		}
-		dst, lastMatch = emitLiterals(dst, src[lit:i], first, lastMatch)
+		dst, _ = emitLiterals(dst, src[lit:i], first, lastMatch)
 		first = false
 		dst, lastMatch = emitMatch(dst, i-cand, n)
 		i += n

@@ -172,17 +172,18 @@ func (b *budget) tripped() *LimitError {
 
 // heapSample reads the bytes of heap objects (live and not yet swept) of the process.
 var heapSamplePool = sync.Pool{New: func() any {
-	return []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	return &[]metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 }}
 
 func heapObjects() uint64 {
-	s := heapSamplePool.Get().([]metrics.Sample)
+	sp := heapSamplePool.Get().(*[]metrics.Sample)
+	s := *sp
 	metrics.Read(s)
 	v := uint64(0)
 	if s[0].Value.Kind() == metrics.KindUint64 {
 		v = s[0].Value.Uint64()
 	}
-	heapSamplePool.Put(s)
+	heapSamplePool.Put(sp)
 	return v
 }
 

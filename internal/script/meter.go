@@ -41,11 +41,10 @@ func (st *state) measure(limit int64) int64 {
 }
 
 type meter struct {
-	limit  int64
-	total  int64
-	seen   map[unsafe.Pointer]struct{}
-	todo   []lua.LValue
-	protos []*lua.FunctionProto
+	limit int64
+	total int64
+	seen  map[unsafe.Pointer]struct{}
+	todo  []lua.LValue
 }
 
 func (m *meter) over() bool { return m.total > m.limit }

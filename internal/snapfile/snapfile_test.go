@@ -180,7 +180,7 @@ func TestWriter_ReproducesKT(t *testing.T) {
 			}
 			h, recs := readAll(t, data)
 			var out bytes.Buffer
-			w, err := NewWriter(&out, WriterConfig{Format: h.Format, Compression: h.Compression, TS: h.TS, Count: h.Count, Size: h.Size})
+			w, err := NewWriter(&out, WriterConfig(h))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -431,7 +431,7 @@ func FuzzReader(f *testing.F) {
 		}
 		// A file read to the end rewrites to a file with the same records.
 		var buf bytes.Buffer
-		w, err := NewWriter(&buf, WriterConfig{Format: h.Format, Compression: h.Compression, TS: h.TS, Count: h.Count, Size: h.Size})
+		w, err := NewWriter(&buf, WriterConfig(h))
 		if err != nil {
 			t.Fatal(err)
 		}

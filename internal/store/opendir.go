@@ -364,7 +364,6 @@ func checkOptionsText(data []byte) error {
 		return errors.New("cut short (no final newline)")
 	}
 	sections := map[string][]string{}
-	var order []string
 	cur := ""
 	for i, line := range bytes.Split(data[:len(data)-1], []byte("\n")) {
 		l := strings.TrimSpace(string(line))
@@ -376,7 +375,6 @@ func checkOptionsText(data []byte) error {
 				return fmt.Errorf("line %d: section [%s] repeated", i+1, cur)
 			}
 			sections[cur] = []string{}
-			order = append(order, cur)
 		case cur != "" && strings.Contains(l, "="):
 			k, _, _ := strings.Cut(l, "=")
 			sections[cur] = append(sections[cur], strings.TrimSpace(k))
