@@ -265,10 +265,10 @@ func Run(ctx context.Context, o *Options, stdout io.Writer) error {
 	}
 
 	// Space out garbage collections while the live heap is small (see
-	// gctune): GOGC up to 800 below 64 MiB of live heap, unless GOGC is set.
+	// gctune): GOGC up to 800 while the live heap is below 32 MiB, unless GOGC is set.
 	gcCtx, stopGC := context.WithCancel(ctx)
 	defer stopGC()
-	wg.Go(func() { gctune.Run(gcCtx, 64<<20, 800, time.Second) })
+	wg.Go(func() { gctune.Run(gcCtx, 32<<20, 800, time.Second) })
 
 	serveErr := make(chan error, 1)
 	wg.Go(func() { serveErr <- srv.Serve(ln) })
