@@ -24,7 +24,7 @@ run: build
 	mkdir -p data
 	./$(BIN)/ktd -host 127.0.0.1 -port 1978 -ls data/casket.kct
 
-# test: the whole suite, as CI runs it: format and vet checks, every test
+# test: the whole suite, as CI runs it: gofmt, go vet and staticcheck, every test
 # with the race detector (kt_fdw's pg_regress suite and the PostgreSQL
 # pipeline included), then a short run of every fuzz target.
 test: pgdeps check race fuzz
@@ -34,10 +34,22 @@ test: pgdeps check race fuzz
 pgdeps:
 	./scripts/pgdeps.sh
 
-check:
+# check: gofmt, go vet and staticcheck (installed into bin/ at a pinned version
+# from the Go module proxy the first time).
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK := $(BIN)/staticcheck-$(STATICCHECK_VERSION)
+
+check: $(STATICCHECK)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt wants to change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(STATICCHECK) $(PKGS)
+
+$(STATICCHECK):
+	mkdir -p $(BIN)
+	GOBIN=$(CURDIR)/$(BIN)/.staticcheck $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	mv $(BIN)/.staticcheck/staticcheck $@
+	rmdir $(BIN)/.staticcheck
 
 race:
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)

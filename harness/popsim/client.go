@@ -3,7 +3,6 @@ package popsim
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -26,10 +25,6 @@ func newHTTPConn(nc net.Conn) *httpConn {
 
 // requestTimeout bounds one request and its answer.
 const requestTimeout = 10 * time.Second
-
-// errNotSent marks a request that certainly did not reach the server (its
-// connection could not be opened), as opposed to one whose fate is unknown.
-var errNotSent = errors.New("popsim: request not sent")
 
 // do writes one raw request and reads its response (Content-Length framed).
 func (c *httpConn) do(req []byte) (int, []byte, error) {

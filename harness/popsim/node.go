@@ -162,13 +162,6 @@ func (n *node) signal(sig syscall.Signal) {
 	n.mu.Unlock()
 }
 
-// running reports whether the node's process is alive.
-func (n *node) running() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.exited != nil && isOpen(n.exited)
-}
-
 func isOpen(c chan struct{}) bool {
 	select {
 	case <-c:
