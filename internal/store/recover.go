@@ -52,7 +52,7 @@ func Recover(src, dst string, logger *slog.Logger) (*RecoverReport, error) {
 	}
 	slices.Sort(names) // Pebble's numbers are zero-padded: name order is number order
 	rep := &RecoverReport{}
-	cache := pebble.NewCache(defaultCacheSize)
+	cache := pebble.NewCache(defaultCacheSize + memTableCharge(fileMemTableSize))
 	defer cache.Unref()
 	opts := pebbleOptions(cache, logger, src)
 	ropts := readerOptions(opts)

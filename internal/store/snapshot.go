@@ -26,14 +26,18 @@ type SnapshotInfo struct {
 	ReplPos   uint64 // replication position contained (0: none)
 }
 
+// snapshotMemTableSize is the memtable of a snapshot directory opened outside a DB.
+const snapshotMemTableSize = 4 << 20
+
 // snapshotOptions returns the Pebble options for opening a snapshot directory outside a
 // DB (on the real file system, small cache, the same filters as Open).
 func snapshotOptions(readOnly bool) *pebble.Options {
-	cache := pebble.NewCache(8 << 20)
+	cache := pebble.NewCache(8<<20 + memTableCharge(snapshotMemTableSize))
 	opts := &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
 		Cache:              cache,
 		FS:                 vfs.Default,
+		MemTableSize:       snapshotMemTableSize,
 		ReadOnly:           readOnly,
 		Logger:             pebbleLogger{slog.New(slog.DiscardHandler)},
 	}

@@ -187,14 +187,18 @@ func Open(cfg Config) (*DB, error) {
 	case cacheSize <= 0:
 		cacheSize = defaultCacheSize
 	}
-	cache := pebble.NewCache(cacheSize)
+	memTableSize := uint64(fileMemTableSize)
+	if spec.InMemory {
+		memTableSize = memoryMemTableSize
+	}
+	cache := pebble.NewCache(cacheSize + memTableCharge(memTableSize))
 	defer cache.Unref() // the DB holds its own reference
 	opts := pebbleOptions(cache, logger, spec.Path)
+	opts.MemTableSize = memTableSize
 	var pdb *pebble.DB
 	var err error
 	if spec.InMemory {
 		opts.FS = vfs.NewMem()
-		opts.MemTableSize = memoryMemTableSize
 		opts.DisableWAL = true // nothing survives the process anyway
 		for i := range opts.Levels {
 			opts.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
@@ -208,7 +212,6 @@ func Open(cfg Config) (*DB, error) {
 		if opts.FS == nil {
 			opts.FS = vfs.Default
 		}
-		opts.MemTableSize = fileMemTableSize
 		if pdb, db.lock, err = openStoreDir(spec.Path, opts, cfg.ReadOnly, logger); err != nil {
 			return nil, err
 		}
@@ -225,8 +228,19 @@ func Open(cfg Config) (*DB, error) {
 	return db, nil
 }
 
-// pebbleOptions returns the Pebble options of a database (its FS and memtable size
-// still to be set). The caller keeps its reference to cache.
+// memTableCharge is what a DB's memtables take from its Pebble cache. Pebble charges
+// every memtable it allocates to the block cache (Cache.Reserve): the mutable one, one
+// being flushed and one kept for recycling, each of MemTableSize. Unless the cache is
+// made larger by that much, the memtables crowd the blocks out entirely (a 64 MiB cache
+// beside two 32 MiB memtables caches nothing, and every read decodes its blocks afresh).
+// The charge is accounting only: it allocates nothing.
+func memTableCharge(memTableSize uint64) int64 {
+	return 3 * int64(memTableSize)
+}
+
+// pebbleOptions returns the Pebble options of a database (its FS still to be set,
+// its memtable size to what its cache was sized for: memTableCharge). The caller
+// keeps its reference to cache.
 func pebbleOptions(cache *pebble.Cache, logger *slog.Logger, path string) *pebble.Options {
 	opts := &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
