@@ -229,13 +229,15 @@ func Open(cfg Config) (*DB, error) {
 }
 
 // memTableCharge is what a DB's memtables take from its Pebble cache. Pebble charges
-// every memtable it allocates to the block cache (Cache.Reserve): the mutable one, one
-// being flushed and one kept for recycling, each of MemTableSize. Unless the cache is
-// made larger by that much, the memtables crowd the blocks out entirely (a 64 MiB cache
-// beside two 32 MiB memtables caches nothing, and every read decodes its blocks afresh).
-// The charge is accounting only: it allocates nothing.
+// every memtable it allocates to the block cache (Cache.Reserve): the mutable one and,
+// most of the time, either one being flushed or one kept for recycling, each of up to
+// MemTableSize. Unless the cache is made larger by that much, the memtables crowd the
+// blocks out entirely (a 64 MiB cache beside two 32 MiB memtables caches nothing, and
+// every read decodes its blocks afresh). The charge is accounting only: it allocates
+// nothing. So the blocks get the cache size asked for, and up to one memtable more
+// while the memtables are smaller than their maximum.
 func memTableCharge(memTableSize uint64) int64 {
-	return 3 * int64(memTableSize)
+	return 2 * int64(memTableSize)
 }
 
 // pebbleOptions returns the Pebble options of a database (its FS still to be set,
