@@ -5,12 +5,12 @@ BIN       := bin
 BENCHCOUNT ?= 5
 PKGS      := ./...
 
-.PHONY: all build run test pgdeps check race unit fuzz fuzz-long bench bench-kt load repl-load conformance fdw demo bench-fdw sim crash soak clean
+.PHONY: all build run test pgdeps check race examples unit fuzz fuzz-long bench bench-kt load repl-load conformance fdw demo bench-fdw sim crash soak clean
 
 all: build
 
 build:
-	$(GO) build -o $(BIN)/ktd ./cmd/ktd
+	$(GO) build -buildvcs=auto -o $(BIN)/ktd ./cmd/ktd
 	$(GO) build -o $(BIN)/ktconform ./cmd/ktconform
 	$(GO) build -o $(BIN)/ktload ./harness/cmd/ktload
 	$(GO) build -o $(BIN)/ktrepl ./harness/cmd/ktrepl
@@ -27,7 +27,7 @@ run: build
 # test: the whole suite, as CI runs it: gofmt, go vet and staticcheck, every test
 # with the race detector (kt_fdw's pg_regress suite and the PostgreSQL
 # pipeline included), then a short run of every fuzz target.
-test: pgdeps check race fuzz
+test: pgdeps check race examples fuzz
 
 # pgdeps: PostgreSQL 15 server binaries and headers for kt_fdw (installed
 # with apt-get when run as root, else named).
@@ -53,6 +53,11 @@ $(STATICCHECK):
 
 race:
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+# examples: the module under examples/, which uses ktd through its public
+# packages only (ktdtest, ktserver), as another project would.
+examples:
+	cd examples && $(GO) vet ./... && $(GO) test -race -count=1 ./...
 
 unit:
 	$(GO) test -count=1 $(PKGS)

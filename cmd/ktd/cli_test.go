@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -315,4 +316,65 @@ func readULog(t *testing.T, path string) []replication.FileRecord {
 		t.Fatal(err)
 	}
 	return recs
+}
+
+func TestMain_VersionCommand(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := Main([]string{"version"}, &out, &errOut); code != 0 {
+		t.Fatalf("version: %d %q", code, errOut.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 4 || lines[0] != "ktd "+Version || !strings.HasPrefix(lines[1], "revision ") ||
+		!strings.HasPrefix(lines[2], "go go1.") || lines[3] != "compatible with Kyoto Tycoon 0.9.56" {
+		t.Fatalf("version printed %q", out.String())
+	}
+	if code := Main([]string{"version", "x"}, &out, &errOut); code == 0 {
+		t.Fatal("version with an argument succeeded")
+	}
+}
+
+func TestBuildRevision(t *testing.T) {
+	const sha = "0123456789abcdef0123456789abcdef01234567"
+	info := &debug.BuildInfo{Settings: []debug.BuildSetting{
+		{Key: "vcs", Value: "git"},
+		{Key: "vcs.revision", Value: sha},
+		{Key: "vcs.time", Value: "2026-12-05T04:05:47Z"},
+		{Key: "vcs.modified", Value: "true"},
+	}}
+	rev, when := buildRevision(info, true)
+	if rev != sha+"+modified" || when != "2026-12-05T04:05:47Z" {
+		t.Fatalf("buildRevision = %q, %q", rev, when)
+	}
+	if s := shortRevision(rev); s != "0123456789ab+modified" {
+		t.Fatalf("shortRevision = %q", s)
+	}
+	if rev, when := buildRevision(&debug.BuildInfo{}, true); rev != "unknown" || when != "" {
+		t.Fatalf("unstamped: %q, %q", rev, when)
+	}
+	if rev, _ := buildRevision(nil, false); rev != "unknown" {
+		t.Fatalf("no build info: %q", rev)
+	}
+}
+
+// A binary built by make in a git checkout carries its commit.
+func TestVersion_BuiltBinaryNamesItsCommit(t *testing.T) {
+	head, err := exec.Command("git", "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Skipf("not in a git checkout: %v", err)
+	}
+	if fi, err := os.Stat("../../.git"); err != nil || !fi.IsDir() {
+		// Go stamps only checkouts whose .git is a directory, not git worktrees.
+		t.Skip("a git worktree: go build stamps no revision here")
+	}
+	bin := filepath.Join(t.TempDir(), "ktd")
+	if out, err := exec.Command("go", "build", "-buildvcs=auto", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "revision "+strings.TrimSpace(string(head))) {
+		t.Fatalf("ktd version printed %q; HEAD is %s", out, head)
+	}
 }

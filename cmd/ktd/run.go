@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"syscall"
@@ -49,6 +50,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "recover" {
 		return recoverMain(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "version" {
+		return versionMain(args[1:], stdout, stderr)
+	}
 	o, err := Parse(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "ktd: %v\n", err)
@@ -58,7 +62,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if o.Version {
-		fmt.Fprintf(stdout, "Kyoto Tycoon 0.9.56 (2.19) on %s (ktd %s, %s)\n", osName(), Version, runtime.Version())
+		rev, _ := buildRevision(debug.ReadBuildInfo())
+		fmt.Fprintf(stdout, "Kyoto Tycoon 0.9.56 (2.19) on %s (ktd %s %s, %s)\n", osName(), Version, shortRevision(rev), runtime.Version())
 		return 0
 	}
 	if o.Help {
