@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -80,6 +81,26 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// reload is SIGHUP: the log file is reopened and every TLS certificate and key
+// read again from its files. A pair that fails to load is logged, and the one in use
+// stays; nothing else changes (databases, flags and CA bundles need a restart).
+func reload(ctx context.Context, logger *slog.Logger, logw *logFile, reloaders []*certReloader) {
+	if err := logw.Reopen(); err != nil {
+		logger.Error("reopen log", "err", err)
+	}
+	for _, r := range reloaders {
+		if err := r.Reload(); err != nil {
+			logger.Error("reload TLS certificate: keeping the one in use", "err", err)
+			continue
+		}
+		attrs := []any{"cert", r.certPath}
+		if leaf, err := r.Leaf(); err == nil {
+			attrs = append(attrs, "subject", leaf.Subject.String(), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
+		}
+		logger.Log(ctx, LevelSystem, "reloaded TLS certificate", attrs...)
+	}
+}
+
 func osName() string {
 	if runtime.GOOS == "linux" {
 		return "Linux"
@@ -142,8 +163,8 @@ func daemonize(stderr io.Writer) int {
 }
 
 // Run starts the server the options describe and serves until ctx ends or
-// a stop signal arrives (SIGINT, SIGTERM, SIGUSR2, and SIGHUP when not a
-// daemon). SIGUSR1 reopens the log file.
+// a stop signal arrives (SIGINT, SIGTERM, SIGUSR2). SIGUSR1 reopens the log
+// file; SIGHUP reopens it too and reloads the TLS certificates and keys.
 func Run(ctx context.Context, o *Options, stdout io.Writer) error {
 	logw, err := openLog(o.LogPath, stdout)
 	if err != nil {
@@ -210,7 +231,8 @@ func Run(ctx context.Context, o *Options, stdout io.Writer) error {
 	}
 	cfg.MaxKeySize, cfg.MaxValueSize, cfg.MaxBodySize = o.MaxKey, o.MaxValue, o.MaxBody
 	cfg.MaxRecords, cfg.MaxInflightBytes, cfg.IdleTimeout = o.MaxRecords, o.MaxInflight, o.Idle
-	if err := applyTLS(o, &cfg); err != nil {
+	reloaders, err := applyTLS(o, &cfg)
+	if err != nil {
 		return err
 	}
 	cfg.Logger = logger
@@ -226,11 +248,7 @@ func Run(ctx context.Context, o *Options, stdout io.Writer) error {
 	// Signals are caught from here on: one that arrives while the databases open (the
 	// port already accepts connections) stops the server once it is up.
 	sigs := make(chan os.Signal, 4)
-	stops := []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR2}
-	if !o.Daemon {
-		stops = append(stops, syscall.SIGHUP)
-	}
-	signal.Notify(sigs, append(stops, syscall.SIGUSR1)...)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR2, syscall.SIGUSR1, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
 	// The port first: a server that cannot listen must not create database directories.
@@ -288,10 +306,14 @@ loop:
 			runErr = err
 			break loop
 		case sig := <-sigs:
-			if sig == syscall.SIGUSR1 {
+			switch sig {
+			case syscall.SIGUSR1:
 				if err := logw.Reopen(); err != nil {
 					logger.Error("reopen log", "err", err)
 				}
+				continue
+			case syscall.SIGHUP:
+				reload(ctx, logger, logw, reloaders)
 				continue
 			}
 			logger.Log(ctx, LevelSystem, "stopping on signal", "signal", sig.String())

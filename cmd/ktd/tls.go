@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
+	"sync/atomic"
 
 	"github.com/ktdproject/ktd/ktserver"
 )
@@ -46,18 +47,24 @@ func (o *Options) validateTLS() error {
 //   - -mtls: cfg.ReplTLS dials the master over TLS, verifying it against
 //     -mtlsca or -tlsca (the system roots without either) and presenting
 //     -mtlscert/-mtlskey or -tlscert/-tlskey when given.
-func applyTLS(o *Options, cfg *ktserver.Config) error {
+//
+// The certificates are served through reloaders (returned), so that SIGHUP can
+// replace them without a restart; the CA bundles are read once.
+func applyTLS(o *Options, cfg *ktserver.Config) ([]*certReloader, error) {
+	var reloaders []*certReloader
 	certs, err := loadCert("-tlscert", o.TLSCert, "-tlskey", o.TLSKey)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	pool, err := loadCA("-tlsca", o.TLSCA)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cfg.TLSAllowPlain = o.TLSPlain
 	if certs != nil {
-		cfg.TLS = &tls.Config{Certificates: certs, MinVersion: tls.VersionTLS12}
+		r := newCertReloader("-tlscert", o.TLSCert, "-tlskey", o.TLSKey, certs)
+		reloaders = append(reloaders, r)
+		cfg.TLS = &tls.Config{GetCertificate: r.serverCert, MinVersion: tls.VersionTLS12}
 		if pool != nil {
 			cfg.TLS.ClientCAs = pool
 			cfg.TLS.ClientAuth = tls.VerifyClientCertIfGiven
@@ -68,20 +75,72 @@ func applyTLS(o *Options, cfg *ktserver.Config) error {
 		}
 	}
 	if o.MasterTLS {
-		mcerts, mpool := certs, pool
-		if o.MasterTLSCert != "" {
-			if mcerts, err = loadCert("-mtlscert", o.MasterTLSCert, "-mtlskey", o.MasterTLSKey); err != nil {
-				return err
-			}
-		}
+		mpool := pool
 		if o.MasterTLSCA != "" {
 			if mpool, err = loadCA("-mtlsca", o.MasterTLSCA); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		cfg.ReplTLS = &tls.Config{RootCAs: mpool, Certificates: mcerts, MinVersion: tls.VersionTLS12}
+		cfg.ReplTLS = &tls.Config{RootCAs: mpool, MinVersion: tls.VersionTLS12}
+		var mr *certReloader
+		switch {
+		case o.MasterTLSCert != "":
+			mcerts, err := loadCert("-mtlscert", o.MasterTLSCert, "-mtlskey", o.MasterTLSKey)
+			if err != nil {
+				return nil, err
+			}
+			mr = newCertReloader("-mtlscert", o.MasterTLSCert, "-mtlskey", o.MasterTLSKey, mcerts)
+			reloaders = append(reloaders, mr)
+		case certs != nil:
+			mr = reloaders[0] // the server's own certificate, reloaded with it
+		}
+		if mr != nil {
+			cfg.ReplTLS.GetClientCertificate = mr.clientCert
+		}
 	}
+	return reloaders, nil
+}
+
+// certReloader serves a certificate and key pair read from files, and reads them
+// again on Reload (SIGHUP) without interrupting anything: handshakes in progress keep
+// the pair they started with, later ones get the new one.
+type certReloader struct {
+	certFlag, certPath, keyFlag, keyPath string
+	cur                                  atomic.Pointer[tls.Certificate]
+}
+
+func newCertReloader(certFlag, certPath, keyFlag, keyPath string, loaded []tls.Certificate) *certReloader {
+	r := &certReloader{certFlag: certFlag, certPath: certPath, keyFlag: keyFlag, keyPath: keyPath}
+	r.cur.Store(&loaded[0])
+	return r
+}
+
+// Reload reads the files again. On an error (a missing file, a key that does not
+// match) the certificate in use stays, and the error says which files.
+func (r *certReloader) Reload() error {
+	certs, err := loadCert(r.certFlag, r.certPath, r.keyFlag, r.keyPath)
+	if err != nil {
+		return err
+	}
+	r.cur.Store(&certs[0])
 	return nil
+}
+
+// Leaf returns the certificate in use, parsed.
+func (r *certReloader) Leaf() (*x509.Certificate, error) {
+	c := r.cur.Load()
+	if c.Leaf != nil {
+		return c.Leaf, nil
+	}
+	return x509.ParseCertificate(c.Certificate[0])
+}
+
+func (r *certReloader) serverCert(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return r.cur.Load(), nil
+}
+
+func (r *certReloader) clientCert(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	return r.cur.Load(), nil
 }
 
 // loadCert loads a certificate and key pair named by flags certFlag and

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -93,22 +94,22 @@ func TestApplyTLS(t *testing.T) {
 		{Options{TLSCert: certPath, TLSKey: keyPath, TLSCA: notPEM}, "no PEM certificate found"},
 	} {
 		cfg := ktserver.DefaultConfig()
-		if err := applyTLS(&tc.o, &cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := applyTLS(&tc.o, &cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("applyTLS(%+v) = %v, want %q", tc.o, err, tc.want)
 		}
 	}
 
 	cfg := ktserver.DefaultConfig()
 	o := &Options{TLSCert: certPath, TLSKey: keyPath, TLSCA: caPath, TLSClients: true, MasterTLS: true}
-	if err := applyTLS(o, &cfg); err != nil {
+	if _, err := applyTLS(o, &cfg); err != nil {
 		t.Fatal(err)
 	}
 	if cfg.TLS == nil || cfg.TLS.ClientAuth != tls.RequireAndVerifyClientCert || cfg.ReplClientCAs == nil ||
-		cfg.ReplTLS == nil || cfg.ReplTLS.RootCAs == nil || len(cfg.ReplTLS.Certificates) != 1 {
+		cfg.ReplTLS == nil || cfg.ReplTLS.RootCAs == nil || cfg.ReplTLS.GetClientCertificate == nil {
 		t.Fatalf("applyTLS: TLS %+v, ReplTLS %+v", cfg.TLS, cfg.ReplTLS)
 	}
 	cfg = ktserver.DefaultConfig()
-	if err := applyTLS(&Options{TLSCert: certPath, TLSKey: keyPath}, &cfg); err != nil || cfg.TLS.ClientAuth != tls.NoClientCert ||
+	if _, err := applyTLS(&Options{TLSCert: certPath, TLSKey: keyPath}, &cfg); err != nil || cfg.TLS.ClientAuth != tls.NoClientCert ||
 		cfg.ReplClientCAs != nil || cfg.ReplTLS != nil {
 		t.Fatalf("applyTLS without CA: %v, %+v", err, cfg)
 	}
@@ -223,5 +224,70 @@ func TestTLSPlainMasterAndPlainPoP(t *testing.T) {
 	}
 	if got, _ := io.ReadAll(nc); len(got) != 1 || got[0] != 0xBF {
 		t.Fatalf("plain replication request answered % x, want bf", got)
+	}
+}
+
+// servedCertCN dials addr over TLS and returns the common name of the certificate the
+// server presented.
+func servedCertCN(t *testing.T, addr string, ca *testcerts.CA) string {
+	t.Helper()
+	nc, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"})
+	if err != nil {
+		t.Fatalf("TLS dial: %v", err)
+	}
+	defer nc.Close()
+	return nc.ConnectionState().PeerCertificates[0].Subject.CommonName
+}
+
+// SIGHUP reloads the certificate and key from their files: new connections get the new
+// certificate, the server keeps running and serving; a broken pair on disk keeps the
+// one in use.
+func TestTLSReloadOnSIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	ca := testcerts.NewCA(t, "ktd test CA")
+	certPath, keyPath := ca.Issue(t, "first", x509.ExtKeyUsageServerAuth).WriteFiles(t, dir, "server")
+	logPath := filepath.Join(dir, "ktd.log")
+	cmd, addr := startChild(t, "-log", logPath, "-tlscert", certPath, "-tlskey", keyPath, "*")
+	if cn := servedCertCN(t, addr, ca); cn != "first" {
+		t.Fatalf("served %q", cn)
+	}
+	kept := kttest.DialTLS(t, addr, &tls.Config{RootCAs: ca.Pool()}) // open across the reload
+	if r := kept.RPC("set", "key", "k", "value", "v"); r.Code != 200 {
+		t.Fatalf("set: %d", r.Code)
+	}
+
+	ca.Issue(t, "second", x509.ExtKeyUsageServerAuth).WriteFiles(t, dir, "server")
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	kttest.WaitFor(t, 10*time.Second, "the new certificate", func() bool { return servedCertCN(t, addr, ca) == "second" })
+	if r := kept.RPC("get", "key", "k"); r.Code != 200 || r.TSV()["value"] != "v" {
+		t.Fatalf("connection across the reload: %d %q", r.Code, r.Body)
+	}
+
+	// A key that does not match its certificate: the reload fails, "second" stays.
+	other := ca.Issue(t, "third", x509.ExtKeyUsageServerAuth)
+	otherCert, _ := other.WriteFiles(t, t.TempDir(), "other")
+	pem, err := os.ReadFile(otherCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certPath, pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	kttest.WaitFor(t, 10*time.Second, "the failed reload in the log", func() bool {
+		b, _ := os.ReadFile(logPath)
+		return strings.Contains(string(b), "keeping the one in use")
+	})
+	for range 5 {
+		if cn := servedCertCN(t, addr, ca); cn != "second" {
+			t.Fatalf("after a failed reload the server presents %q", cn)
+		}
+	}
+	if r := kttest.DialTLS(t, addr, &tls.Config{RootCAs: ca.Pool()}).RPC("echo"); r.Code != 200 {
+		t.Fatalf("server after a failed reload: %d", r.Code)
 	}
 }
