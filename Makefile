@@ -5,7 +5,7 @@ BIN       := bin
 BENCHCOUNT ?= 5
 PKGS      := ./...
 
-.PHONY: all build run test pgdeps check race examples unit fuzz fuzz-long bench bench-kt load repl-load conformance fdw demo bench-fdw sim crash soak clean
+.PHONY: all build install run test pgdeps check race examples unit fuzz fuzz-long bench bench-kt load repl-load conformance fdw demo bench-fdw sim crash soak clean
 
 all: build
 
@@ -18,6 +18,20 @@ build:
 	$(GO) build -o $(BIN)/popsim ./harness/cmd/popsim
 	$(GO) build -o $(BIN)/ktcrash ./harness/cmd/ktcrash
 	$(GO) build -o $(BIN)/ktsoak ./harness/cmd/ktsoak
+
+# install: ktd into $(DESTDIR)$(PREFIX)/bin, its systemd unit into
+# $(PREFIX)/lib/systemd/system, /etc/default/ktd (kept when it exists) and a
+# logrotate rule. Then: systemctl daemon-reload && systemctl enable --now ktd.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+install:
+	$(GO) build -buildvcs=auto -o $(BIN)/ktd ./cmd/ktd
+	install -D -m 0755 $(BIN)/ktd $(DESTDIR)$(PREFIX)/bin/ktd
+	mkdir -p $(DESTDIR)$(PREFIX)/lib/systemd/system
+	sed 's|@BINDIR@|$(PREFIX)/bin|g' packaging/ktd.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/ktd.service
+	chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/ktd.service
+	[ -e $(DESTDIR)/etc/default/ktd ] || install -D -m 0644 packaging/ktd.default $(DESTDIR)/etc/default/ktd
+	install -D -m 0644 packaging/ktd.logrotate $(DESTDIR)/etc/logrotate.d/ktd
 
 # run: ktd on 127.0.0.1:1978 with a file (Pebble) database under ./data.
 run: build
