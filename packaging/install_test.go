@@ -1,11 +1,14 @@
 package packaging
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // install runs `make install` from the repository root into a scratch DESTDIR.
@@ -87,16 +90,58 @@ func TestUnitVerifies(t *testing.T) {
 	if opts == "" {
 		t.Fatal("no KTD_OPTS in the defaults")
 	}
-	// -h before the defaults: ktd parses them all (and checks that the directories they
-	// name exist: stand-ins for the service's), then prints its help instead of starting.
+	// The installed ktd starts with the default KTD_OPTS (its directories and port
+	// replaced by stand-ins for the service's), serves, and stops cleanly on SIGTERM.
 	root := t.TempDir()
 	for _, d := range []string{"/var/log/ktd", "/var/lib/ktd"} {
 		os.MkdirAll(filepath.Join(root, d), 0o755)
 		opts = strings.ReplaceAll(opts, d, filepath.Join(root, d))
 	}
-	args := append([]string{"-h"}, strings.Fields(opts)...)
-	out, err := exec.Command(filepath.Join(dest, "usr/local/bin/ktd"), args...).CombinedOutput()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("ktd rejects the default KTD_OPTS %q: %v\n%s", opts, err, out)
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	if !strings.Contains(opts, "-port 1978") {
+		t.Fatalf("default KTD_OPTS without -port 1978: %q", opts)
+	}
+	opts = strings.Replace(opts, "-port 1978", "-port "+port, 1)
+	cmd := exec.Command(filepath.Join(dest, "usr/local/bin/ktd"), strings.Fields(opts)...)
+	var stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("ktd with the default KTD_OPTS %q exited: %v\n%s", opts, err, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("ktd with the default KTD_OPTS does not listen on %s", addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-done; err != nil {
+		t.Fatalf("ktd did not stop cleanly: %v\n%s", err, stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(root, "var/lib/ktd/casket.kct")); err != nil {
+		t.Fatalf("the database is not under the state directory: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "var/log/ktd/ktd.log")); !strings.Contains(string(b), "starting ktd") {
+		t.Fatalf("the log is not in the logs directory: %q", b)
 	}
 }
