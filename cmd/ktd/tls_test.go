@@ -291,3 +291,48 @@ func TestTLSReloadOnSIGHUP(t *testing.T) {
 		t.Fatalf("server after a failed reload: %d", r.Code)
 	}
 }
+
+// ktd verify speaks TLS to TLS-only servers (-tlsclients: a client certificate too),
+// in both of its modes' first step (the digest probe) and in the digest comparison.
+func TestVerifyOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca, caPath, certPath, keyPath := tlsFiles(t, dir)
+	flags := []string{"-tlscert", certPath, "-tlskey", keyPath, "-tlsca", caPath, "-tlsclients"}
+	_, a := startChild(t, append(flags, "*")...)
+	_, b := startChild(t, append(flags, "*")...)
+	cert, err := tls.LoadX509KeyPair(certPath, keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{cert}}
+	for _, addr := range []string{a, b} {
+		c := kttest.DialTLS(t, addr, cc)
+		for i := range 50 {
+			if r := c.RPC("set", "key", fmt.Sprintf("k%02d", i), "value", "v"); r.Code != 200 {
+				t.Fatalf("set: %d", r.Code)
+			}
+		}
+	}
+	var out, errb bytes.Buffer
+	args := []string{"verify", "-tlsca", caPath, "-tlscert", certPath, "-tlskey", keyPath, a, b}
+	if code := Main(args, &out, &errb); code != 0 || !strings.Contains(out.String(), "agree: 50 records") {
+		t.Fatalf("verify over TLS: %d %q %q", code, out.String(), errb.String())
+	}
+	if r := kttest.DialTLS(t, b, cc).RPC("set", "key", "k07", "value", "other"); r.Code != 200 {
+		t.Fatal("set")
+	}
+	out.Reset()
+	if code := Main(args, &out, &errb); code != 1 || !strings.Contains(out.String(), "k07") {
+		t.Fatalf("verify over TLS, one record differs: %d %q", code, out.String())
+	}
+	// Without TLS the servers answer nothing: an error, not "agree".
+	out.Reset()
+	errb.Reset()
+	if code := Main([]string{"verify", "-timeout", "5s", a, b}, &out, &errb); code != 2 {
+		t.Fatalf("verify in plain TCP against TLS servers: %d %q %q", code, out.String(), errb.String())
+	}
+	// Without a client certificate the servers refuse the handshake.
+	if code := Main([]string{"verify", "-timeout", "5s", "-tlsca", caPath, a, b}, &out, &errb); code != 2 {
+		t.Fatalf("verify without a client certificate: %d", code)
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -18,7 +19,8 @@ import (
 
 // verifyUsage documents `ktd verify`.
 const verifyUsage = `usage: ktd verify [-db name] [-ranges num] [-limit num] [-retry num] [-wait dur]
-                  [-timeout dur] host:port host:port
+                  [-timeout dur] [-tls] [-tlsca file] [-tlscert file -tlskey file]
+                  host:port host:port
   Compares one database of two running servers (a master and its replica,
   say) with ktd's digest procedure, range by range, without stopping them.
   The key space is split by paging the first server (-limit records a range,
@@ -28,6 +30,8 @@ const verifyUsage = `usage: ktd verify [-db name] [-ranges num] [-limit num] [-r
   which are printed. Records expired at the time of a call are left out.
   When a server has no digest procedure (a real Kyoto Tycoon), both are
   read and compared record by record over KT's own protocol instead.
+  -tls speaks TLS to both servers, verified against -tlsca (else the system
+  roots), presenting -tlscert/-tlskey when a server asks for a certificate.
   Exit status: 0 when the servers agree, 1 when they differ, 2 on errors.
 `
 
@@ -54,6 +58,10 @@ func verifyMain(args []string, stdout, stderr io.Writer) int {
 	retry := fs.Int("retry", 0, "re-check a differing range this many times before reporting it")
 	wait := fs.Duration("wait", time.Second, "pause before each re-check")
 	timeout := fs.Duration("timeout", time.Minute, "bound on each request")
+	useTLS := fs.Bool("tls", false, "speak TLS to both servers")
+	tlsCA := fs.String("tlsca", "", "CA bundle (PEM) that verifies the servers (implies -tls)")
+	tlsCert := fs.String("tlscert", "", "client certificate (PEM), with -tlskey (implies -tls)")
+	tlsKey := fs.String("tlskey", "", "client certificate's key (PEM)")
 	// Flags may come before, between or after the two addresses.
 	var addrs []string
 	for {
@@ -71,15 +79,24 @@ func verifyMain(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	addrs[0], addrs[1] = withPort(addrs[0]), withPort(addrs[1])
-	if code, ok := verifyKTMode(addrs, *dbName, *limit, *retry, *wait, *timeout, stdout, stderr); ok {
+	tlsCfg, err := clientTLS(*useTLS, *tlsCA, *tlsCert, *tlsKey)
+	if err != nil {
+		fmt.Fprintf(stderr, "ktd verify: %v\n", err)
+		return 2
+	}
+	if code, ok := verifyKTMode(addrs, *dbName, *limit, *retry, *wait, *timeout, tlsCfg, stdout, stderr); ok {
 		return code
 	}
-	tr := &http.Transport{MaxIdleConnsPerHost: 2}
+	tr := &http.Transport{MaxIdleConnsPerHost: 2, TLSClientConfig: tlsCfg}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: *timeout}
+	scheme := "http"
+	if tlsCfg != nil {
+		scheme = "https"
+	}
 	v := &verifier{
-		a:     &rpcClient{addr: withPort(addrs[0]), db: *dbName, hc: hc},
-		b:     &rpcClient{addr: withPort(addrs[1]), db: *dbName, hc: hc},
+		a:     &rpcClient{addr: withPort(addrs[0]), scheme: scheme, db: *dbName, hc: hc},
+		b:     &rpcClient{addr: withPort(addrs[1]), scheme: scheme, db: *dbName, hc: hc},
 		limit: *limit,
 		retry: *retry,
 		wait:  *wait,
@@ -114,6 +131,27 @@ func verifyMain(args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
+// clientTLS is the TLS configuration of a client command (verify): nil without
+// -tls and without any TLS file; otherwise servers are verified against caPath (the
+// system roots without it) and certPath/keyPath are presented when asked for.
+func clientTLS(useTLS bool, caPath, certPath, keyPath string) (*tls.Config, error) {
+	if !useTLS && caPath == "" && certPath == "" && keyPath == "" {
+		return nil, nil
+	}
+	if (certPath == "") != (keyPath == "") {
+		return nil, fmt.Errorf("-tlscert and -tlskey go together")
+	}
+	pool, err := loadCA("-tlsca", caPath)
+	if err != nil {
+		return nil, err
+	}
+	certs, err := loadCert("-tlscert", certPath, "-tlskey", keyPath)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{RootCAs: pool, Certificates: certs, MinVersion: tls.VersionTLS12}, nil
+}
+
 // withPort adds KT's default port 1978 to an address without one.
 func withPort(addr string) string {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
@@ -124,9 +162,10 @@ func withPort(addr string) string {
 
 // rpcClient calls the RPC procedures of one server on one database.
 type rpcClient struct {
-	addr string
-	db   string // "" = the server's first database
-	hc   *http.Client
+	addr   string
+	scheme string // "http" or "https"
+	db     string // "" = the server's first database
+	hc     *http.Client
 }
 
 // call runs procedure name with params (name, value pairs) and returns the decoded
@@ -143,7 +182,7 @@ func (c *rpcClient) call(name string, params ...string) (map[string]string, erro
 		body = append(body, '\n')
 	}
 	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost,
-		"http://"+c.addr+"/rpc/"+name, bytes.NewReader(body))
+		c.scheme+"://"+c.addr+"/rpc/"+name, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"path"
@@ -37,9 +38,9 @@ type ktVerifier struct {
 
 // digestMissing reports whether either server answers the digest
 // procedure with 501 (not implemented), as KT does.
-func digestMissing(ctx context.Context, addrs []string, timeout time.Duration) (bool, error) {
+func digestMissing(ctx context.Context, addrs []string, timeout time.Duration, tlsCfg *tls.Config) (bool, error) {
 	for _, addr := range addrs {
-		c, err := ktclient.Dial(ctx, addr, timeout, nil)
+		c, err := ktclient.Dial(ctx, addr, timeout, tlsCfg)
 		if err != nil {
 			return false, err
 		}
@@ -90,13 +91,13 @@ func dbIndex(c *ktclient.Conn, db string) (int, error) {
 }
 
 // runKTVerify is verify's record-by-record mode.
-func runKTVerify(ctx context.Context, addrA, addrB, db string, page, retry int, wait, timeout time.Duration) (*ktVerifier, error) {
-	a, err := ktclient.Dial(ctx, addrA, timeout, nil)
+func runKTVerify(ctx context.Context, addrA, addrB, db string, page, retry int, wait, timeout time.Duration, tlsCfg *tls.Config) (*ktVerifier, error) {
+	a, err := ktclient.Dial(ctx, addrA, timeout, tlsCfg)
 	if err != nil {
 		return nil, err
 	}
 	defer a.Close()
-	b, err := ktclient.Dial(ctx, addrB, timeout, nil)
+	b, err := ktclient.Dial(ctx, addrB, timeout, tlsCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -268,9 +269,9 @@ func describeRecord(r ktproto.BulkRecord) string {
 
 // verifyKTMode runs verify record by record when either server lacks the
 // digest procedure; ok false means both have it.
-func verifyKTMode(addrs []string, db string, limit, retry int, wait, timeout time.Duration, stdout, stderr io.Writer) (code int, ok bool) {
+func verifyKTMode(addrs []string, db string, limit, retry int, wait, timeout time.Duration, tlsCfg *tls.Config, stdout, stderr io.Writer) (code int, ok bool) {
 	ctx := context.Background()
-	missing, err := digestMissing(ctx, addrs, timeout)
+	missing, err := digestMissing(ctx, addrs, timeout, tlsCfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "ktd verify: %v\n", err)
 		return 2, true
@@ -278,7 +279,7 @@ func verifyKTMode(addrs []string, db string, limit, retry int, wait, timeout tim
 	if !missing {
 		return 0, false
 	}
-	v, err := runKTVerify(ctx, addrs[0], addrs[1], db, limit, retry, wait, timeout)
+	v, err := runKTVerify(ctx, addrs[0], addrs[1], db, limit, retry, wait, timeout, tlsCfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "ktd verify: %v\n", err)
 		return 2, true
