@@ -1,11 +1,16 @@
 # ktd — see README.md. Every target works from a fresh clone with Go 1.26.
 
 GO        ?= go
+
+# testcontainers: its reaper is an image from a registry (none is reachable), and
+# it would reach published ports through this machine's default gateway.
+export TESTCONTAINERS_RYUK_DISABLED ?= true
+export TESTCONTAINERS_HOST_OVERRIDE ?= 127.0.0.1
 BIN       := bin
 BENCHCOUNT ?= 5
 PKGS      := ./...
 
-.PHONY: all build install run test pgdeps check race examples unit fuzz fuzz-long bench bench-kt load repl-load conformance fdw demo bench-fdw sim crash soak clean
+.PHONY: all build install image images run test pgdeps check race examples unit fuzz fuzz-long bench bench-kt load repl-load conformance fdw demo bench-fdw sim crash soak clean
 
 all: build
 
@@ -32,6 +37,25 @@ install:
 	chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/ktd.service
 	[ -e $(DESTDIR)/etc/default/ktd ] || install -D -m 0644 packaging/ktd.default $(DESTDIR)/etc/default/ktd
 	install -D -m 0644 packaging/ktd.logrotate $(DESTDIR)/etc/logrotate.d/ktd
+
+# image: the ktd container image ($(IMAGE)): a static ktd on an empty base, a
+# non-root user, a /data volume, a health check (ktd health). Needs a Docker
+# engine (scripts/docker-up.sh installs and starts one as root).
+IMAGE ?= ktd:dev
+image:
+	./scripts/docker-up.sh
+	rm -rf $(BIN)/image && mkdir -p $(BIN)/image/data
+	CGO_ENABLED=0 $(GO) build -buildvcs=auto -trimpath -o $(BIN)/image/ktd ./cmd/ktd
+	cp deploy/docker/ktd.Dockerfile $(BIN)/image/Dockerfile
+	printf 'root:x:0:0:root:/:/ktd\nktd:x:65532:65532:ktd:/data:/ktd\n' > $(BIN)/image/passwd
+	printf 'root:x:0:\nktd:x:65532:\n' > $(BIN)/image/group
+	DOCKER_BUILDKIT=0 docker build -q -t $(IMAGE) $(BIN)/image
+
+# images: every image the container tests and the compose demo use (the ktd
+# image, a debootstrapped Debian base, PostgreSQL 15 with kt_fdw), each built
+# only when missing. make test runs the container tests when they exist.
+images:
+	./scripts/images.sh
 
 # run: ktd on 127.0.0.1:1978 with a file (Pebble) database under ./data.
 run: build

@@ -2,6 +2,7 @@ package fdwbridge
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"os"
@@ -79,29 +80,37 @@ func startContainer(ctx context.Context, opts PGOptions) (*Postgres, error) {
 	ctx, cancel := context.WithTimeout(ctx, containerStartTimeout)
 	defer cancel()
 
-	opts.logf("fdwbridge: building and starting the kt_fdw PostgreSQL image from %s", buildCtx)
+	tag, err := imageTag(buildCtx)
+	if err != nil {
+		return nil, err
+	}
 	start := time.Now()
-	ctr, err := testcontainers.Run(ctx, "",
-		testcontainers.WithDockerfile(testcontainers.FromDockerfile{
-			Context:        buildCtx,
-			Dockerfile:     "Dockerfile",
-			Repo:           "ktd-kt-fdw-postgres",
-			Tag:            "dev",
-			KeepImage:      true, // the next run reuses the layers
-			BuildLogWriter: logWriter(opts),
-		}),
-		testcontainers.WithEnv(map[string]string{"POSTGRES_HOST_AUTH_METHOD": "trust"}),
+	runOpts := []testcontainers.ContainerCustomizer{
 		testcontainers.WithExposedPorts("5432/tcp"),
 		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
 			hc.ExtraHosts = append(hc.ExtraHosts, containerKTHost+":host-gateway")
 		}),
-		// The image's entrypoint starts a temporary server first; the
-		// second "ready" line is the real one.
 		testcontainers.WithWaitStrategy(
-			wait.ForLog("database system is ready to accept connections").WithOccurrence(2),
+			wait.ForLog("database system is ready to accept connections"),
 			wait.ForListeningPort("5432/tcp"),
 		),
-	)
+	}
+	image := pgImageRepo + ":" + tag
+	if !imageExists(ctx, image) {
+		// Built once per content of its inputs: the tag is their hash, so an image of
+		// the same sources is reused and a change of any builds a new one.
+		opts.logf("fdwbridge: building the kt_fdw PostgreSQL image %s from %s", image, buildCtx)
+		runOpts = append(runOpts, testcontainers.WithDockerfile(testcontainers.FromDockerfile{
+			Context:        buildCtx,
+			Dockerfile:     "Dockerfile",
+			Repo:           pgImageRepo,
+			Tag:            tag,
+			KeepImage:      true,
+			BuildLogWriter: logWriter(opts),
+		}))
+		image = ""
+	}
+	ctr, err := testcontainers.Run(ctx, image, runOpts...)
 	c := &pgContainer{ctr: ctr}
 	if err != nil {
 		if ctr != nil {
@@ -131,6 +140,54 @@ func startContainer(ctx context.Context, opts PGOptions) (*Postgres, error) {
 	opts.logf("fdwbridge: PostgreSQL container %.12s on %s:%d after %v",
 		ctr.GetContainerID(), p.Host, p.Port, time.Since(start).Round(time.Millisecond))
 	return p, nil
+}
+
+// pgImageRepo is the repository of the kt_fdw PostgreSQL image; its tag is
+// imageTag's hash of the build inputs.
+const pgImageRepo = "ktd-kt-fdw-postgres"
+
+// imageInputs are the files of the build context that make the image (kt_fdw's
+// sources, not what a build on the host left beside them).
+var imageInputs = []string{"Dockerfile", "pg-entrypoint.sh", "kt_fdw/Makefile", "kt_fdw/kt_fdw.c",
+	"kt_fdw/kt_client.c", "kt_fdw/kt_fdw.h", "kt_fdw/kt_fdw.control", "kt_fdw/kt_fdw--1.0.sql"}
+
+// imageTag is a hash of the image's inputs: "src-" and 12 hex digits.
+func imageTag(buildCtx string) (string, error) {
+	h := sha256.New()
+	for _, name := range imageInputs {
+		b, err := os.ReadFile(filepath.Join(buildCtx, name))
+		if err != nil {
+			return "", fmt.Errorf("fdwbridge: image input: %w", err)
+		}
+		fmt.Fprintf(h, "%s %d\n", name, len(b))
+		h.Write(b)
+	}
+	return fmt.Sprintf("src-%x", h.Sum(nil)[:6]), nil
+}
+
+// ImageName is the kt_fdw PostgreSQL image of this source tree (which
+// `make images` builds and the container mode reuses).
+func ImageName() (string, error) {
+	extDir, err := ExtensionDir()
+	if err != nil {
+		return "", err
+	}
+	tag, err := imageTag(filepath.Dir(extDir))
+	if err != nil {
+		return "", err
+	}
+	return pgImageRepo + ":" + tag, nil
+}
+
+// imageExists reports whether the Docker engine has image.
+func imageExists(ctx context.Context, image string) bool {
+	prov, err := testcontainers.NewDockerProvider()
+	if err != nil {
+		return false
+	}
+	defer prov.Close()
+	_, err = prov.Client().ImageInspect(ctx, image)
+	return err == nil
 }
 
 // logWriter sends the image build log to opts.Logf line by line.

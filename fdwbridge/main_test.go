@@ -26,6 +26,12 @@ var shared struct {
 }
 
 func TestMain(m *testing.M) {
+	// testcontainers (container mode): no reaper image can be pulled, and the
+	// published ports are on the loopback, not behind this machine's gateway.
+	os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+	if os.Getenv("TESTCONTAINERS_HOST_OVERRIDE") == "" {
+		os.Setenv("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
+	}
 	code := m.Run()
 	if shared.pg != nil {
 		if code != 0 && shared.pg.Dir() != "" {

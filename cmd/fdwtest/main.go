@@ -29,7 +29,17 @@ func main() {
 	flag.BoolVar(&cfg.Keep, "keep", false, "keep the servers' directories and logs")
 	jsonPath := flag.String("json", "", "also write the report as JSON to this file")
 	verbose := flag.Bool("v", false, "log lifecycle messages")
+	printImage := flag.Bool("image", false, "print the name of this tree's kt_fdw PostgreSQL image (-pg container) and exit")
 	flag.Parse()
+	if *printImage {
+		name, err := fdwbridge.ImageName()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fdwtest:", err)
+			os.Exit(1)
+		}
+		fmt.Println(name)
+		return
+	}
 	cfg.PGMode = fdwbridge.Mode(*pgMode)
 	level := slog.LevelWarn
 	if *verbose {

@@ -378,3 +378,17 @@ func TestVersion_BuiltBinaryNamesItsCommit(t *testing.T) {
 		t.Fatalf("ktd version printed %q; HEAD is %s", out, head)
 	}
 }
+
+func TestHealth(t *testing.T) {
+	_, addr := startChild(t, "*")
+	var out, errb bytes.Buffer
+	if code := Main([]string{"health", addr}, &out, &errb); code != 0 || !strings.Contains(out.String(), "ok") {
+		t.Fatalf("health of a running server: %d %q %q", code, out.String(), errb.String())
+	}
+	if code := Main([]string{"health", "-timeout", "1s", "127.0.0.1:" + fmt.Sprint(freePort(t))}, &out, &errb); code != 1 {
+		t.Fatalf("health of nothing: %d", code)
+	}
+	if code := Main([]string{"health", "a", "b"}, &out, &errb); code != 2 {
+		t.Fatalf("health with two addresses: %d", code)
+	}
+}

@@ -51,6 +51,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "recover" {
 		return recoverMain(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "health" {
+		return healthMain(args[1:], stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == "version" {
 		return versionMain(args[1:], stdout, stderr)
 	}
