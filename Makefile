@@ -10,7 +10,7 @@ BIN       := bin
 BENCHCOUNT ?= 5
 PKGS      := ./...
 
-.PHONY: all build install image images run test pgdeps check race examples unit fuzz fuzz-long bench bench-kt load repl-load conformance fdw demo bench-fdw sim crash soak clean
+.PHONY: all build install image images compose-demo run test pgdeps check race examples unit fuzz fuzz-long bench bench-kt load repl-load conformance fdw demo bench-fdw sim crash soak clean
 
 all: build
 
@@ -56,6 +56,13 @@ image:
 # only when missing. make test runs the container tests when they exist.
 images:
 	./scripts/images.sh
+
+# compose-demo: the rules pipeline in containers (deploy/compose): PostgreSQL
+# with kt_fdw, a ktd master, three PoP replicas; writes rules through
+# PostgreSQL, verifies every replica, tears it all down.
+compose-demo: images
+	$(GO) build -buildvcs=auto -o $(BIN)/ktd ./cmd/ktd
+	./deploy/compose/demo.sh
 
 # run: ktd on 127.0.0.1:1978 with a file (Pebble) database under ./data.
 run: build
