@@ -10,7 +10,7 @@ BIN       := bin
 BENCHCOUNT ?= 5
 PKGS      := ./...
 
-.PHONY: all build install image images compose-demo run test pgdeps check race examples unit fuzz fuzz-long bench bench-kt load repl-load conformance fdw demo bench-fdw sim crash soak clean
+.PHONY: all build install image images compose-demo fresh-test run test pgdeps check race examples unit fuzz fuzz-long bench bench-kt load repl-load conformance fdw demo bench-fdw sim crash soak clean
 
 all: build
 
@@ -63,6 +63,11 @@ images:
 compose-demo: images
 	$(GO) build -buildvcs=auto -o $(BIN)/ktd ./cmd/ktd
 	./deploy/compose/demo.sh
+
+# fresh-test: the README's two commands (make run, make test) on a fresh
+# Debian (a debootstrapped container); not part of make test.
+fresh-test:
+	./scripts/fresh-test.sh
 
 # run: ktd on 127.0.0.1:1978 with a file (Pebble) database under ./data.
 run: build
