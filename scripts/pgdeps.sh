@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # pgdeps: make sure what kt_fdw and its tests need is installed: the
 # PostgreSQL 15 server binaries (postgresql-15) and its server headers and
-# PGXS (postgresql-server-dev-15). As root with apt-get it installs what is
+# PGXS (postgresql-server-dev-15), and OpenSSL's headers for kt_fdw's TLS
+# (libssl-dev). As root with apt-get it installs what is
 # missing; otherwise it names the missing packages and fails.
 #
 # Each part is checked by a file of its own: pgxs.mk alone proves nothing,
@@ -18,6 +19,9 @@ missing() {
 	inc=$(pg_config --includedir-server 2>/dev/null || true)
 	if [ -z "$pgxs" ] || [ ! -f "$pgxs" ] || [ -z "$inc" ] || [ ! -f "$inc/postgres.h" ]; then
 		echo postgresql-server-dev-15
+	fi
+	if [ ! -f /usr/include/openssl/ssl.h ]; then
+		echo libssl-dev # kt_fdw's TLS (sslmode)
 	fi
 }
 
@@ -38,5 +42,5 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 	fi
 	exit 0
 fi
-echo "pgdeps: kt_fdw needs PostgreSQL 15's server binaries and headers; missing: $pkgs (postgres.h: $(pg_config --includedir-server 2>/dev/null || echo 'no pg_config')/postgres.h). As root: apt-get install -y $pkgs" >&2
+echo "pgdeps: kt_fdw needs PostgreSQL 15's server binaries and headers and OpenSSL's headers; missing: $pkgs (postgres.h: $(pg_config --includedir-server 2>/dev/null || echo 'no pg_config')/postgres.h). As root: apt-get install -y $pkgs" >&2
 exit 1

@@ -21,6 +21,11 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "access/xact.h"
 #include "catalog/pg_foreign_server.h"
@@ -75,6 +80,7 @@ struct KtConn
 	bool		invalidated;
 
 	pgsocket	sock;
+	SSL		   *ssl;			/* TLS session on sock (sslmode), or NULL */
 	uint64		generation;		/* bumped whenever the socket is closed */
 	bool		reused;			/* at least one exchange completed on sock */
 	bool		busy;			/* an exchange is in progress or was cut */
@@ -442,6 +448,175 @@ kt_wait(KtConn *conn, int events, TimestampTz deadline)
 	}
 }
 
+/* ------------------------------------------------------------------------
+ * TLS (sslmode): OpenSSL on the non-blocking socket, waits through kt_wait
+ * ------------------------------------------------------------------------
+ */
+
+/* The first error of OpenSSL's queue, or what, as a palloc'd message. */
+static char *
+kt_tls_error(const char *what)
+{
+	unsigned long e = ERR_get_error();
+	char		buf[256];
+
+	ERR_clear_error();
+	if (e == 0)
+		return psprintf("%s", what);
+	ERR_error_string_n(e, buf, sizeof(buf));
+	return psprintf("%s: %s", what, buf);
+}
+
+static void
+kt_tls_free(KtConn *conn)
+{
+	if (conn->ssl != NULL)
+	{
+		SSL_free(conn->ssl);
+		conn->ssl = NULL;
+	}
+}
+
+/* Whether host is an IPv4 or IPv6 literal. */
+static bool
+kt_is_ip_literal(const char *host)
+{
+	unsigned char addr[sizeof(struct in6_addr)];
+
+	return inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
+}
+
+/*
+ * Start TLS on the connected socket: the context the server options describe
+ * (sslrootcert or the system's CAs for verify-ca/verify-full; sslcert/sslkey
+ * presented when given), the server's name checked with verify-full, then the
+ * handshake, waiting through kt_wait so that interrupts and the deadline work.
+ */
+static bool
+kt_tls_start(KtConn *conn, TimestampTz deadline, char **emsg)
+{
+	const KtServerOpts *o = &conn->opts;
+	SSL_CTX    *ctx;
+	SSL		   *ssl;
+
+	ERR_clear_error();
+	ctx = SSL_CTX_new(TLS_client_method());
+	if (ctx == NULL)
+	{
+		*emsg = kt_tls_error("could not create a TLS context");
+		return false;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	if (o->sslmode >= KT_SSL_VERIFY_CA)
+	{
+		int			ok = o->sslrootcert != NULL
+			? SSL_CTX_load_verify_locations(ctx, o->sslrootcert, NULL)
+			: SSL_CTX_set_default_verify_paths(ctx);
+
+		if (ok != 1)
+		{
+			*emsg = o->sslrootcert != NULL
+				? kt_tls_error(psprintf("could not read root certificate file \"%s\"", o->sslrootcert))
+				: kt_tls_error("could not load the system's root certificates");
+			SSL_CTX_free(ctx);
+			return false;
+		}
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	}
+	else
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	if ((o->sslcert == NULL) != (o->sslkey == NULL))
+	{
+		*emsg = pstrdup("options \"sslcert\" and \"sslkey\" go together");
+		SSL_CTX_free(ctx);
+		return false;
+	}
+	if (o->sslcert != NULL &&
+		(SSL_CTX_use_certificate_chain_file(ctx, o->sslcert) != 1 ||
+		 SSL_CTX_use_PrivateKey_file(ctx, o->sslkey, SSL_FILETYPE_PEM) != 1 ||
+		 SSL_CTX_check_private_key(ctx) != 1))
+	{
+		*emsg = kt_tls_error(psprintf("could not load client certificate \"%s\" and key \"%s\"",
+									  o->sslcert, o->sslkey));
+		SSL_CTX_free(ctx);
+		return false;
+	}
+	ssl = SSL_new(ctx);
+	SSL_CTX_free(ctx);			/* the session keeps its own reference */
+	if (ssl == NULL || SSL_set_fd(ssl, conn->sock) != 1)
+	{
+		*emsg = kt_tls_error("could not create a TLS session");
+		if (ssl)
+			SSL_free(ssl);
+		return false;
+	}
+	conn->ssl = ssl;
+	SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	if (!kt_is_ip_literal(o->host))
+		SSL_set_tlsext_host_name(ssl, o->host);
+	if (o->sslmode == KT_SSL_VERIFY_FULL)
+	{
+		int			ok = kt_is_ip_literal(o->host)
+			? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), o->host)
+			: SSL_set1_host(ssl, o->host);
+
+		if (ok != 1)
+		{
+			*emsg = kt_tls_error("could not set the name to verify");
+			return false;
+		}
+	}
+	for (;;)
+	{
+		int			r;
+		int			events;
+
+		ERR_clear_error();
+		r = SSL_connect(ssl);
+		if (r == 1)
+			return true;
+		switch (SSL_get_error(ssl, r))
+		{
+			case SSL_ERROR_WANT_READ:
+				events = WL_SOCKET_READABLE;
+				break;
+			case SSL_ERROR_WANT_WRITE:
+				events = WL_SOCKET_WRITEABLE;
+				break;
+			default:
+				{
+					long		vr = SSL_get_verify_result(ssl);
+
+					if (vr != X509_V_OK)
+						*emsg = psprintf("TLS handshake with KT server \"%s\" at %s:%d failed: certificate verify failed: %s",
+										 conn->servername, o->host, o->port,
+										 X509_verify_cert_error_string(vr));
+					else
+						*emsg = kt_tls_error(psprintf("TLS handshake with KT server \"%s\" at %s:%d failed",
+													  conn->servername, o->host, o->port));
+					return false;
+				}
+		}
+		PG_TRY();
+		{
+			r = kt_wait(conn, events, deadline);
+		}
+		PG_CATCH();
+		{
+			kt_tls_free(conn);
+			close(conn->sock);
+			conn->sock = PGINVALID_SOCKET;
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		if (r == 0)
+		{
+			*emsg = pstrdup("timeout expired during the TLS handshake with the KT server");
+			return false;
+		}
+	}
+}
+
 static bool
 kt_connect(KtConn *conn, int timeout, char **emsg)
 {
@@ -533,6 +708,13 @@ kt_connect(KtConn *conn, int timeout, char **emsg)
 		conn->reused = false;
 		conn->in.len = 0;
 		conn->inpos = 0;
+		if (conn->opts.sslmode != KT_SSL_DISABLE && !kt_tls_start(conn, deadline, emsg))
+		{
+			kt_tls_free(conn);
+			close(conn->sock);
+			conn->sock = PGINVALID_SOCKET;
+			return false;
+		}
 		return true;
 	}
 	freeaddrinfo(addrs);
@@ -540,6 +722,63 @@ kt_connect(KtConn *conn, int timeout, char **emsg)
 					   conn->servername, conn->opts.host, conn->opts.port,
 					   lasterr);
 	return false;
+}
+
+/*
+ * kt_recv_some over TLS: read every complete record OpenSSL can decrypt, so
+ * that nothing stays buffered inside it while the caller waits on the socket.
+ */
+static bool
+kt_tls_recv(KtConn *conn, char **emsg)
+{
+	bool		got = false;
+
+	for (;;)
+	{
+		int			n;
+
+		if ((Size) conn->in.len + 65536 + 1 >= MaxAllocSize)
+		{
+			*emsg = pstrdup("invalid response from KT server: too much data");
+			return false;
+		}
+		enlargeStringInfo(&conn->in, 65536);
+		ERR_clear_error();
+		n = SSL_read(conn->ssl, conn->in.data + conn->in.len,
+					 conn->in.maxlen - conn->in.len - 1);
+		if (n > 0)
+		{
+			conn->in.len += n;
+			conn->in.data[conn->in.len] = '\0';
+			got = true;
+			continue;
+		}
+		switch (SSL_get_error(conn->ssl, n))
+		{
+			case SSL_ERROR_WANT_READ:
+			case SSL_ERROR_WANT_WRITE:
+				return true;
+			case SSL_ERROR_ZERO_RETURN:
+				if (got)
+					return true;	/* EOF is reported by the next call */
+				*emsg = pstrdup("KT server closed the connection unexpectedly");
+				return false;
+			case SSL_ERROR_SYSCALL:
+				if (errno == EINTR)
+					continue;
+				if (got)
+					return true;
+				*emsg = errno != 0
+					? psprintf("could not receive from KT server: %s", strerror(errno))
+					: pstrdup("KT server closed the connection unexpectedly");
+				return false;
+			default:
+				if (got)
+					return true;
+				*emsg = kt_tls_error("could not receive from KT server over TLS");
+				return false;
+		}
+	}
 }
 
 /* Read what is available into conn->in; false on EOF or error. */
@@ -557,6 +796,8 @@ kt_recv_some(KtConn *conn, char **emsg)
 			return false;
 		}
 		enlargeStringInfo(&conn->in, 65536);
+		if (conn->ssl != NULL)
+			return kt_tls_recv(conn, emsg);
 		n = recv(conn->sock, conn->in.data + conn->in.len,
 				 conn->in.maxlen - conn->in.len - 1, 0);
 		if (n > 0)
@@ -595,7 +836,28 @@ kt_send_all(KtConn *conn, TimestampTz deadline, char **emsg)
 #ifdef MSG_NOSIGNAL
 		flags |= MSG_NOSIGNAL;
 #endif
-		n = send(conn->sock, conn->out.data + sent, conn->out.len - sent, flags);
+		if (conn->ssl != NULL)
+		{
+			int			e;
+
+			ERR_clear_error();
+			n = SSL_write(conn->ssl, conn->out.data + sent, conn->out.len - sent);
+			if (n > 0)
+			{
+				sent += n;
+				continue;
+			}
+			e = SSL_get_error(conn->ssl, (int) n);
+			if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ)
+			{
+				*emsg = kt_tls_error("could not send to KT server over TLS");
+				return false;
+			}
+			errno = EAGAIN;
+			n = -1;
+		}
+		else
+			n = send(conn->sock, conn->out.data + sent, conn->out.len - sent, flags);
 		if (n > 0)
 		{
 			sent += n;
@@ -829,6 +1091,7 @@ kt_reset_buffer(StringInfo buf)
 static void
 kt_disconnect(KtConn *conn)
 {
+	kt_tls_free(conn);
 	if (conn->sock != PGINVALID_SOCKET)
 	{
 		close(conn->sock);
@@ -963,7 +1226,27 @@ kt_exchange_soft(KtConn *conn, int timeout, KtResult **results, char **emsg)
 			conn->in.len == 0)
 		{
 			char		c;
-			ssize_t		r = recv(conn->sock, &c, 1, MSG_PEEK);
+			ssize_t		r;
+
+			if (conn->ssl != NULL)
+			{
+				/*
+				 * SSL_peek consumes what is not data (TLS 1.3 session tickets
+				 * sent after the handshake) and wants more when nothing else
+				 * is there: an idle, usable connection.
+				 */
+				ERR_clear_error();
+				r = SSL_peek(conn->ssl, &c, 1);
+				if (r <= 0)
+				{
+					int			e = SSL_get_error(conn->ssl, (int) r);
+
+					errno = (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) ? EAGAIN : ECONNRESET;
+					r = -1;
+				}
+			}
+			else
+				r = recv(conn->sock, &c, 1, MSG_PEEK);
 
 			if (r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK &&
 						   errno != EINTR))
@@ -1141,6 +1424,10 @@ kt_parse_server_opts(Oid serverid, KtServerOpts *opts)
 	opts->use_transactions = true;
 	opts->batch_size = KT_DEFAULT_BATCH;
 	opts->db = NULL;
+	opts->sslmode = KT_SSL_DISABLE;
+	opts->sslrootcert = NULL;
+	opts->sslcert = NULL;
+	opts->sslkey = NULL;
 	foreach(lc, server->options)
 	{
 		DefElem    *def = (DefElem *) lfirst(lc);
@@ -1158,6 +1445,14 @@ kt_parse_server_opts(Oid serverid, KtServerOpts *opts)
 			(void) kt_parse_int_opt(val, &opts->batch_size);
 		else if (strcmp(def->defname, "db") == 0)
 			opts->db = pstrdup(val);
+		else if (strcmp(def->defname, "sslmode") == 0)
+			(void) kt_parse_sslmode(val, &opts->sslmode);
+		else if (strcmp(def->defname, "sslrootcert") == 0)
+			opts->sslrootcert = pstrdup(val);
+		else if (strcmp(def->defname, "sslcert") == 0)
+			opts->sslcert = pstrdup(val);
+		else if (strcmp(def->defname, "sslkey") == 0)
+			opts->sslkey = pstrdup(val);
 	}
 }
 
@@ -1171,6 +1466,12 @@ kt_load_opts(KtConn *conn)
 		pfree(conn->opts.host);
 	if (conn->opts.db)
 		pfree(conn->opts.db);
+	if (conn->opts.sslrootcert)
+		pfree(conn->opts.sslrootcert);
+	if (conn->opts.sslcert)
+		pfree(conn->opts.sslcert);
+	if (conn->opts.sslkey)
+		pfree(conn->opts.sslkey);
 	if (conn->servername)
 		pfree(conn->servername);
 	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
@@ -1178,6 +1479,12 @@ kt_load_opts(KtConn *conn)
 	conn->opts.host = pstrdup(conn->opts.host);
 	if (conn->opts.db)
 		conn->opts.db = pstrdup(conn->opts.db);
+	if (conn->opts.sslrootcert)
+		conn->opts.sslrootcert = pstrdup(conn->opts.sslrootcert);
+	if (conn->opts.sslcert)
+		conn->opts.sslcert = pstrdup(conn->opts.sslcert);
+	if (conn->opts.sslkey)
+		conn->opts.sslkey = pstrdup(conn->opts.sslkey);
 	conn->servername = pstrdup(server->servername);
 	MemoryContextSwitchTo(oldcxt);
 	conn->opts_valid = true;

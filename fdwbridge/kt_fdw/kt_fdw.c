@@ -155,11 +155,31 @@ static const KtOption kt_options[] = {
 	{"batch_size", ForeignServerRelationId},
 	{"db", ForeignServerRelationId},
 	{"upsert", ForeignServerRelationId},
+	{"sslmode", ForeignServerRelationId},
+	{"sslrootcert", ForeignServerRelationId},
+	{"sslcert", ForeignServerRelationId},
+	{"sslkey", ForeignServerRelationId},
 	{"batch_size", ForeignTableRelationId},
 	{"db", ForeignTableRelationId},
 	{"upsert", ForeignTableRelationId},
 	{NULL, InvalidOid}
 };
+
+bool
+kt_parse_sslmode(const char *value, int *result)
+{
+	if (strcmp(value, "disable") == 0)
+		*result = KT_SSL_DISABLE;
+	else if (strcmp(value, "require") == 0)
+		*result = KT_SSL_REQUIRE;
+	else if (strcmp(value, "verify-ca") == 0)
+		*result = KT_SSL_VERIFY_CA;
+	else if (strcmp(value, "verify-full") == 0)
+		*result = KT_SSL_VERIFY_FULL;
+	else
+		return false;
+	return true;
+}
 
 bool
 kt_parse_int_opt(const char *value, int *result)
@@ -249,6 +269,23 @@ kt_fdw_validator(PG_FUNCTION_ARGS)
 						 errmsg("invalid value for option \"batch_size\": \"%s\"", val),
 						 errhint("The batch size must be an integer between 1 and %d.",
 								 KT_MAX_BATCH)));
+		}
+		else if (strcmp(def->defname, "sslmode") == 0)
+		{
+			if (!kt_parse_sslmode(val, &ival))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("invalid value for option \"sslmode\": \"%s\"", val),
+						 errhint("Valid values are disable, require, verify-ca and verify-full.")));
+		}
+		else if (strcmp(def->defname, "sslrootcert") == 0 ||
+				 strcmp(def->defname, "sslcert") == 0 ||
+				 strcmp(def->defname, "sslkey") == 0)
+		{
+			if (val[0] != '/')
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("option \"%s\" must be an absolute path", def->defname)));
 		}
 		else if (strcmp(def->defname, "use_transactions") == 0 ||
 				 strcmp(def->defname, "upsert") == 0)

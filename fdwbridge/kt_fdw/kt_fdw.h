@@ -36,7 +36,17 @@ typedef struct KtServerOpts
 	bool		use_transactions;
 	int			batch_size;
 	char	   *db;				/* NULL = default database */
+	int			sslmode;		/* KT_SSL_* */
+	char	   *sslrootcert;	/* NULL = the system's CA store */
+	char	   *sslcert;		/* client certificate, NULL = none */
+	char	   *sslkey;
 } KtServerOpts;
+
+/* sslmode, as libpq's: no TLS; TLS unverified; the chain verified; and the name. */
+#define KT_SSL_DISABLE		0
+#define KT_SSL_REQUIRE		1
+#define KT_SSL_VERIFY_CA	2
+#define KT_SSL_VERIFY_FULL	3
 
 /* One decoded TSV field of a response. */
 typedef struct KtField
@@ -86,5 +96,6 @@ extern void kt_client_init(void);
 /* kt_fdw.c */
 extern bool kt_parse_bool_opt(const char *value, bool *result);
 extern bool kt_parse_int_opt(const char *value, int *result);
+extern bool kt_parse_sslmode(const char *value, int *result);
 
 #endif							/* KT_FDW_H */
