@@ -22,7 +22,10 @@ mkdir -p bin
 log=$repo/bin/fresh-test.log
 start=$(date +%s)
 set +e
+# This machine's CA bundle goes in too: where a TLS-intercepting proxy stands
+# between it and the Go module proxy, Go must trust what this machine trusts.
 docker run --rm -v "$src/ktd:/src:ro" -v "$goroot:/usr/local/go:ro" \
+	-v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/host-ca.crt:ro -e SSL_CERT_FILE=/etc/ssl/host-ca.crt \
 	-e PATH=/usr/local/go/bin:/root/go/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 	ktd-debian:bookworm bash -euo pipefail -c '
 		export DEBIAN_FRONTEND=noninteractive
@@ -30,11 +33,11 @@ docker run --rm -v "$src/ktd:/src:ro" -v "$goroot:/usr/local/go:ro" \
 		git clone -q /src /root/ktd && cd /root/ktd
 		echo "== make run"
 		make run >/tmp/run.log 2>&1 &
-		for i in $(seq 1 600); do
+		for i in $(seq 1 1800); do
 			curl -fs "http://127.0.0.1:1978/rpc/set?key=japan&value=tokyo" >/dev/null 2>&1 && break
 			sleep 0.5
 		done
-		curl -fs "http://127.0.0.1:1978/rpc/get?key=japan" | grep -q tokyo || { cat /tmp/run.log; exit 1; }
+		curl -fs "http://127.0.0.1:1978/rpc/get?key=japan" | grep -q tokyo || { tail -20 /tmp/run.log; exit 1; }
 		kill %1; wait %1 || true
 		pkill -f "bin/ktd -host 127.0.0.1 -port 1978" || true
 		echo "make run: served a record from data/casket.kct"
