@@ -27,6 +27,9 @@ type KT struct {
 	Port    int
 	DB      string // kt_fdw table option db (KT database name or index); "" = KT's default
 	Timeout int    // kt_fdw server option timeout, in seconds; 0 = kt_fdw's default
+	// SSLMode and SSLRootCert are kt_fdw's server options sslmode and
+	// sslrootcert (a path the PostgreSQL server can read): "" = plain TCP.
+	SSLMode, SSLRootCert string
 }
 
 // SetupPipeline creates the pipeline in conn's database, in one
@@ -34,7 +37,8 @@ type KT struct {
 // existing objects there.
 //
 //   - extension kt_fdw (CREATE EXTENSION IF NOT EXISTS);
-//   - foreign server kt_master with options host, port and timeout, and a
+//   - foreign server kt_master with options host, port, timeout and, for a
+//     TLS master, sslmode and sslrootcert, and a
 //     user mapping for PUBLIC;
 //   - in the current schema: foreign table kt_rules(key text, value text)
 //     with option upsert 'true' (INSERT stores with KT's set) and option
@@ -84,6 +88,7 @@ func SetupPipeline(ctx context.Context, conn *pgx.Conn, kt KT) error {
 	} else {
 		serverOpts["timeout"] = ""
 	}
+	serverOpts["sslmode"], serverOpts["sslrootcert"] = kt.SSLMode, kt.SSLRootCert
 	tableOpts := map[string]string{"db": kt.DB, "upsert": "true"}
 
 	steps := []struct {

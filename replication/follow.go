@@ -3,6 +3,7 @@ package replication
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -24,8 +25,21 @@ var ErrUndecodableUpdate = errors.New("undecodable update")
 // accepted the session. Follow returns when the connection breaks, fn fails
 // or ctx ends; it never reconnects.
 func Follow(ctx context.Context, addr string, sid uint16, ts uint64, accepted func(), fn func(ts uint64, m Message) error, pos func(ts uint64)) error {
+	return FollowTLS(ctx, addr, nil, sid, ts, accepted, fn, pos)
+}
+
+// FollowTLS is Follow over TLS with tlsCfg (nil: plain TCP), for a master that
+// serves TLS only.
+func FollowTLS(ctx context.Context, addr string, tlsCfg *tls.Config, sid uint16, ts uint64, accepted func(), fn func(ts uint64, m Message) error, pos func(ts uint64)) error {
 	d := net.Dialer{Timeout: time.Second}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	var nc net.Conn
+	var err error
+	if tlsCfg != nil {
+		td := tls.Dialer{NetDialer: &d, Config: tlsCfg}
+		nc, err = td.DialContext(ctx, "tcp", addr)
+	} else {
+		nc, err = d.DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		return err
 	}

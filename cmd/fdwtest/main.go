@@ -27,6 +27,7 @@ func main() {
 	flag.IntVar(&cfg.Ops, "ops", 0, "stop after this many transactions (with -duration 0: only then)")
 	pgMode := flag.String("pg", string(cfg.PGMode), "how to run PostgreSQL: auto, local or container")
 	flag.BoolVar(&cfg.Keep, "keep", false, "keep the servers' directories and logs")
+	flag.BoolVar(&cfg.TLS, "tls", false, "run the master with TLS only: kt_fdw with sslmode verify-full, replicas with -mtls")
 	jsonPath := flag.String("json", "", "also write the report as JSON to this file")
 	verbose := flag.Bool("v", false, "log lifecycle messages")
 	printImage := flag.Bool("image", false, "print the name of this tree's kt_fdw PostgreSQL image (-pg container) and exit")

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +32,16 @@ type ktNode struct {
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed when the child has exited
 	waitErr error         // valid once exited is closed
+	tls     *tls.Config   // non-nil: the server speaks TLS only
+	client  *http.Client  // RPC client of this server
+}
+
+// scheme is the URL scheme of the node's HTTP interface.
+func (n *ktNode) scheme() string {
+	if n.tls != nil {
+		return "https"
+	}
+	return "http"
 }
 
 // startupTimeout bounds how long a server may take to answer /rpc/void.
@@ -40,7 +51,8 @@ const startupTimeout = 20 * time.Second
 // loopback port, and waits until it answers /rpc/void. A child that exits
 // before it answers (another process took the port in between) is started
 // again on another port, up to three times.
-func startKT(ctx context.Context, bin, name, dir string, args func(port int) []string) (*ktNode, error) {
+// With tlsCfg the server speaks TLS only and every client of it uses tlsCfg.
+func startKT(ctx context.Context, bin, name, dir string, tlsCfg *tls.Config, args func(port int) []string) (*ktNode, error) {
 	var lastErr error
 	for range 3 {
 		port, err := childproc.FreePort()
@@ -54,6 +66,8 @@ func startKT(ctx context.Context, bin, name, dir string, args func(port int) []s
 			addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
 			logPath: filepath.Join(dir, "ktd.log"),
 			exited:  make(chan struct{}),
+			tls:     tlsCfg,
+			client:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, TLSClientConfig: tlsCfg}},
 		}
 		logf, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
@@ -89,7 +103,7 @@ func (n *ktNode) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, startupTimeout)
 	defer cancel()
 	for {
-		_, err := rpc(ctx, n.addr, "void", nil)
+		_, err := rpc(ctx, n, "void", nil)
 		if err == nil {
 			return nil
 		}
@@ -153,24 +167,22 @@ func findKTD(path string) (string, error) {
 	return filepath.Abs(path)
 }
 
-// rpcClient is shared by every RPC call; KT servers keep connections alive.
-var rpcClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
-
 // errRPC reports a KT RPC answer other than 200.
 var errRPC = errors.New("pipeline: KT RPC failed")
 
-// rpc calls KT's HTTP RPC procedure proc with TSV input and returns the
-// decoded output. Every call is bounded by ctx and by 30 s.
-func rpc(ctx context.Context, addr, proc string, in []ktproto.KV) (map[string]string, error) {
+// rpc calls KT's HTTP RPC procedure proc of node n with TSV input and returns
+// the decoded output. Every call is bounded by ctx and by 30 s.
+func rpc(ctx context.Context, n *ktNode, proc string, in []ktproto.KV) (map[string]string, error) {
+	addr := n.addr
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	body, ct := ktproto.AppendTSV(nil, in)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/rpc/"+proc, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.scheme()+"://"+addr+"/rpc/"+proc, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", ct)
-	resp, err := rpcClient.Do(req)
+	resp, err := n.client.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -186,11 +198,11 @@ func rpc(ctx context.Context, addr, proc string, in []ktproto.KV) (map[string]st
 	return out, nil
 }
 
-// scanAll returns every record of database 0 of the server at addr:
+// scanAll returns every record of database 0 of node n:
 // match_prefix with an empty prefix for the keys, then get_bulk in chunks.
 // A record removed between the two calls is simply absent.
-func scanAll(ctx context.Context, addr string) (map[string]string, error) {
-	out, err := rpc(ctx, addr, "match_prefix", []ktproto.KV{{Key: "prefix", Value: ""}})
+func scanAll(ctx context.Context, n *ktNode) (map[string]string, error) {
+	out, err := rpc(ctx, n, "match_prefix", []ktproto.KV{{Key: "prefix", Value: ""}})
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +219,7 @@ func scanAll(ctx context.Context, addr string) (map[string]string, error) {
 		for _, k := range keys[i:min(i+chunk, len(keys))] {
 			in = append(in, ktproto.KV{Key: "_" + k})
 		}
-		got, err := rpc(ctx, addr, "get_bulk", in)
+		got, err := rpc(ctx, n, "get_bulk", in)
 		if err != nil {
 			return nil, err
 		}

@@ -39,6 +39,7 @@ package pipeline
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -83,6 +84,10 @@ type Config struct {
 	PGMode fdwbridge.Mode
 	// PGBinDir is the PostgreSQL bin directory; "" lets fdwbridge find it.
 	PGBinDir string
+	// TLS runs the master with TLS only (a throw-away CA and certificate):
+	// kt_fdw reaches it with sslmode verify-full, the replicas with -mtls,
+	// and every observer and check over TLS. The replicas serve plain TCP.
+	TLS bool
 	// Keep keeps the servers' directories and logs after the run, and
 	// PostgreSQL's when the run fails.
 	Keep bool
@@ -182,7 +187,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 type harness struct {
 	cfg    Config
 	logger *slog.Logger
-	dir    string // the servers' directories are below it
+	dir    string    // the servers' directories are below it
+	tls    *tlsFiles // with Config.TLS
 
 	master   *ktNode
 	replicas []*ktNode
@@ -269,7 +275,11 @@ func (h *harness) start(ctx context.Context) error {
 		return fmt.Errorf("connect to postgres: %w", err)
 	}
 	defer setup.Close(context.WithoutCancel(ctx))
-	if err := fdwbridge.SetupPipeline(sctx, setup, fdwbridge.KT{Host: pg.KTHost(), Port: h.master.port}); err != nil {
+	kt := fdwbridge.KT{Host: pg.KTHost(), Port: h.master.port}
+	if h.tls != nil {
+		kt.SSLMode, kt.SSLRootCert = "verify-full", h.tls.ca
+	}
+	if err := fdwbridge.SetupPipeline(sctx, setup, kt); err != nil {
 		return fmt.Errorf("set up the pipeline schema: %w", err)
 	}
 	for i := range h.cfg.Sessions {
@@ -311,9 +321,20 @@ func (h *harness) startServers(ctx context.Context, bin, masterHost string) erro
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	m, err := startKT(ctx, bin, "master", dir, func(port int) []string {
-		return []string{"-host", masterHost, "-port", strconv.Itoa(port), "-li", "-sid", "1",
-			"-ulog", filepath.Join(dir, "ulog"), filepath.Join(dir, "master.kct")}
+	var mtls *tls.Config
+	var masterTLS, replicaTLS []string
+	if h.cfg.TLS {
+		f, err := newTLSFiles()
+		if err != nil {
+			return err
+		}
+		h.tls, mtls = f, f.client
+		masterTLS = []string{"-tlscert", f.cert, "-tlskey", f.key}
+		replicaTLS = []string{"-mtls", "-mtlsca", f.ca}
+	}
+	m, err := startKT(ctx, bin, "master", dir, mtls, func(port int) []string {
+		return append(append([]string{"-host", masterHost, "-port", strconv.Itoa(port), "-li", "-sid", "1"}, masterTLS...),
+			"-ulog", filepath.Join(dir, "ulog"), filepath.Join(dir, "master.kct"))
 	})
 	if err != nil {
 		return err
@@ -326,10 +347,10 @@ func (h *harness) startServers(ctx context.Context, bin, masterHost string) erro
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
-		r, err := startKT(ctx, bin, name, dir, func(port int) []string {
-			return []string{"-host", "127.0.0.1", "-port", strconv.Itoa(port), "-li", "-sid", strconv.Itoa(i + 2),
-				"-mhost", "127.0.0.1", "-mport", strconv.Itoa(m.port),
-				"-rts", filepath.Join(dir, "rts"), "-ulog", filepath.Join(dir, "ulog"), filepath.Join(dir, "db.kct")}
+		r, err := startKT(ctx, bin, name, dir, nil, func(port int) []string {
+			return append(append([]string{"-host", "127.0.0.1", "-port", strconv.Itoa(port), "-li", "-sid", strconv.Itoa(i + 2),
+				"-mhost", "127.0.0.1", "-mport", strconv.Itoa(m.port)}, replicaTLS...),
+				"-rts", filepath.Join(dir, "rts"), "-ulog", filepath.Join(dir, "ulog"), filepath.Join(dir, "db.kct"))
 		})
 		if err != nil {
 			return err
@@ -348,7 +369,7 @@ func (h *harness) startStreams(ctx context.Context) {
 	for i, n := range h.nodes() {
 		s := newStream(n.name, i > 0)
 		streams = append(streams, s)
-		h.streamsDone.Go(func() { follow(sctx, n.addr, s, h.logger, nil) })
+		h.streamsDone.Go(func() { follow(sctx, n, s, h.logger, nil) })
 	}
 	h.mu.Lock()
 	h.streams = streams
@@ -456,7 +477,11 @@ func (h *harness) close(failed bool) {
 		h.stopStreams()
 		h.streamsDone.Wait()
 	}
-	rpcClient.CloseIdleConnections()
+	for _, n := range h.nodes() {
+		if n != nil {
+			n.client.CloseIdleConnections()
+		}
+	}
 	if failed {
 		for _, n := range h.nodes() {
 			if n != nil {
@@ -484,6 +509,7 @@ func (h *harness) close(failed bool) {
 		fmt.Fprintf(h.cfg.Progress, "fdwtest: kept the servers' directories and logs in %s\n", h.dir)
 		return
 	}
+	h.tls.remove()
 	if err := os.RemoveAll(h.dir); err != nil {
 		h.logger.Warn("remove the servers' directories", "dir", h.dir, "err", err)
 	}

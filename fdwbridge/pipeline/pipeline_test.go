@@ -88,13 +88,13 @@ func TestHarness_ObservesReplication(t *testing.T) {
 				continue
 			}
 			o = op{key: k, del: true}
-			if _, err := rpc(ctx, h.master.addr, "remove", []ktproto.KV{{Key: "key", Value: k}}); err != nil {
+			if _, err := rpc(ctx, h.master, "remove", []ktproto.KV{{Key: "key", Value: k}}); err != nil {
 				t.Fatal(err)
 			}
 			delete(want, k)
 		} else {
 			o = op{key: k, value: fmt.Sprintf(`{"rev":"s1-%d"}`, i)}
-			if _, err := rpc(ctx, h.master.addr, "set", []ktproto.KV{{Key: "key", Value: k}, {Key: "value", Value: o.value}}); err != nil {
+			if _, err := rpc(ctx, h.master, "set", []ktproto.KV{{Key: "key", Value: k}, {Key: "value", Value: o.value}}); err != nil {
 				t.Fatal(err)
 			}
 			want[k] = o.value
@@ -113,7 +113,7 @@ func TestHarness_ObservesReplication(t *testing.T) {
 		}
 	}
 	for _, n := range h.nodes() {
-		got, err := scanAll(ctx, n.addr)
+		got, err := scanAll(ctx, n)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -153,6 +153,27 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// TestRun_TLS runs the pipeline with a TLS-only master: kt_fdw in PostgreSQL
+// reaches it with sslmode verify-full, the replicas with -mtls, the observers
+// and checks over TLS; everything must still arrive, in order, everywhere.
+func TestRun_TLS(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.TLS = true
+	cfg.Replicas = 2
+	cfg.Sessions = 2
+	cfg.Duration = 2 * time.Second
+	rep, err := Run(t.Context(), cfg)
+	if rep != nil {
+		t.Logf("report:\n%s", rep)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Passed || rep.Committed == 0 || rep.Latency.Missing != 0 {
+		t.Fatalf("Passed = %v, committed %d, %d changes missing, failures %q", rep.Passed, rep.Committed, rep.Latency.Missing, rep.Failures)
+	}
+}
+
 // TestVerify_ReportsBogusRecord runs a short pipeline, then writes a
 // record straight into one replica, which no PostgreSQL transaction
 // committed: verification must fail and name that replica and key.
@@ -180,7 +201,7 @@ func TestVerify_ReportsBogusRecord(t *testing.T) {
 
 	const key = "rule/bogus"
 	victim := h.replicas[1]
-	if _, err := rpc(ctx, victim.addr, "set", []ktproto.KV{{Key: "key", Value: key}, {Key: "value", Value: "never committed"}}); err != nil {
+	if _, err := rpc(ctx, victim, "set", []ktproto.KV{{Key: "key", Value: key}, {Key: "value", Value: "never committed"}}); err != nil {
 		t.Fatal(err)
 	}
 	rep := h.verify(ctx)
@@ -205,7 +226,7 @@ func TestVerify_ReportsBogusRecord(t *testing.T) {
 	// A value of a transaction that never committed, written to the
 	// master as a leaking kt_fdw would: every replica must report the leak.
 	leakKey, leak := "rule/s1/0000", `{"id":"rule/s1/0000","rev":"s1-999999","note":"`+Marker+`"}`
-	if _, err := rpc(ctx, h.master.addr, "set", []ktproto.KV{{Key: "key", Value: leakKey}, {Key: "value", Value: leak}}); err != nil {
+	if _, err := rpc(ctx, h.master, "set", []ktproto.KV{{Key: "key", Value: leakKey}, {Key: "value", Value: leak}}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)

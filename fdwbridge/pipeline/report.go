@@ -143,7 +143,7 @@ func (h *harness) verify(ctx context.Context) *Report {
 	} else {
 		fails = append(fails, clip(diffContents("postgres (against the sessions' record)", h.model.snapshotFinal(), pgRows), maxPerCheck)...)
 		for _, n := range h.nodes() {
-			got, err := scanAll(ctx, n.addr)
+			got, err := scanAll(ctx, n)
 			if err != nil {
 				fails = append(fails, fmt.Sprintf("%s: read its contents: %v", n.name, err))
 				continue

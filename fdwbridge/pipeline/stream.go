@@ -19,16 +19,17 @@ const xtSize = 5
 // replica relays it, so any other sid sees everything.
 const observerSID = 0xFFF0
 
-// follow attaches to the update log of the server at addr as a replication
+// follow attaches to the update log of node n as a replication
 // client (KT's binary 0xB1 protocol, as a slave does) and records every set
 // and remove it receives in s, with its arrival time, until ctx ends. It
 // asks for everything from the start of the log, answers idle frames as a
 // slave does, and after a broken connection reconnects from the last
 // timestamp it saw. accepted is closed once the server first accepts.
-func follow(ctx context.Context, addr string, s *stream, logger *slog.Logger, accepted chan<- struct{}) {
+func follow(ctx context.Context, n *ktNode, s *stream, logger *slog.Logger, accepted chan<- struct{}) {
 	var ts uint64
+	addr := n.addr
 	for ctx.Err() == nil {
-		err := followOnce(ctx, addr, s, &ts, &accepted)
+		err := followOnce(ctx, n, s, &ts, &accepted)
 		if ctx.Err() != nil {
 			return
 		}
@@ -41,8 +42,8 @@ func follow(ctx context.Context, addr string, s *stream, logger *slog.Logger, ac
 	}
 }
 
-func followOnce(ctx context.Context, addr string, s *stream, ts *uint64, accepted *chan<- struct{}) error {
-	return replication.Follow(ctx, addr, observerSID, *ts, func() {
+func followOnce(ctx context.Context, n *ktNode, s *stream, ts *uint64, accepted *chan<- struct{}) error {
+	return replication.FollowTLS(ctx, n.addr, n.tls, observerSID, *ts, func() {
 		if *accepted != nil {
 			close(*accepted)
 			*accepted = nil
