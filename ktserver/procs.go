@@ -35,14 +35,14 @@ func formatDouble(f float64) string {
 }
 
 // errCompile is KC's error for an invalid match_regex pattern.
-var errCompile = &store.Error{Code: 8, Message: "compilation failed"}
+var errCompile = &store.Error{Code: store.CodeLogic, Message: "compilation failed"}
 
 // errMatchBudget is ktd's answer when matching a key took more steps than
 // posixre allows (a pattern with back references that would stall KT).
-var errMatchBudget = &store.Error{Code: 8, Message: "matching exceeded its budget"}
+var errMatchBudget = &store.Error{Code: store.CodeLogic, Message: "matching exceeded its budget"}
 
 // errPostprocess is KT's error when a synchronize command fails.
-var errPostprocess = &store.Error{Code: 8, Message: "postprocessing failed"}
+var errPostprocess = &store.Error{Code: store.CodeLogic, Message: "postprocessing failed"}
 
 func procSynchronize(r *call) error {
 	db, err := r.needDB()

@@ -120,7 +120,7 @@ func (c *conn) restPut(req *ktproto.Request) *ktproto.Response {
 	if err != nil {
 		c.s.stats.setMiss.Add(1)
 		code := codeInternal
-		if se, ok := err.(*store.Error); ok && (se.Code == 6 || se.Code == 7) {
+		if se, ok := err.(*store.Error); ok && (se.Code == store.CodeDuplicate || se.Code == store.CodeNoRecord) {
 			code = codeLogic
 		}
 		return restError(err, code)

@@ -62,9 +62,9 @@ func errorCode(err error) (int, string) {
 	if errors.As(err, &se) {
 		msg := "DB: " + se.Error()
 		switch se.Code {
-		case 6, 7, 8:
+		case store.CodeDuplicate, store.CodeNoRecord, store.CodeLogic:
 			return codeLogic, msg
-		case 1:
+		case store.CodeNoImpl:
 			return codeNoImpl, msg
 		}
 		return codeInternal, msg

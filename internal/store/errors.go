@@ -9,10 +9,29 @@ import (
 // Error renders "<code>: <codename>: <message>" (for example "7: no record: no record");
 // ktserver prefixes "DB: " as KT does.
 type Error struct {
-	Code    int    // KC error code (kc::BasicDB::Error::Code)
+	Code    int    // KC error code (kc::BasicDB::Error::Code): one of the Code* constants
 	Message string // message set by KT/KC, or the failing action for system errors
 	kind    *Error // the sentinel this error is a detailed instance of (errors.Is)
+	cause   error  // the underlying failure of a system error (errors.Is/As see through)
 }
+
+// Kyoto Cabinet's error codes (kc::BasicDB::Error::Code), as KT reports them.
+const (
+	CodeSuccess   = 0  // success
+	CodeNoImpl    = 1  // not implemented
+	CodeInvalid   = 2  // invalid operation
+	CodeNoRepos   = 3  // no repository
+	CodeNoPerm    = 4  // no permission
+	CodeBroken    = 5  // broken file
+	CodeDuplicate = 6  // record duplication
+	CodeNoRecord  = 7  // no record
+	CodeLogic     = 8  // logical inconsistency
+	CodeSystem    = 9  // system error
+	CodeMisc      = 15 // miscellaneous error
+)
+
+// Unwrap returns the failure a system error wraps (nil for the others).
+func (e *Error) Unwrap() error { return e.cause }
 
 // Is reports whether e is a detailed instance of target (see withDetail).
 func (e *Error) Is(target error) bool {
@@ -34,25 +53,25 @@ func (e *Error) Error() string {
 // CodeName returns Kyoto Cabinet's name for e.Code ("no record", "logical inconsistency", ...).
 func (e *Error) CodeName() string {
 	switch e.Code {
-	case 0:
+	case CodeSuccess:
 		return "success"
-	case 1:
+	case CodeNoImpl:
 		return "not implemented"
-	case 2:
+	case CodeInvalid:
 		return "invalid operation"
-	case 3:
+	case CodeNoRepos:
 		return "no repository"
-	case 4:
+	case CodeNoPerm:
 		return "no permission"
-	case 5:
+	case CodeBroken:
 		return "broken file"
-	case 6:
+	case CodeDuplicate:
 		return "record duplication"
-	case 7:
+	case CodeNoRecord:
 		return "no record"
-	case 8:
+	case CodeLogic:
 		return "logical inconsistency"
-	case 9:
+	case CodeSystem:
 		return "system error"
 	default:
 		return "miscellaneous error"
@@ -63,23 +82,23 @@ func (e *Error) CodeName() string {
 // errors.Is and == work.
 var (
 	// ErrNoRecord: the record is absent or expired (get/check/seize/remove/replace/cursor).
-	ErrNoRecord = &Error{Code: 7, Message: "no record"}
+	ErrNoRecord = &Error{Code: CodeNoRecord, Message: "no record"}
 	// ErrDuplicate: add found a live record.
-	ErrDuplicate = &Error{Code: 6, Message: "record duplication"}
+	ErrDuplicate = &Error{Code: CodeDuplicate, Message: "record duplication"}
 	// ErrLogic: increment on a value of the wrong size, orig=try on a missing record,
 	// or an arithmetic result KT reports as a failure (INT64MIN, NaN).
-	ErrLogic = &Error{Code: 8, Message: "logical inconsistency"}
+	ErrLogic = &Error{Code: CodeLogic, Message: "logical inconsistency"}
 	// ErrConflict: cas found a different state than requested.
-	ErrConflict = &Error{Code: 8, Message: "status conflict"}
+	ErrConflict = &Error{Code: CodeLogic, Message: "status conflict"}
 	// ErrNoPermission: a write on a read-only (-ord) database.
-	ErrNoPermission = &Error{Code: 4, Message: "permission denied"}
+	ErrNoPermission = &Error{Code: CodeNoPerm, Message: "permission denied"}
 	// ErrClosed: the database has been closed.
-	ErrClosed = &Error{Code: 2, Message: "not opened"}
+	ErrClosed = &Error{Code: CodeInvalid, Message: "not opened"}
 )
 
-// sysErr wraps a pebble failure as a KC system error (code 9). The message is the first
-// line of err's: Pebble's corruption errors carry more lines, which have no place in a
-// KT answer.
+// sysErr wraps a pebble failure as a KC system error (CodeSystem). The message is the
+// first line of err's: Pebble's corruption errors carry more lines, which have no place
+// in a KT answer. err stays reachable through errors.Is and errors.As.
 func sysErr(what string, err error) error {
-	return &Error{Code: 9, Message: fmt.Sprintf("%s: %s", what, oneLine(err))}
+	return &Error{Code: CodeSystem, Message: fmt.Sprintf("%s: %s", what, oneLine(err)), cause: err}
 }

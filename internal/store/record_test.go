@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -584,5 +585,21 @@ func TestAtoix(t *testing.T) {
 		if got := atoix(tc.in); got != tc.want {
 			t.Errorf("atoix(%q) = %d, want %d", tc.in, got, tc.want)
 		}
+	}
+}
+
+// A system error keeps the failure it wraps reachable, and renders KT's text.
+func TestSysErr_Wraps(t *testing.T) {
+	cause := errors.New("disk on fire\nsecond line")
+	err := sysErr("commit", cause)
+	if !errors.Is(err, cause) {
+		t.Fatal("errors.Is does not see the wrapped failure")
+	}
+	var se *Error
+	if !errors.As(err, &se) || se.Code != CodeSystem || err.Error() != "9: system error: commit: disk on fire" {
+		t.Fatalf("sysErr = %q (%+v)", err, se)
+	}
+	if errors.Is(err, ErrNoRecord) || !errors.Is(withDetail(ErrNoRecord, "x"), ErrNoRecord) {
+		t.Fatal("sentinel matching changed")
 	}
 }

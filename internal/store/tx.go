@@ -51,15 +51,15 @@ const (
 // Transaction errors.
 var (
 	// ErrTxConflict: Commit found a key the transaction wrote changed by another writer.
-	ErrTxConflict = &Error{Code: 8, Message: "transaction conflict"}
+	ErrTxConflict = &Error{Code: CodeLogic, Message: "transaction conflict"}
 	// ErrTxDone: the transaction has already been committed or aborted.
-	ErrTxDone = &Error{Code: 8, Message: "transaction already finished"}
+	ErrTxDone = &Error{Code: CodeLogic, Message: "transaction already finished"}
 	// ErrTxUnsupported: an operation a transaction cannot contain (clear).
-	ErrTxUnsupported = &Error{Code: 8, Message: "not supported in a transaction"}
+	ErrTxUnsupported = &Error{Code: CodeLogic, Message: "not supported in a transaction"}
 	// ErrTxTooLarge: the transaction exceeds its change or byte limit.
-	ErrTxTooLarge = &Error{Code: 8, Message: "transaction too large"}
+	ErrTxTooLarge = &Error{Code: CodeLogic, Message: "transaction too large"}
 	// ErrTxNested: Begin on a transactional view.
-	ErrTxNested = &Error{Code: 8, Message: "transaction already open"}
+	ErrTxNested = &Error{Code: CodeLogic, Message: "transaction already open"}
 )
 
 // Begin starts a transaction. Nothing is locked: other clients keep reading and writing.

@@ -359,7 +359,7 @@ func (db *DB) applyChanges(changes []Change, sid uint16, pos *uint64, opts *pebb
 					return err
 				}
 			default:
-				return &Error{Code: 2, Message: "invalid message format"}
+				return &Error{Code: CodeInvalid, Message: "invalid message format"}
 			}
 		}
 		if pos != nil {
@@ -416,7 +416,7 @@ func (db *DB) ReplPosition() (uint64, error) {
 	}
 	defer closer.Close()
 	if len(v) != 8 {
-		return 0, &Error{Code: 5, Message: "broken replication position"}
+		return 0, &Error{Code: CodeBroken, Message: "broken replication position"}
 	}
 	return binary.BigEndian.Uint64(v), nil
 }
@@ -431,7 +431,7 @@ func (db *DB) Checkpoint(dir string) error {
 	}
 	defer db.mu.RUnlock()
 	if db.spec.InMemory {
-		return &Error{Code: 1, Message: "checkpoint of an in-memory database is not supported"}
+		return &Error{Code: CodeNoImpl, Message: "checkpoint of an in-memory database is not supported"}
 	}
 	if err := db.pdb.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
 		return sysErr("checkpoint", err)
