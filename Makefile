@@ -125,6 +125,7 @@ FUZZ_TARGETS := \
 	./internal/ktproto:FuzzReadResponse:200000x \
 	./internal/ktproto:FuzzURLCodec:400000x \
 	./internal/ktproto:FuzzParseKTTime:500000x \
+	./internal/txtar:FuzzEscape:150000x \
 	./internal/posixre:FuzzRegexp:250000x \
 	./internal/posixre:FuzzPOSIXSubset:150000x \
 	./replication:FuzzDecodeMessage:100000x \

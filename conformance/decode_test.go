@@ -3,6 +3,7 @@ package conformance
 import (
 	"bytes"
 	"fmt"
+	"github.com/ktdproject/ktd/internal/txtar"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -78,18 +79,18 @@ func checkScenario(t *testing.T, sc Scenario) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, sections := splitTxtar(data)
+	_, sections := txtar.Split(data)
 	for _, s := range sections {
-		if s.name != "request" && s.name != "response" {
+		if s.Name != "request" && s.Name != "response" {
 			continue
 		}
-		b, err := Unescape(s.data)
+		b, err := Unescape(s.Data)
 		if err != nil {
 			t.Fatal(err)
 		}
-		flat := strings.NewReplacer("\n", "").Replace(string(s.data))
+		flat := strings.NewReplacer("\n", "").Replace(string(s.Data))
 		if got := Escape(b); got != flat {
-			t.Errorf("line %d: Escape(Unescape(x)) != x:\n%s", s.line, Diff([]byte(got), []byte(flat), false))
+			t.Errorf("line %d: Escape(Unescape(x)) != x:\n%s", s.Line, Diff([]byte(got), []byte(flat), false))
 		}
 	}
 	for i, st := range sc.Steps {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"github.com/ktdproject/ktd/internal/txtar"
 	"io"
 	"net"
 	"os"
@@ -31,20 +32,20 @@ func loadReplCapture(t *testing.T, name string) (string, []replFrame) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	comment, sections := splitTxtar(data)
+	comment, sections := txtar.Split(data)
 	var frames []replFrame
 	for _, s := range sections {
-		if s.name == "cut" {
+		if s.Name == "cut" {
 			break // the rest repeats idle cycles, or is a second session
 		}
-		if s.name != "master-to-slave.hex" && s.name != "slave-to-master.hex" {
+		if s.Name != "master-to-slave.hex" && s.Name != "slave-to-master.hex" {
 			continue
 		}
-		b, err := DecodeHex(s.data)
+		b, err := DecodeHex(s.Data)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		frames = append(frames, replFrame{toSlave: s.name == "master-to-slave.hex", data: b})
+		frames = append(frames, replFrame{toSlave: s.Name == "master-to-slave.hex", data: b})
 	}
 	return string(comment), frames
 }

@@ -14,6 +14,7 @@ package conformance
 import (
 	"bytes"
 	"fmt"
+	"github.com/ktdproject/ktd/internal/txtar"
 	"os"
 	"path"
 	"path/filepath"
@@ -148,7 +149,7 @@ func LoadDir(dir string) ([]Scenario, error) {
 			return nil, err
 		}
 		if slices.Contains(strings.Split(name, "/"), "replication") {
-			comment, _ := splitTxtar(data)
+			comment, _ := txtar.Split(data)
 			scs = append(scs, Scenario{Name: name, Comment: string(comment), Skip: skipReplication, Dir: filepath.Dir(f)})
 			continue
 		}
@@ -169,7 +170,7 @@ func (sc Scenario) BaseName() string { return path.Base(sc.Name) }
 // Decode parses one scenario file. name is only used for Scenario.Name and
 // error messages.
 func Decode(name string, data []byte) (Scenario, error) {
-	comment, sections := splitTxtar(data)
+	comment, sections := txtar.Split(data)
 	sc := Scenario{Name: name, Comment: string(comment)}
 	opts, err := parseOptions(sc.Comment)
 	if err != nil {
@@ -187,16 +188,16 @@ func Decode(name string, data []byte) (Scenario, error) {
 // decodeSteps turns the section sequence into steps, checking that every
 // request is followed by exactly one response and that markers sit between
 // exchanges.
-func decodeSteps(sections []section, idle time.Duration) ([]Step, error) {
+func decodeSteps(sections []txtar.Section, idle time.Duration) ([]Step, error) {
 	var steps []Step
 	pendingReconnect := false
 	// state: 'r' after a request, 'R' after a response, 'e' after eof.
 	state := byte(0)
 	for _, s := range sections {
-		switch s.name {
+		switch s.Name {
 		case "request", "request.hex":
 			if state == 'r' {
-				return nil, fmt.Errorf("line %d: request without a response before it", s.line)
+				return nil, fmt.Errorf("line %d: request without a response before it", s.Line)
 			}
 			b, err := decodeSection(s)
 			if err != nil {
@@ -204,7 +205,7 @@ func decodeSteps(sections []section, idle time.Duration) ([]Step, error) {
 			}
 			steps = append(steps, Step{
 				Request:    b,
-				RequestHex: s.name == "request.hex",
+				RequestHex: s.Name == "request.hex",
 				Reconnect:  pendingReconnect || state == 'e',
 				Idle:       idle,
 			})
@@ -212,31 +213,31 @@ func decodeSteps(sections []section, idle time.Duration) ([]Step, error) {
 			state = 'r'
 		case "response", "response.hex":
 			if state != 'r' {
-				return nil, fmt.Errorf("line %d: %s not preceded by a request", s.line, s.name)
+				return nil, fmt.Errorf("line %d: %s not preceded by a request", s.Line, s.Name)
 			}
 			b, err := decodeSection(s)
 			if err != nil {
 				return nil, err
 			}
 			st := &steps[len(steps)-1]
-			st.Response, st.ResponseHex = b, s.name == "response.hex"
+			st.Response, st.ResponseHex = b, s.Name == "response.hex"
 			state = 'R'
 		case "eof":
 			if state != 'R' {
-				return nil, fmt.Errorf("line %d: eof not after a response", s.line)
+				return nil, fmt.Errorf("line %d: eof not after a response", s.Line)
 			}
 			steps[len(steps)-1].EOF = true
 			state = 'e'
 		case "reconnect":
 			if state != 'R' && state != 'e' {
-				return nil, fmt.Errorf("line %d: reconnect not after a response", s.line)
+				return nil, fmt.Errorf("line %d: reconnect not after a response", s.Line)
 			}
 			pendingReconnect = true
 		default:
-			return nil, fmt.Errorf("line %d: unknown section %q", s.line, s.name)
+			return nil, fmt.Errorf("line %d: unknown section %q", s.Line, s.Name)
 		}
-		if (s.name == "eof" || s.name == "reconnect") && len(bytes.TrimSpace(s.data)) != 0 {
-			return nil, fmt.Errorf("line %d: %s section is not empty", s.line, s.name)
+		if (s.Name == "eof" || s.Name == "reconnect") && len(bytes.TrimSpace(s.Data)) != 0 {
+			return nil, fmt.Errorf("line %d: %s section is not empty", s.Line, s.Name)
 		}
 	}
 	switch {
@@ -250,16 +251,16 @@ func decodeSteps(sections []section, idle time.Duration) ([]Step, error) {
 	return steps, nil
 }
 
-func decodeSection(s section) ([]byte, error) {
+func decodeSection(s txtar.Section) ([]byte, error) {
 	var b []byte
 	var err error
-	if strings.HasSuffix(s.name, ".hex") {
-		b, err = DecodeHex(s.data)
+	if strings.HasSuffix(s.Name, ".hex") {
+		b, err = DecodeHex(s.Data)
 	} else {
-		b, err = Unescape(s.data)
+		b, err = Unescape(s.Data)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("section %s at line %d: %w", s.name, s.line, err)
+		return nil, fmt.Errorf("section %s at line %d: %w", s.Name, s.Line, err)
 	}
 	return b, nil
 }

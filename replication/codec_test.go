@@ -4,9 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/ktdproject/ktd/internal/txtar"
 	"io"
 	"os"
 	"path/filepath"
@@ -33,16 +33,10 @@ func readTxtar(t testing.TB, path string) []section {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var secs []section
-	for _, line := range strings.SplitAfter(string(b), "\n") {
-		trimmed := strings.TrimRight(line, "\n")
-		if strings.HasPrefix(trimmed, "-- ") && strings.HasSuffix(trimmed, " --") {
-			secs = append(secs, section{name: strings.TrimSuffix(strings.TrimPrefix(trimmed, "-- "), " --")})
-			continue
-		}
-		if len(secs) > 0 {
-			secs[len(secs)-1].text += line
-		}
+	_, parts := txtar.Split(b)
+	secs := make([]section, len(parts))
+	for i, p := range parts {
+		secs[i] = section{name: p.Name, text: string(p.Data)}
 	}
 	return secs
 }
@@ -50,14 +44,7 @@ func readTxtar(t testing.TB, path string) []section {
 // unhex decodes a hex section: '#' starts a comment, white space is ignored.
 func unhex(t testing.TB, text string) []byte {
 	t.Helper()
-	var sb strings.Builder
-	for _, line := range strings.Split(text, "\n") {
-		if i := strings.IndexByte(line, '#'); i >= 0 {
-			line = line[:i]
-		}
-		sb.WriteString(strings.Join(strings.Fields(line), ""))
-	}
-	b, err := hex.DecodeString(sb.String())
+	b, err := txtar.DecodeHex([]byte(text))
 	if err != nil {
 		t.Fatalf("bad hex section %q: %v", text, err)
 	}

@@ -2,11 +2,13 @@ package ktproto
 
 import (
 	"bytes"
-	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ktdproject/ktd/internal/txtar"
 )
 
 // goldenDir is the in-repo copy of the recordings of the real KT server.
@@ -48,93 +50,25 @@ func loadGolden(tb testing.TB, sub string) []goldenFile {
 	return files
 }
 
+// parseTxtar decodes every section of a golden file: ".hex" sections as
+// commented hex, the others as escaped text.
 func parseTxtar(raw []byte) ([]section, error) {
-	var secs []section
-	var cur *section
-	var body []string
-	flush := func() error {
-		if cur == nil {
-			return nil
-		}
+	_, parts := txtar.Split(raw)
+	secs := make([]section, 0, len(parts))
+	for _, p := range parts {
+		var data []byte
 		var err error
-		if strings.HasSuffix(cur.Name, ".hex") {
-			cur.Data, err = decodeHexSection(body)
+		if strings.HasSuffix(p.Name, ".hex") {
+			data, err = txtar.DecodeHex(p.Data)
 		} else {
-			cur.Data, err = decodeEscaped(strings.Join(body, ""))
+			data, err = txtar.Unescape(p.Data)
 		}
-		secs = append(secs, *cur)
-		return err
+		if err != nil {
+			return nil, fmt.Errorf("section %s at line %d: %w", p.Name, p.Line, err)
+		}
+		secs = append(secs, section{Name: p.Name, Data: data})
 	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if strings.HasPrefix(line, "-- ") && strings.HasSuffix(line, " --") && len(line) > 6 {
-			if err := flush(); err != nil {
-				return nil, err
-			}
-			cur = &section{Name: line[3 : len(line)-3]}
-			body = nil
-			continue
-		}
-		if cur != nil {
-			body = append(body, line)
-		}
-	}
-	return secs, flush()
-}
-
-// decodeEscaped undoes \\ \t \r \n \xHH after the line breaks were removed.
-func decodeEscaped(s string) ([]byte, error) {
-	var out []byte
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c != '\\' {
-			out = append(out, c)
-			continue
-		}
-		i++
-		if i >= len(s) {
-			return nil, errBadEscape
-		}
-		switch s[i] {
-		case '\\':
-			out = append(out, '\\')
-		case 't':
-			out = append(out, '\t')
-		case 'r':
-			out = append(out, '\r')
-		case 'n':
-			out = append(out, '\n')
-		case 'x':
-			if i+3 > len(s) {
-				return nil, errBadEscape
-			}
-			b, err := hex.DecodeString(s[i+1 : i+3])
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, b[0])
-			i += 2
-		default:
-			return nil, errBadEscape
-		}
-	}
-	return out, nil
-}
-
-type goldenErr string
-
-func (e goldenErr) Error() string { return string(e) }
-
-const errBadEscape = goldenErr("bad escape in golden section")
-
-func decodeHexSection(lines []string) ([]byte, error) {
-	var sb strings.Builder
-	for _, l := range lines {
-		if i := strings.IndexByte(l, '#'); i >= 0 {
-			l = l[:i]
-		}
-		sb.WriteString(strings.Join(strings.Fields(l), ""))
-	}
-	return hex.DecodeString(sb.String())
+	return secs, nil
 }
 
 // splitResponse cuts the first HTTP response off stream. head says the
