@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"github.com/ktdproject/ktd/internal/ktproto"
 	"github.com/ktdproject/ktd/internal/txtar"
 	"io"
 	"net"
@@ -16,7 +17,6 @@ import (
 
 	"github.com/ktdproject/ktd/harness/kttest"
 	"github.com/ktdproject/ktd/ktserver"
-	"github.com/ktdproject/ktd/replication"
 )
 
 // replFrame is one recorded protocol frame of a replication capture.
@@ -236,8 +236,8 @@ func TestReplicaAgainstRecordedMaster(t *testing.T) {
 	// (FlagChecksum) for checksummed frames, which this recorded master,
 	// like every KT master, does not answer with, 0x10 (FlagVerify) and
 	// 0x20 (FlagDeferredDigest).
-	ext := byte(replication.FlagGapAware | replication.FlagChecksum | replication.FlagVerify | replication.FlagDeferredDigest)
-	if first[4]&^ext != 0 || first[4]&byte(replication.FlagGapAware|replication.FlagChecksum) != byte(replication.FlagGapAware|replication.FlagChecksum) || first[1] != 0 || first[2] != 0 || first[3] != 0 {
+	ext := byte(ktproto.FlagGapAware | ktproto.FlagChecksum | ktproto.FlagVerify | ktproto.FlagDeferredDigest)
+	if first[4]&^ext != 0 || first[4]&byte(ktproto.FlagGapAware|ktproto.FlagChecksum) != byte(ktproto.FlagGapAware|ktproto.FlagChecksum) || first[1] != 0 || first[2] != 0 || first[3] != 0 {
 		t.Fatalf("replica request flags % x, want ktd's extension bits only (%#x)", first[1:5], ext)
 	}
 	first[4] = 0

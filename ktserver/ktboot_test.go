@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ktdproject/ktd/internal/ktproto"
 	"math/rand/v2"
 	"net"
 	"path/filepath"
@@ -283,7 +284,7 @@ func TestKTBootstrap_ConvergesUnderWrites(t *testing.T) {
 		}
 	}
 	flags := proxy.ReplFlags()
-	if len(flags) < 2 || flags[0]&replication.FlagBootstrap == 0 {
+	if len(flags) < 2 || flags[0]&ktproto.FlagBootstrap == 0 {
 		t.Fatalf("replication requests %x: want a bootstrap request (answered like KT), then a session", flags)
 	}
 	t.Logf("%d writes during the copy; RPCs %v; replication requests %x", w.ops.Load(), procs, flags)

@@ -38,26 +38,6 @@ import (
 	"github.com/ktdproject/ktd/internal/ktproto"
 )
 
-const (
-	// FlagChecksum (request flags): the slave is a ktd replica that wants a
-	// checked session.
-	FlagChecksum uint32 = 0x08
-	// FlagVerify (request flags, with FlagChecksum): send digest frames now
-	// and then, so the replica can compare its databases with the master's.
-	FlagVerify uint32 = 0x10
-
-	// FlagDeferredDigest (request flags, with FlagVerify): send a cut frame
-	// where the digests apply, and the digest frames later.
-	FlagDeferredDigest uint32 = 0x20
-
-	// MagicChecked is a ktd master's answer accepting a checked session.
-	MagicChecked = 0xB4
-	// MagicDigest is a digest frame (checked sessions only).
-	MagicDigest = 0xB5
-	// MagicCut is a cut frame (checked sessions with FlagDeferredDigest only).
-	MagicCut = 0xB6
-)
-
 // ErrChecksum reports a frame whose checksum does not match its bytes: the
 // stream was damaged in transit. Nothing of the frame has been applied.
 var ErrChecksum = errors.New("replication: checksum mismatch in the stream")
@@ -120,7 +100,7 @@ func (w *frameWriter) nop(ts uint64) {
 
 func (w *frameWriter) bootstrap(ts uint64, sid uint16) {
 	h := w.hdr[:11]
-	h[0] = MagicBootstrap
+	h[0] = ktproto.MagicBootstrap
 	binary.BigEndian.PutUint64(h[1:], ts)
 	binary.BigEndian.PutUint16(h[9:], sid)
 	w.part(h)
@@ -129,7 +109,7 @@ func (w *frameWriter) bootstrap(ts uint64, sid uint16) {
 // snapshotRecord writes one snapshot record; it returns the writer's error.
 func (w *frameWriter) snapshotRecord(dbid uint16, key, stored []byte) error {
 	h := w.hdr[:11]
-	h[0] = MagicSnapshot
+	h[0] = ktproto.MagicSnapshot
 	binary.BigEndian.PutUint16(h[1:], dbid)
 	binary.BigEndian.PutUint32(h[3:], uint32(len(key)))
 	binary.BigEndian.PutUint32(h[7:], uint32(len(stored)))
@@ -143,12 +123,12 @@ func (w *frameWriter) snapshotRecord(dbid uint16, key, stored []byte) error {
 }
 
 func (w *frameWriter) snapshotEnd() {
-	w.part([]byte{MagicSnapshot, 0xFF, 0xFF})
+	w.part([]byte{ktproto.MagicSnapshot, 0xFF, 0xFF})
 }
 
 func (w *frameWriter) digest(d Digest) {
 	h := w.hdr[:61]
-	h[0] = MagicDigest
+	h[0] = ktproto.MagicDigest
 	binary.BigEndian.PutUint64(h[1:], d.TS)
 	binary.BigEndian.PutUint16(h[9:], d.DBID)
 	binary.BigEndian.PutUint64(h[11:], uint64(d.LiveAfter))
@@ -160,7 +140,7 @@ func (w *frameWriter) digest(d Digest) {
 // cut writes a cut frame.
 func (w *frameWriter) cut(ts uint64) {
 	h := w.hdr[:9]
-	h[0] = MagicCut
+	h[0] = ktproto.MagicCut
 	binary.BigEndian.PutUint64(h[1:], ts)
 	w.part(h)
 }
@@ -253,7 +233,7 @@ func (r *frameReader) bootstrapHead() (ts uint64, sid uint16, err error) {
 	if _, err := r.br.ReadByte(); err != nil {
 		return 0, 0, err
 	}
-	h, err := r.head(MagicBootstrap, 10)
+	h, err := r.head(ktproto.MagicBootstrap, 10)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -267,7 +247,7 @@ func (r *frameReader) snapshotRecord(buf []byte) (dbid uint16, ksiz int, rec []b
 	if err != nil {
 		return 0, 0, buf, false, unexpected(err)
 	}
-	if magic != MagicSnapshot {
+	if magic != ktproto.MagicSnapshot {
 		return 0, 0, buf, false, ErrMalformed
 	}
 	if !r.checked {
@@ -325,7 +305,7 @@ func (r *frameReader) digest() (Digest, error) {
 	if !r.checked {
 		return Digest{}, ErrMalformed // never sent in a plain session
 	}
-	h, err := r.head(MagicDigest, 60)
+	h, err := r.head(ktproto.MagicDigest, 60)
 	if err != nil {
 		return Digest{}, err
 	}
@@ -347,7 +327,7 @@ func (r *frameReader) cut() (uint64, error) {
 	if !r.checked {
 		return 0, ErrMalformed // never sent in a plain session
 	}
-	h, err := r.head(MagicCut, 8)
+	h, err := r.head(ktproto.MagicCut, 8)
 	if err != nil {
 		return 0, err
 	}

@@ -104,20 +104,20 @@ func readSession(b []byte, checked bool) ([]sessionItem, error) {
 				continue
 			}
 			got = append(got, sessionItem{kind: "record", dbid: dbid, key: rec[:ksiz:ksiz], val: rec[ksiz:]})
-		case p[0] == MagicBootstrap:
+		case p[0] == ktproto.MagicBootstrap:
 			ts, sid, err := fr.bootstrapHead()
 			if err != nil {
 				return got, err
 			}
 			inSnapshot = true
 			got = append(got, sessionItem{kind: "bootstrap", ts: ts, sid: sid})
-		case p[0] == MagicDigest:
+		case p[0] == ktproto.MagicDigest:
 			d, err := fr.digest()
 			if err != nil {
 				return got, err
 			}
 			got = append(got, sessionItem{kind: "digest", d: d})
-		case p[0] == MagicCut:
+		case p[0] == ktproto.MagicCut:
 			ts, err := fr.cut()
 			if err != nil {
 				return got, err

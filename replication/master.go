@@ -71,29 +71,11 @@ func (c *digestCut) ready() bool {
 // Slaves returns the number of slaves being served.
 func (m *Master) Slaves() int64 { return m.slaves.Load() }
 
-// ktd's extensions of the replication request and stream. A real KT peer
-// never sees them: KT masters look only at the WHITESID bit of the flags,
-// and a ktd master sends the bootstrap frames only to a slave that set
-// one of these bits.
-const (
-	// FlagGapAware (request flags): the slave is a ktd replica; when its
-	// position is older than the retained log, send it a snapshot instead
-	// of silently skipping what was trimmed, as KT does.
-	FlagGapAware uint32 = 0x02
-	// FlagBootstrap (request flags): start from a snapshot whatever the
-	// position (seeding a new replica).
-	FlagBootstrap uint32 = 0x04
-
-	// MagicBootstrap starts a snapshot: B2 | u64 ts | u16 master sid.
-	// Snapshot records follow, then the usual stream from ts.
-	MagicBootstrap = 0xB2
-	// MagicSnapshot is one snapshot record:
-	// B3 | u16 dbid | u32 ksiz | u32 vsiz | key | stored value.
-	// B3 | ffff ends the snapshot.
-	MagicSnapshot = 0xB3
-	// snapshotEnd is the dbid of the frame that ends a snapshot.
-	snapshotEnd = 0xFFFF
-)
+// snapshotEnd is the dbid of the MagicSnapshot frame that ends a snapshot.
+// ktd's extensions of the replication request and stream (ktproto's wire
+// table) reach a slave only when it set one of ktd's flags: a real KT peer
+// never sees them.
+const snapshotEnd = 0xFFFF
 
 // coalesceBelow and coalesceDelay: after sending fewer records than
 // coalesceBelow, the streamer waits coalesceDelay before reading again.
@@ -139,16 +121,16 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 		return err
 	}
 	gap := ts+1 < trimmed
-	bootstrap := flags&FlagBootstrap != 0 || gap && flags&FlagGapAware != 0
+	bootstrap := flags&ktproto.FlagBootstrap != 0 || gap && flags&ktproto.FlagGapAware != 0
 	if gap && !bootstrap {
 		// KT silently streams from the oldest retained record in this
 		// case; so does ktd for a KT slave, but it says so.
 		logger.Warn("slave asks for a position older than the retained update log; updates in between are lost to it",
 			"requested_ts", ts, "log_trimmed_before", trimmed)
 	}
-	checked := flags&FlagChecksum != 0
-	verify := checked && flags&FlagVerify != 0 && m.VerifyInterval >= 0
-	deferred := verify && flags&FlagDeferredDigest != 0
+	checked := flags&ktproto.FlagChecksum != 0
+	verify := checked && flags&ktproto.FlagVerify != 0 && m.VerifyInterval >= 0
+	deferred := verify && flags&ktproto.FlagDeferredDigest != 0
 	logger.Info("slave connected", "from_ts", ts, "whitesid", flags&ktproto.FlagWhiteSID != 0, "bootstrap", bootstrap, "checked", checked)
 	m.slaves.Add(1)
 	defer m.slaves.Add(-1)
@@ -167,7 +149,7 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 		return bw.Flush()
 	}
 	if checked {
-		bw.WriteByte(MagicChecked)
+		bw.WriteByte(ktproto.MagicChecked)
 	} else {
 		bw.WriteByte(ktproto.MagicReplication)
 	}
@@ -183,7 +165,7 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 	}
 	white := flags&ktproto.FlagWhiteSID != 0
 	// Transaction markers are ktd's: a KT slave never sees them.
-	markers := flags&FlagGapAware != 0
+	markers := flags&ktproto.FlagGapAware != 0
 	pos := ts
 	dropped := 0
 	verifyEvery := m.VerifyInterval

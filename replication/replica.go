@@ -292,19 +292,19 @@ func (r *Replica) session(ctx context.Context) (accepted bool, err error) {
 	stop := context.AfterFunc(sctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
-	flags := FlagGapAware | FlagChecksum
+	flags := uint32(ktproto.FlagGapAware | ktproto.FlagChecksum)
 	var ver *verifier
 	if r.Verify {
-		flags |= FlagVerify
+		flags |= ktproto.FlagVerify
 		if !r.inlineDigests {
-			flags |= FlagDeferredDigest
+			flags |= ktproto.FlagDeferredDigest
 			ver = newVerifier(r, cancel)
 			defer ver.close()
 		}
 	}
 	rebootstrap := r.rebootstrap.Load()
 	if r.Bootstrap && pos == 0 || rebootstrap {
-		flags |= FlagBootstrap
+		flags |= ktproto.FlagBootstrap
 	}
 	nc.SetWriteDeadline(time.Now().Add(timeout))
 	if _, err := nc.Write(ktproto.AppendReplRequest(nil, flags, pos, r.SID)); err != nil {
@@ -316,17 +316,17 @@ func (r *Replica) session(ctx context.Context) (accepted bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("read answer: %w", err)
 	}
-	if b != ktproto.MagicReplication && b != MagicChecked {
+	if b != ktproto.MagicReplication && b != ktproto.MagicChecked {
 		return false, fmt.Errorf("master refused replication (answered %#x)", b)
 	}
 	// A KT master answers 0xB1 whatever the flags: a plain session.
-	fr := &frameReader{br: br, checked: b == MagicChecked}
-	if flags&FlagBootstrap != 0 && !fr.checked {
+	fr := &frameReader{br: br, checked: b == ktproto.MagicChecked}
+	if flags&ktproto.FlagBootstrap != 0 && !fr.checked {
 		// A ktd master starts a snapshot at once; a KT master, which
 		// ignores the flag, streams its log (or an idle frame) instead.
 		if m, err := br.Peek(1); err != nil {
 			return false, fmt.Errorf("read first frame: %w", err)
-		} else if m[0] != MagicBootstrap {
+		} else if m[0] != ktproto.MagicBootstrap {
 			return true, errKTMaster
 		}
 	}
@@ -358,7 +358,7 @@ func (r *Replica) session(ctx context.Context) (accepted bool, err error) {
 			}
 		}
 		nc.SetReadDeadline(time.Now().Add(timeout))
-		if magic, err := br.Peek(1); err == nil && magic[0] == MagicBootstrap {
+		if magic, err := br.Peek(1); err == nil && magic[0] == ktproto.MagicBootstrap {
 			if err := run.flush(r.DBs); err != nil {
 				return true, err
 			}
@@ -371,7 +371,7 @@ func (r *Replica) session(ctx context.Context) (accepted bool, err error) {
 				r.counters().Rebootstraps.Add(1)
 			}
 			continue
-		} else if err == nil && magic[0] == MagicCut && fr.checked {
+		} else if err == nil && magic[0] == ktproto.MagicCut && fr.checked {
 			ts, err := fr.cut()
 			if err != nil {
 				return true, err
@@ -386,7 +386,7 @@ func (r *Replica) session(ctx context.Context) (accepted bool, err error) {
 				}
 			}
 			continue
-		} else if err == nil && magic[0] == MagicDigest && fr.checked {
+		} else if err == nil && magic[0] == ktproto.MagicDigest && fr.checked {
 			d, err := fr.digest()
 			if err != nil {
 				return true, err

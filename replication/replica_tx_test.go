@@ -165,7 +165,7 @@ func TestMaster_TxMarkersForKtdReplicasOnly(t *testing.T) {
 		want  []byte // ops of the data frames
 	}{
 		{0, []byte{OpSet, OpSet}},
-		{FlagGapAware, []byte{OpTxBegin, OpSet, OpSet}},
+		{ktproto.FlagGapAware, []byte{OpTxBegin, OpSet, OpSet}},
 	} {
 		ops := streamOps(t, m, tc.flags, 3)
 		if !slices.Equal(ops, tc.want) {

@@ -7,19 +7,9 @@ import (
 	"io"
 )
 
-// Magic bytes and flags of KT's binary protocol (see the package doc).
-const (
-	MagicNop         = 0xB0
-	MagicReplication = 0xB1
-	MagicPlayScript  = 0xB4
-	MagicSetBulk     = 0xB8
-	MagicRemoveBulk  = 0xB9
-	MagicGetBulk     = 0xBA
-	MagicError       = 0xBF
-	FlagNoReply      = 0x01    // set_bulk/remove_bulk/play_script
-	FlagWhiteSID     = 0x01    // replication
-	MaxBinarySize    = 1 << 28 // any key/value/name larger -> error
-)
+// MaxBinarySize bounds every key, value and name of a binary frame: larger is
+// an error (the magic bytes and flags are in wire.go).
+const MaxBinarySize = 1 << 28
 
 // ErrFrame reports a malformed binary frame (a size over MaxBinarySize). The
 // server answers 0xBF (unless no-reply) and closes.

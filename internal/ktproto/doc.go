@@ -15,17 +15,6 @@
 // (query parameters included). Each such place cites the recording or KC
 // code it follows.
 //
-// Binary frames (all integers big-endian):
-//
-//	0xB8 set_bulk     req: B8 u32 flags u32 rnum {u16 dbidx u32 ksiz u32 vsiz i64 xt key value}
-//	                  rsp: B8 u32 hits
-//	0xB9 remove_bulk  req: B9 u32 flags u32 rnum {u16 dbidx u32 ksiz key}
-//	                  rsp: B9 u32 hits
-//	0xBA get_bulk     req: BA u32 flags u32 rnum {u16 dbidx u32 ksiz key}
-//	                  rsp: BA u32 hits {u16 dbidx u32 ksiz u32 vsiz i64 xt key value}
-//	0xB4 play_script  req: B4 u32 flags u32 nsiz u32 rnum name {u32 ksiz u32 vsiz key value}
-//	                  rsp: B4 u32 rnum {u32 ksiz u32 vsiz key value}
-//	0xB1 replication  req: B1 u32 flags u64 ts u16 sid
-//	0xB0 nop          B0 u64 ts (server to slave; slave answers one byte B1)
-//	0xBF error        BF (no payload)
+// Binary frames: every magic byte and flag, per direction, with its byte
+// layout, is in the wire table (wire.go).
 package ktproto
