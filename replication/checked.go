@@ -32,15 +32,10 @@ import (
 	"bufio"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"hash/crc32"
 
 	"github.com/ktdproject/ktd/internal/ktproto"
 )
-
-// ErrChecksum reports a frame whose checksum does not match its bytes: the
-// stream was damaged in transit. Nothing of the frame has been applied.
-var ErrChecksum = errors.New("replication: checksum mismatch in the stream")
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 

@@ -10,7 +10,6 @@ package replication
 import (
 	"bufio"
 	"encoding/binary"
-	"errors"
 	"io"
 	"slices"
 
@@ -28,16 +27,6 @@ const (
 	// OpTxBegin heads a transaction's records (varnum n: how many follow). ktd
 	// writes it; only ktd replicas receive it (see Master.Serve).
 	OpTxBegin = ktproto.ULogTxBegin
-)
-
-// Errors of this package.
-var (
-	// ErrMalformed reports a truncated or inconsistent message, frame or
-	// ulog file (bad magic, size out of range, record past the end).
-	ErrMalformed = errors.New("replication: malformed message or frame")
-	// ErrRefused reports the master's 0xBF answer: it has no -ulog, or it
-	// could not open a reader; it closes the connection after that byte.
-	ErrRefused = errors.New("replication: master refused (0xBF)")
 )
 
 // MaxFrameSize is the largest msg size ReadFrame accepts in a data frame

@@ -4,17 +4,12 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"time"
 
 	"github.com/ktdproject/ktd/internal/ktproto"
 )
-
-// ErrUndecodableUpdate is wrapped by Follow's error when a data frame's
-// message does not decode.
-var ErrUndecodableUpdate = errors.New("undecodable update")
 
 // Follow is a minimal replication client for tools that watch a server's
 // update log (fdwtest, popsim, ktcrash): it asks addr for the records after

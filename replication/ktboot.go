@@ -72,10 +72,6 @@ type BootstrapProgress struct {
 	Done     atomic.Int64  // copies completed
 }
 
-// ErrNoULog: the master keeps no update log, so a replica could never
-// catch up with what changes during the copy.
-var ErrNoULog = errors.New("replication: the master keeps no update log (-ulog); a replica of it cannot be bootstrapped")
-
 // bootState is the state record stored in each database during a copy.
 type bootState struct {
 	Master string `json:"master"` // the master copied from

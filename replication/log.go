@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -117,10 +116,6 @@ func (l *Log) Reserve(n int, synced bool) (uint64, func(committed bool)) {
 		})
 	}
 }
-
-// ErrNoCut reports that the commits in flight did not finish within Cut's
-// wait.
-var ErrNoCut = errors.New("replication: commits in flight did not finish in time for a cut")
 
 // Cut runs fn at an instant when no commit is in flight, passing it the
 // highest timestamp reserved: a Pebble snapshot fn takes then holds every

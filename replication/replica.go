@@ -102,10 +102,6 @@ const rebootstrapGap = 10 * time.Minute
 // RPC (KTBootstrap).
 var errKTMaster = errors.New("replication: the master sent no snapshot")
 
-// ErrDiverged ends a session whose digest comparison found the replica's
-// database different from the master's.
-var ErrDiverged = errors.New("replication: replica diverged from its master")
-
 func (r *Replica) counters() *ReplicaCounters {
 	if r.Counters == nil {
 		r.Counters = new(ReplicaCounters)

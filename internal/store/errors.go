@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 )
@@ -102,3 +103,21 @@ var (
 func sysErr(what string, err error) error {
 	return &Error{Code: CodeSystem, Message: fmt.Sprintf("%s: %s", what, oneLine(err)), cause: err}
 }
+
+// Transaction errors.
+var (
+	// ErrTxConflict: Commit found a key the transaction wrote changed by another writer.
+	ErrTxConflict = &Error{Code: CodeLogic, Message: "transaction conflict"}
+	// ErrTxDone: the transaction has already been committed or aborted.
+	ErrTxDone = &Error{Code: CodeLogic, Message: "transaction already finished"}
+	// ErrTxUnsupported: an operation a transaction cannot contain (clear).
+	ErrTxUnsupported = &Error{Code: CodeLogic, Message: "not supported in a transaction"}
+	// ErrTxTooLarge: the transaction exceeds its change or byte limit.
+	ErrTxTooLarge = &Error{Code: CodeLogic, Message: "transaction too large"}
+	// ErrTxNested: Begin on a transactional view.
+	ErrTxNested = &Error{Code: CodeLogic, Message: "transaction already open"}
+)
+
+// ErrDamaged is matched (errors.Is) by every DamageError: a store directory Open
+// refuses, its files left as they were.
+var ErrDamaged = errors.New("store: damaged store")

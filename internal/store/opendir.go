@@ -38,9 +38,6 @@ import (
 // other is a sign of a truncated or stale MANIFEST, and Open refuses rather than let
 // Pebble delete it.
 
-// ErrDamaged is matched (errors.Is) by every DamageError.
-var ErrDamaged = errors.New("store: damaged store")
-
 // DamageError reports a database directory that is not a complete, consistent Pebble
 // store. Nothing in the directory has been changed.
 type DamageError struct {

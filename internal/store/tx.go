@@ -48,20 +48,6 @@ const (
 	maxTxBytes   = 256 << 20
 )
 
-// Transaction errors.
-var (
-	// ErrTxConflict: Commit found a key the transaction wrote changed by another writer.
-	ErrTxConflict = &Error{Code: CodeLogic, Message: "transaction conflict"}
-	// ErrTxDone: the transaction has already been committed or aborted.
-	ErrTxDone = &Error{Code: CodeLogic, Message: "transaction already finished"}
-	// ErrTxUnsupported: an operation a transaction cannot contain (clear).
-	ErrTxUnsupported = &Error{Code: CodeLogic, Message: "not supported in a transaction"}
-	// ErrTxTooLarge: the transaction exceeds its change or byte limit.
-	ErrTxTooLarge = &Error{Code: CodeLogic, Message: "transaction too large"}
-	// ErrTxNested: Begin on a transactional view.
-	ErrTxNested = &Error{Code: CodeLogic, Message: "transaction already open"}
-)
-
 // Begin starts a transaction. Nothing is locked: other clients keep reading and writing.
 func (db *DB) Begin() (*Tx, error) {
 	if db.tx != nil {
