@@ -14,9 +14,6 @@ var (
 	// ErrChecksum reports a frame whose checksum does not match its bytes: the
 	// stream was damaged in transit. Nothing of the frame has been applied.
 	ErrChecksum = errors.New("replication: checksum mismatch in the stream")
-	// ErrUndecodableUpdate is wrapped by Follow's error when a data frame's
-	// message does not decode.
-	ErrUndecodableUpdate = errors.New("replication: undecodable update")
 	// ErrNoULog: the master keeps no update log, so a replica could never
 	// catch up with what changes during the copy.
 	ErrNoULog = errors.New("replication: the master keeps no update log (-ulog); a replica of it cannot be bootstrapped")

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	logclient "github.com/ktdproject/ktd/harness/follow"
 	"github.com/ktdproject/ktd/replication"
 )
 
@@ -43,7 +44,7 @@ func follow(ctx context.Context, n *ktNode, s *stream, logger *slog.Logger, acce
 }
 
 func followOnce(ctx context.Context, n *ktNode, s *stream, ts *uint64, accepted *chan<- struct{}) error {
-	return replication.FollowTLS(ctx, n.addr, n.tls, observerSID, *ts, func() {
+	return logclient.FollowTLS(ctx, n.addr, n.tls, observerSID, *ts, func() {
 		if *accepted != nil {
 			close(*accepted)
 			*accepted = nil

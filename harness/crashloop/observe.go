@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ktdproject/ktd/harness/follow"
 	"github.com/ktdproject/ktd/replication"
 )
 
@@ -50,7 +51,7 @@ func (o *observer) once(ctx context.Context) error {
 	o.mu.Lock()
 	from := o.ts
 	o.mu.Unlock()
-	err := replication.Follow(ctx, o.n.addr, observerSID, from, func() {
+	err := follow.Follow(ctx, o.n.addr, observerSID, from, func() {
 		o.mu.Lock()
 		o.sessions++
 		o.mu.Unlock()
@@ -72,7 +73,7 @@ func (o *observer) once(ctx context.Context) error {
 		}
 		return nil
 	}, o.advance)
-	if errors.Is(err, replication.ErrUndecodableUpdate) {
+	if errors.Is(err, follow.ErrUndecodableUpdate) {
 		o.fail(fmt.Errorf("%s: %v", o.n.name, err))
 	}
 	return err

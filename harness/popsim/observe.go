@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/ktdproject/ktd/harness/follow"
 	"github.com/ktdproject/ktd/replication"
 )
 
@@ -35,7 +36,7 @@ func observe(ctx context.Context, addr string, s *stream, connected func()) {
 }
 
 func observeOnce(ctx context.Context, addr string, s *stream, ts *uint64, connected func()) error {
-	return replication.Follow(ctx, addr, observerSID, *ts, connected, func(_ uint64, m replication.Message) error {
+	return follow.Follow(ctx, addr, observerSID, *ts, connected, func(_ uint64, m replication.Message) error {
 		at := s.reg.now()
 		if m.DBID != 0 {
 			return nil

@@ -1,15 +1,25 @@
-package replication
+// Package follow is a minimal replication client for the harnesses that watch
+// a server's update log (fdwtest's pipeline, popsim, the crash loop): it reads
+// KT's plain stream as a slave would and hands every update over, in order.
+// It lives apart from the product: no server uses it.
+package follow
 
 import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"time"
 
 	"github.com/ktdproject/ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/replication"
 )
+
+// ErrUndecodableUpdate is wrapped by Follow's error when a data frame's
+// message does not decode.
+var ErrUndecodableUpdate = errors.New("follow: undecodable update")
 
 // Follow is a minimal replication client for tools that watch a server's
 // update log (fdwtest, popsim, ktcrash): it asks addr for the records after
@@ -19,13 +29,13 @@ import (
 // can resume from it; accepted, when not nil, runs once the server has
 // accepted the session. Follow returns when the connection breaks, fn fails
 // or ctx ends; it never reconnects.
-func Follow(ctx context.Context, addr string, sid uint16, ts uint64, accepted func(), fn func(ts uint64, m Message) error, pos func(ts uint64)) error {
+func Follow(ctx context.Context, addr string, sid uint16, ts uint64, accepted func(), fn func(ts uint64, m replication.Message) error, pos func(ts uint64)) error {
 	return FollowTLS(ctx, addr, nil, sid, ts, accepted, fn, pos)
 }
 
 // FollowTLS is Follow over TLS with tlsCfg (nil: plain TCP), for a master that
 // serves TLS only.
-func FollowTLS(ctx context.Context, addr string, tlsCfg *tls.Config, sid uint16, ts uint64, accepted func(), fn func(ts uint64, m Message) error, pos func(ts uint64)) error {
+func FollowTLS(ctx context.Context, addr string, tlsCfg *tls.Config, sid uint16, ts uint64, accepted func(), fn func(ts uint64, m replication.Message) error, pos func(ts uint64)) error {
 	d := net.Dialer{Timeout: time.Second}
 	var nc net.Conn
 	var err error
@@ -57,8 +67,8 @@ func FollowTLS(ctx context.Context, addr string, tlsCfg *tls.Config, sid uint16,
 	}
 	var buf []byte
 	for {
-		var f Frame
-		if f, buf, err = ReadFrame(br, buf); err != nil {
+		var f replication.Frame
+		if f, buf, err = replication.ReadFrame(br, buf); err != nil {
 			return err
 		}
 		switch {
@@ -68,7 +78,7 @@ func FollowTLS(ctx context.Context, addr string, tlsCfg *tls.Config, sid uint16,
 			}
 		case f.IsSkip():
 		default:
-			m, err := DecodeMessage(f.Msg)
+			m, err := replication.DecodeMessage(f.Msg)
 			if err != nil {
 				return fmt.Errorf("%w at ts %d: %w", ErrUndecodableUpdate, f.TS, err)
 			}

@@ -1,0 +1,78 @@
+package follow
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"slices"
+	"testing"
+
+	"github.com/ktdproject/ktd/internal/ktproto"
+	. "github.com/ktdproject/ktd/replication"
+)
+
+// fakeMaster accepts one replication session per entry of sessions, answers
+// 0xB1 and writes that session's frames, then closes the connection. It
+// returns its address and a channel of the request positions it saw.
+func fakeMaster(t *testing.T, sessions ...[]byte) (string, <-chan uint64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	positions := make(chan uint64, len(sessions))
+	go func() {
+		for _, frames := range sessions {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			req := make([]byte, 15)
+			if _, err := io.ReadFull(nc, req); err != nil {
+				nc.Close()
+				return
+			}
+			positions <- uint64(req[5])<<56 | uint64(req[6])<<48 | uint64(req[7])<<40 | uint64(req[8])<<32 |
+				uint64(req[9])<<24 | uint64(req[10])<<16 | uint64(req[11])<<8 | uint64(req[12])
+			nc.Write(append([]byte{ktproto.MagicReplication}, frames...))
+			nc.Close()
+		}
+	}()
+	return ln.Addr().String(), positions
+}
+
+func msgFrame(ts uint64, m Message) []byte { return AppendDataFrame(nil, ts, m.Append(nil)) }
+
+func setMsg(key string) Message {
+	return Message{SID: 1, Op: OpSet, Key: []byte(key), Value: append([]byte{0xff, 0xff, 0xff, 0xff, 0xff}, key...)}
+}
+
+// Follow hands over data messages in order and every frame's position, and
+// reports an undecodable message.
+func TestFollow(t *testing.T) {
+	frames := slices.Concat(
+		msgFrame(5, setMsg("a")),
+		AppendSkipFrame(nil, 6),
+		msgFrame(7, Message{SID: 1, Op: OpRemove, Key: []byte("a")}),
+		AppendDataFrame(nil, 8, []byte{0, 1}), // too short to decode
+	)
+	addr, positions := fakeMaster(t, frames)
+	accepted := 0
+	var got []string
+	var pos []uint64
+	err := Follow(context.Background(), addr, 9, 4, func() { accepted++ }, func(ts uint64, m Message) error {
+		got = append(got, string(rune('0'+ts))+":"+string(m.Key))
+		return nil
+	}, func(ts uint64) { pos = append(pos, ts) })
+	if !errors.Is(err, ErrUndecodableUpdate) {
+		t.Fatalf("Follow = %v, want an undecodable update", err)
+	}
+	if p := <-positions; p != 4 {
+		t.Errorf("asked from %d, want 4", p)
+	}
+	if accepted != 1 || !slices.Equal(got, []string{"5:a", "7:a"}) || !slices.Equal(pos, []uint64{5, 6, 7}) {
+		t.Errorf("accepted %d, messages %q, positions %v", accepted, got, pos)
+	}
+}
