@@ -54,6 +54,7 @@ import (
 
 	"github.com/ktdproject/ktd/fdwbridge"
 	"github.com/ktdproject/ktd/harness/childproc"
+	"github.com/ktdproject/ktd/harness/tlsfiles"
 )
 
 // ErrVerify means the run completed but the servers' contents or streams
@@ -187,8 +188,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 type harness struct {
 	cfg    Config
 	logger *slog.Logger
-	dir    string    // the servers' directories are below it
-	tls    *tlsFiles // with Config.TLS
+	dir    string          // the servers' directories are below it
+	tls    *tlsfiles.Files // with Config.TLS
 
 	master   *ktNode
 	replicas []*ktNode
@@ -277,7 +278,7 @@ func (h *harness) start(ctx context.Context) error {
 	defer setup.Close(context.WithoutCancel(ctx))
 	kt := fdwbridge.KT{Host: pg.KTHost(), Port: h.master.port}
 	if h.tls != nil {
-		kt.SSLMode, kt.SSLRootCert = "verify-full", h.tls.ca
+		kt.SSLMode, kt.SSLRootCert = "verify-full", h.tls.CA
 	}
 	if err := fdwbridge.SetupPipeline(sctx, setup, kt); err != nil {
 		return fmt.Errorf("set up the pipeline schema: %w", err)
@@ -324,13 +325,13 @@ func (h *harness) startServers(ctx context.Context, bin, masterHost string) erro
 	var mtls *tls.Config
 	var masterTLS, replicaTLS []string
 	if h.cfg.TLS {
-		f, err := newTLSFiles()
+		f, err := tlsfiles.New()
 		if err != nil {
 			return err
 		}
-		h.tls, mtls = f, f.client
-		masterTLS = []string{"-tlscert", f.cert, "-tlskey", f.key}
-		replicaTLS = []string{"-mtls", "-mtlsca", f.ca}
+		h.tls, mtls = f, f.Client
+		masterTLS = []string{"-tlscert", f.Cert, "-tlskey", f.Key}
+		replicaTLS = []string{"-mtls", "-mtlsca", f.CA}
 	}
 	m, err := startKT(ctx, bin, "master", dir, mtls, func(port int) []string {
 		return append(append([]string{"-host", masterHost, "-port", strconv.Itoa(port), "-li", "-sid", "1"}, masterTLS...),
@@ -509,7 +510,7 @@ func (h *harness) close(failed bool) {
 		fmt.Fprintf(h.cfg.Progress, "fdwtest: kept the servers' directories and logs in %s\n", h.dir)
 		return
 	}
-	h.tls.remove()
+	h.tls.Remove()
 	if err := os.RemoveAll(h.dir); err != nil {
 		h.logger.Warn("remove the servers' directories", "dir", h.dir, "err", err)
 	}

@@ -3,6 +3,7 @@ package popsim
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strings"
@@ -68,9 +69,8 @@ const xtNone = 1<<40 - 1
 // with the key prefix: match_prefix over RPC for the keys, then binary
 // get_bulk (which carries each record's xt) in chunks. A record removed or
 // expired between the two calls is simply absent.
-func scanAll(ctx context.Context, addr, prefix string) (map[string]record, error) {
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", addr)
+func scanAll(ctx context.Context, addr, prefix string, tlsCfg *tls.Config) (map[string]record, error) {
+	nc, err := dial(ctx, addr, tlsCfg)
 	if err != nil {
 		return nil, err
 	}

@@ -73,6 +73,10 @@ type Config struct {
 	// than as child processes; KTD is then unused. See inproc.go for what
 	// changes.
 	InProcess bool
+	// TLS runs the master with TLS only (a throw-away CA): the PoPs and
+	// relays that replicate from it dial it with -mtls, and the workload and
+	// the checks speak TLS to it. Child processes only.
+	TLS bool
 	// KeepData keeps the servers' databases after a successful run (they
 	// are always kept after a failed one). Logs are always kept.
 	KeepData bool
@@ -180,6 +184,9 @@ func (c *Config) Validate() error {
 			return err
 		}
 		c.Scenario = sc.fitTo(c.Replicas, c.Relays, c.Duration)
+	}
+	if c.TLS && c.InProcess {
+		return fmt.Errorf("popsim: -tls runs child processes only; it cannot be combined with -inprocess")
 	}
 	return c.Scenario.Validate(c.Replicas, c.Relays, c.Duration)
 }

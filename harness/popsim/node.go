@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
+	"github.com/ktdproject/ktd/harness/tlsfiles"
 	"net"
 	"os"
 	"os/exec"
@@ -40,8 +42,9 @@ type node struct {
 	addr     string
 	bin      string
 	nosync   bool
-	inproc   bool // an in-process server (ktserver.New + Serve), not a child process
-	memDB    bool // in-process: an in-memory database ("*"), lost on a restart
+	inproc   bool            // an in-process server (ktserver.New + Serve), not a child process
+	tls      *tlsfiles.Files // non-nil: the node serves TLS only, with these files
+	memDB    bool            // in-process: an in-memory database ("*"), lost on a restart
 
 	// mu guards the fields below.
 	mu      sync.Mutex
@@ -63,6 +66,12 @@ const startupTimeout = 20 * time.Second
 func (n *node) args() []string {
 	a := []string{"-host", "127.0.0.1", "-port", strconv.Itoa(n.port), "-ls",
 		"-sid", strconv.Itoa(n.sid), "-ulog", "ulog"}
+	if n.tls != nil {
+		a = append(a, "-tlscert", n.tls.Cert, "-tlskey", n.tls.Key)
+	}
+	if n.upstream != nil && n.upstream.tls != nil {
+		a = append(a, "-mtls", "-mtlsca", n.upstream.tls.CA)
+	}
 	if n.upstream != nil {
 		pa := n.proxy.Addr()
 		a = append(a, "-mhost", pa.IP.String(), "-mport", strconv.Itoa(pa.Port),
@@ -112,7 +121,7 @@ func (n *node) start(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, startupTimeout)
 	defer cancel()
 	for {
-		if err := ping(ctx, n.addr); err == nil {
+		if err := ping(ctx, n.addr, n.clientTLS()); err == nil {
 			return nil
 		}
 		select {
@@ -259,12 +268,29 @@ func selfUsage() (float64, int64) {
 	return cpu, hwm
 }
 
+// clientTLS is the TLS configuration of the node's clients (nil: plain TCP).
+func (n *node) clientTLS() *tls.Config {
+	if n.tls == nil {
+		return nil
+	}
+	return n.tls.Client
+}
+
+// dial connects to addr, over TLS with tlsCfg unless it is nil.
+func dial(ctx context.Context, addr string, tlsCfg *tls.Config) (net.Conn, error) {
+	d := net.Dialer{Timeout: time.Second}
+	if tlsCfg != nil {
+		td := tls.Dialer{NetDialer: &d, Config: tlsCfg}
+		return td.DialContext(ctx, "tcp", addr)
+	}
+	return d.DialContext(ctx, "tcp", addr)
+}
+
 // ping calls /rpc/void once.
-func ping(ctx context.Context, addr string) error {
-	var d net.Dialer
+func ping(ctx context.Context, addr string, tlsCfg *tls.Config) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	c, err := d.DialContext(ctx, "tcp", addr)
+	c, err := dial(ctx, addr, tlsCfg)
 	if err != nil {
 		return err
 	}

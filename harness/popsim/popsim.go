@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ktdproject/ktd/harness/tlsfiles"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 type sim struct {
 	cfg     Config
 	bin     string
+	tls     *tlsfiles.Files // with Config.TLS: the master's certificate
 	master  *node
 	relays  []*node
 	pops    []*node
@@ -68,6 +70,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	s := &sim{cfg: cfg, bin: bin, byName: map[string]*node{}, streams: map[string]*stream{},
 		late: map[string]bool{}, lag: map[string][][2]float64{}, maxLag: map[string]time.Duration{}}
 	defer s.shutdown()
+	if cfg.TLS {
+		files, err := tlsfiles.New()
+		if err != nil {
+			return nil, err
+		}
+		defer files.Remove()
+		s.tls = files
+	}
 	if err := s.build(nodesDir); err != nil {
 		return nil, err
 	}
@@ -95,7 +105,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	s.writeStart = s.reg.now()
 	wallStart := time.Now()
 	s.wl = &workload{
-		addr: s.master.addr, reg: s.reg, writers: cfg.Writers, rateAt: s.rateAt, maxRate: s.maxRate(),
+		addr: s.master.addr, tls: s.master.clientTLS(), reg: s.reg, writers: cfg.Writers, rateAt: s.rateAt, maxRate: s.maxRate(),
 		dur: cfg.Duration, wallEnd: wallStart.Add(cfg.Duration), seed: cfg.Seed,
 	}
 	var bg sync.WaitGroup
@@ -182,6 +192,9 @@ func (s *sim) build(dir string) error {
 			port: port, addr: fmt.Sprintf("127.0.0.1:%d", port), bin: s.bin,
 			nosync: s.cfg.ReplicaNoSync && role == roleReplica,
 			inproc: s.cfg.InProcess, memDB: s.cfg.InProcess && !killed[name], ln: ln}
+		if role == roleMaster {
+			n.tls = s.tls
+		}
 		if up != nil && (!s.cfg.InProcess || netFault[name]) {
 			if n.proxy, err = NewProxy(up.addr); err != nil {
 				return nil, err

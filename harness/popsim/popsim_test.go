@@ -3,6 +3,7 @@ package popsim
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -145,6 +146,50 @@ func checkHTML(t *testing.T, path string, rep *Report) {
 
 // TestRun_InProcess runs 20 in-process replicas for 5 s through a kill
 // (Close + New) and a partition.
+// A TLS-only master: the PoPs replicate from it with -mtls through the fault
+// proxies (a kill and a partition on the way), the workload and the checks
+// speak TLS to it, and everything still converges.
+func TestRun_TLS(t *testing.T) {
+	bin := buildKTD(t)
+	sc, err := ParseScenario("tls", `
+at 1s kill replica-1 for 1s
+at 1.5s partition replica-2 for 1s
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var summary bytes.Buffer
+	cfg := DefaultConfig()
+	cfg.KTD = bin
+	cfg.TLS = true
+	cfg.Replicas = 3
+	cfg.Rate = 300
+	cfg.Writers = 4
+	cfg.Keys = 1000
+	cfg.Duration = 4 * time.Second
+	cfg.Drain = 20 * time.Second
+	cfg.Scenario = sc
+	cfg.OutDir = t.TempDir()
+	cfg.Summary, cfg.Progress = &summary, io.Discard
+	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	rep, err := Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if !rep.Verification.OK || rep.Master.AckedWrites < 300 {
+		t.Fatalf("verification %v (%q), %d writes acknowledged\n%s", rep.Verification.OK, rep.Verification.Problems, rep.Master.AckedWrites, summary.String())
+	}
+	for _, p := range rep.PerReplica {
+		if !p.DigestOK || p.OrderViolations != 0 {
+			t.Errorf("%s: digest_ok %v, %d order violations", p.Name, p.DigestOK, p.OrderViolations)
+		}
+	}
+	cfg.InProcess = true
+	if err := cfg.Validate(); err == nil {
+		t.Error("-tls with -inprocess was accepted")
+	}
+}
+
 func TestRun_InProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs 21 servers for 5 s; skipped with -short")

@@ -55,7 +55,7 @@ func (s *sim) verify(ctx context.Context, drained bool) *verification {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			recs, err := scanAll(ctx, n.addr, keyPrefix)
+			recs, err := scanAll(ctx, n.addr, keyPrefix, n.clientTLS())
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

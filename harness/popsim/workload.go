@@ -2,9 +2,9 @@ package popsim
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -29,6 +29,7 @@ const keyPrefix = "rule:"
 // sequential and its sequence numbers are meaningful.
 type workload struct {
 	addr    string
+	tls     *tls.Config // nil: plain TCP
 	reg     *registry
 	writers int
 	rateAt  func(t time.Duration) int // writes per second at offset t
@@ -137,8 +138,7 @@ func (w *workload) writer(ctx context.Context, idx int) {
 	// not sent).
 	send := func(li int, kind uint8, xt int64) {
 		for hc == nil {
-			d := net.Dialer{Timeout: time.Second}
-			nc, err := d.DialContext(ctx, "tcp", w.addr)
+			nc, err := dial(ctx, w.addr, w.tls)
 			if err != nil {
 				w.notSent.Add(1)
 				w.lastError.Store(err.Error())

@@ -29,6 +29,7 @@ func run() int {
 	cfg := popsim.DefaultConfig()
 	flag.StringVar(&cfg.KTD, "ktd", cfg.KTD, "KT-compatible server binary (ktserver command line)")
 	flag.BoolVar(&cfg.InProcess, "inprocess", false, "run the master and replicas as ktd servers inside popsim (ignores -ktd)")
+	flag.BoolVar(&cfg.TLS, "tls", false, "run the master with TLS only (a throw-away CA); the PoPs dial it with -mtls")
 	flag.IntVar(&cfg.Replicas, "replicas", cfg.Replicas, "PoP replicas")
 	flag.StringVar(&cfg.Topology, "topology", cfg.Topology, "flat (replicas pull from the master) or tree (master -> relays -> PoPs)")
 	flag.IntVar(&cfg.Relays, "relays", cfg.Relays, "relays in the tree topology")

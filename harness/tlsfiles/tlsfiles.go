@@ -1,4 +1,9 @@
-package pipeline
+// Package tlsfiles makes the throw-away certificates of a harness run against
+// TLS-only servers (fdwtest -tls, popsim -tls): a CA and a server certificate
+// for the names a client may use, as PEM files readable by every user (the
+// PostgreSQL server reads the CA for kt_fdw), and a client configuration that
+// trusts the CA.
+package tlsfiles
 
 import (
 	"crypto/ecdsa"
@@ -16,19 +21,17 @@ import (
 	"time"
 )
 
-// tlsFiles are the throw-away CA and master certificate of a run with
-// Config.TLS, as PEM files in a directory the PostgreSQL server's user can
-// read (kt_fdw reads the CA there).
-type tlsFiles struct {
-	dir           string
-	ca, cert, key string
-	client        *tls.Config // trusts the CA: for RPC and update-log clients
+// Files are a CA and a server certificate with its key, as PEM files.
+type Files struct {
+	Dir           string
+	CA, Cert, Key string      // paths
+	Client        *tls.Config // trusts the CA: for RPC and update-log clients
 }
 
-// newTLSFiles makes a CA and a certificate for the master, valid for the names
-// a client may use for it (127.0.0.1, ::1, localhost, and host.docker.internal
-// for PostgreSQL in a container), in a fresh directory readable by every user.
-func newTLSFiles() (*tlsFiles, error) {
+// New makes a CA and a server certificate valid for the names a client may use
+// (127.0.0.1, ::1, localhost, and host.docker.internal for PostgreSQL in a
+// container), in a fresh directory readable by every user; Remove deletes it.
+func New() (*Files, error) {
 	dir, err := os.MkdirTemp("", "fdwtest-tls-")
 	if err != nil {
 		return nil, err
@@ -37,15 +40,15 @@ func newTLSFiles() (*tlsFiles, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	f := &tlsFiles{dir: dir, ca: filepath.Join(dir, "ca.crt"), cert: filepath.Join(dir, "master.crt"), key: filepath.Join(dir, "master.key")}
+	f := &Files{Dir: dir, CA: filepath.Join(dir, "ca.crt"), Cert: filepath.Join(dir, "server.crt"), Key: filepath.Join(dir, "server.key")}
 	if err := f.write(); err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("pipeline: TLS files: %w", err)
+		return nil, fmt.Errorf("tlsfiles: %w", err)
 	}
 	return f, nil
 }
 
-func (f *tlsFiles) write() error {
+func (f *Files) write() error {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
@@ -53,7 +56,7 @@ func (f *tlsFiles) write() error {
 	now := time.Now()
 	caTmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "fdwtest CA"},
+		Subject:               pkix.Name{CommonName: "harness CA"},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(24 * time.Hour),
 		IsCA:                  true,
@@ -74,7 +77,7 @@ func (f *tlsFiles) write() error {
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "fdwtest master"},
+		Subject:      pkix.Name{CommonName: "harness server"},
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
@@ -95,9 +98,9 @@ func (f *tlsFiles) write() error {
 		der       []byte
 		mode      os.FileMode
 	}{
-		{f.ca, "CERTIFICATE", caDER, 0o644},
-		{f.cert, "CERTIFICATE", der, 0o644},
-		{f.key, "PRIVATE KEY", keyDER, 0o600},
+		{f.CA, "CERTIFICATE", caDER, 0o644},
+		{f.Cert, "CERTIFICATE", der, 0o644},
+		{f.Key, "PRIVATE KEY", keyDER, 0o600},
 	} {
 		if err := os.WriteFile(w.path, pem.EncodeToMemory(&pem.Block{Type: w.typ, Bytes: w.der}), w.mode); err != nil {
 			return err
@@ -105,12 +108,13 @@ func (f *tlsFiles) write() error {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(caCert)
-	f.client = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	f.Client = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	return nil
 }
 
-func (f *tlsFiles) remove() {
+// Remove deletes the files (nil: nothing).
+func (f *Files) Remove() {
 	if f != nil {
-		os.RemoveAll(f.dir)
+		os.RemoveAll(f.Dir)
 	}
 }
