@@ -4,12 +4,20 @@
 # that the master holds exactly PostgreSQL's committed rules and that every PoP
 # replica equals the master (ktd verify), and tears everything down. Exit 0 on
 # success. Needs the images (make images) and docker-compose (Debian's
-# docker-compose package).
+# docker-compose package, installed here when run as root).
 set -euo pipefail
 cd "$(dirname "$0")"
 KTD=${KTD:-../../bin/ktd}
 PROJECT=ktddemo
 export MASTER_PORT=${MASTER_PORT:-11978} POP1_PORT=${POP1_PORT:-11981} POP2_PORT=${POP2_PORT:-11982} POP3_PORT=${POP3_PORT:-11983} PG_PORT=${PG_PORT:-15432}
+if ! command -v docker-compose >/dev/null 2>&1; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "compose-demo: needs docker-compose (as root: apt-get install -y docker-compose)" >&2
+		exit 1
+	fi
+	echo "compose-demo: installing docker-compose" >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y docker-compose >/dev/null
+fi
 compose() { docker-compose -p "$PROJECT" -f docker-compose.yml "$@"; }
 trap 'status=$?; [ $status = 0 ] || compose logs --tail=30 >&2 || true; compose down -v >/dev/null 2>&1 || true; exit $status' EXIT
 
