@@ -1181,6 +1181,17 @@ kt_req_end(KtConn *conn)
 	conn->nqueued++;
 }
 
+/*
+ * The caller found a response that does not answer its request (a confused or
+ * hostile server): the connection is out of step, so the abort that follows
+ * the caller's error closes it, as for an exchange cut in the middle.
+ */
+void
+kt_conn_out_of_step(KtConn *conn)
+{
+	conn->busy = true;
+}
+
 static void
 kt_doom(KtConn *conn, const char *why)
 {

@@ -944,10 +944,13 @@ kt_scan_get(ForeignScanState *node, KtScanState *st)
 		kt_report_result(st->conn, "get", &res[0], 0);
 	val = kt_result_get(&res[0], "value", &vallen);
 	if (val == NULL || kt_result_get(&res[0], "key", &keylen) != NULL)
+	{
 		/* not a get answer: the connection is out of step (closed at abort) */
+		kt_conn_out_of_step(st->conn);
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
 				 errmsg("invalid get response from KT server")));
+	}
 	kt_add_row(st, VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v), val, vallen);
 }
 
@@ -1121,9 +1124,12 @@ kt_scan_cursor(KtScanState *st)
 		key = kt_result_get(&res[i], "key", &keylen);
 		val = kt_result_get(&res[i], "value", &vallen);
 		if (key == NULL || val == NULL)
+		{
+			kt_conn_out_of_step(conn);
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_ERROR),
 					 errmsg("invalid cur_get response from KT server")));
+		}
 		if (st->op == KT_OP_PREFIX &&
 			(keylen < st->prefixlen ||
 			 memcmp(key, st->prefix, st->prefixlen) != 0))

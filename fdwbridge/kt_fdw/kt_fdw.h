@@ -76,6 +76,7 @@ extern void kt_conn_cursor_opened(KtConn *conn);
 extern void kt_conn_cursor_closed(KtConn *conn);
 extern uint64 kt_conn_generation(KtConn *conn);
 extern void kt_conn_note_write(KtConn *conn);
+extern void kt_conn_out_of_step(KtConn *conn);
 
 extern void kt_req_begin(KtConn *conn, const char *proc);
 extern void kt_req_param(KtConn *conn, const char *name, int namelen,
