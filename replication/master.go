@@ -102,234 +102,334 @@ type record struct {
 // record after ts — without WHITESID those whose origin is not sid, with
 // it only those whose origin is sid — and idle frames when there is
 // nothing to send, until the slave goes away, ctx ends or a write fails.
+//
+// A session has three phases, each a method of masterSession: the
+// handshake (the answer byte: a plain or a checked session), an optional
+// bootstrap (a snapshot, for a new replica or one behind the retained log),
+// and the stream (records, cuts and digests, idle frames), which ends the
+// session.
 func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags uint32, ts uint64, sid uint16) error {
-	timeout := m.Timeout
-	if timeout <= 0 {
-		timeout = 30 * time.Second
-	}
-	idle := m.IdleInterval
-	if idle <= 0 {
-		idle = 100 * time.Millisecond
-	}
-	logger := m.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	logger = logger.With("slave", nc.RemoteAddr().String(), "slave_sid", sid)
-	trimmed, err := m.trimmed()
+	s, err := m.newSession(ctx, nc, br, flags, ts, sid)
 	if err != nil {
 		return err
 	}
-	gap := ts+1 < trimmed
-	bootstrap := flags&ktproto.FlagBootstrap != 0 || gap && flags&ktproto.FlagGapAware != 0
-	if gap && !bootstrap {
-		// KT silently streams from the oldest retained record in this
-		// case; so does ktd for a KT slave, but it says so.
-		logger.Warn("slave asks for a position older than the retained update log; updates in between are lost to it",
-			"requested_ts", ts, "log_trimmed_before", trimmed)
-	}
-	checked := flags&ktproto.FlagChecksum != 0
-	verify := checked && flags&ktproto.FlagVerify != 0 && m.VerifyInterval >= 0
-	deferred := verify && flags&ktproto.FlagDeferredDigest != 0
-	logger.Info("slave connected", "from_ts", ts, "whitesid", flags&ktproto.FlagWhiteSID != 0, "bootstrap", bootstrap, "checked", checked)
 	m.slaves.Add(1)
 	defer m.slaves.Add(-1)
-
 	// Cancellation (server shutdown) must interrupt a write to a slave that
 	// does not read, not wait for the write timeout.
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	bw := bufio.NewWriterSize(nc, 64<<10)
-	fw := &frameWriter{bw: bw, checked: checked}
-	write := func() error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		nc.SetWriteDeadline(time.Now().Add(timeout))
-		return bw.Flush()
-	}
-	if checked {
-		bw.WriteByte(ktproto.MagicChecked)
-	} else {
-		bw.WriteByte(ktproto.MagicReplication)
-	}
-	if err := write(); err != nil {
+
+	if err := s.handshake(); err != nil {
 		return err
 	}
-	if bootstrap {
-		var err error
-		if ts, err = m.sendSnapshot(fw, nc, timeout); err != nil {
-			return fmt.Errorf("send snapshot: %w", err)
+	if s.bootstrap {
+		if err := s.sendBootstrap(); err != nil {
+			return err
 		}
-		logger.Info("slave bootstrapped from a snapshot", "ts", ts)
 	}
-	white := flags&ktproto.FlagWhiteSID != 0
-	// Transaction markers are ktd's: a KT slave never sees them.
-	markers := flags&ktproto.FlagGapAware != 0
-	pos := ts
-	dropped := 0
-	verifyEvery := m.VerifyInterval
-	if verifyEvery == 0 {
-		verifyEvery = time.Minute
-	}
-	lastVerify := time.Now()
+	return s.stream()
+}
+
+// masterSession is one slave's session on a master: what its request asked
+// for, and the stream's state.
+type masterSession struct {
+	m       *Master
+	ctx     context.Context
+	nc      net.Conn
+	br      *bufio.Reader
+	bw      *bufio.Writer
+	fw      *frameWriter
+	logger  *slog.Logger
+	timeout time.Duration // bound on each write and on reading an idle frame's answer
+	idle    time.Duration // silence after which an idle frame goes
+
+	// What the request asked for.
+	sid       uint16
+	white     bool // WHITESID: only the records of origin sid (else all others)
+	markers   bool // transaction markers are sent (ktd's: a KT slave never sees them)
+	bootstrap bool // a snapshot first
+	checked   bool // a checked session (checksummed frames)
+	verify    bool // digest frames now and then
+	deferred  bool // cut frames, their digests later
+
+	// The stream.
+	pos         uint64 // the last record sent or skipped
+	dropped     int    // records skipped since the last one sent
+	verifyEvery time.Duration
+	lastVerify  time.Time
 	// lastNop is when the slave last acknowledged an idle frame: one goes
 	// after each idle interval without records, not after every batch.
-	var lastNop time.Time
-	coalesce, wait := time.NewTimer(time.Hour), time.NewTimer(time.Hour)
-	coalesce.Stop()
-	wait.Stop()
-	defer coalesce.Stop()
+	lastNop        time.Time
+	coalesce, wait *time.Timer
 	// cut, when set, is a digest of the databases at a cut of the log not
 	// yet passed: it is sent once every record up to it has been — to a
 	// replica that defers digests as a cut frame there, its digests later
 	// (sent, the cuts whose digests are still being computed).
-	var cut *digestCut
-	var sent []*digestCut
-	passCut := func() error {
-		if deferred {
-			fw.cut(cut.ts)
-			sent = append(sent, cut)
-		} else {
-			// An older replica: the digests must go here, so wait for them.
-			<-cut.done
-			if cut.err != nil {
-				return cut.err
-			}
-			sendCut(cut, fw)
-		}
-		cut = nil
-		return nil
+	cut  *digestCut
+	sent []*digestCut
+}
+
+// newSession reads what the slave's request asks for and decides whether it
+// starts with a snapshot.
+func (m *Master) newSession(ctx context.Context, nc net.Conn, br *bufio.Reader, flags uint32, ts uint64, sid uint16) (*masterSession, error) {
+	s := &masterSession{m: m, ctx: ctx, nc: nc, br: br, timeout: m.Timeout, idle: m.IdleInterval, sid: sid, pos: ts}
+	if s.timeout <= 0 {
+		s.timeout = 30 * time.Second
 	}
-	// sendReady sends the digests of the cuts sent that are ready, in order.
-	sendReady := func() error {
-		for len(sent) > 0 && sent[0].ready() {
-			if err := sent[0].err; err != nil {
-				return err
-			}
-			sendCut(sent[0], fw)
-			sent = sent[1:]
-		}
-		return nil
+	if s.idle <= 0 {
+		s.idle = 100 * time.Millisecond
 	}
+	s.logger = m.Logger
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	s.logger = s.logger.With("slave", nc.RemoteAddr().String(), "slave_sid", sid)
+	trimmed, err := m.trimmed()
+	if err != nil {
+		return nil, err
+	}
+	gap := ts+1 < trimmed
+	s.bootstrap = flags&ktproto.FlagBootstrap != 0 || gap && flags&ktproto.FlagGapAware != 0
+	if gap && !s.bootstrap {
+		// KT silently streams from the oldest retained record in this
+		// case; so does ktd for a KT slave, but it says so.
+		s.logger.Warn("slave asks for a position older than the retained update log; updates in between are lost to it",
+			"requested_ts", ts, "log_trimmed_before", trimmed)
+	}
+	s.checked = flags&ktproto.FlagChecksum != 0
+	s.verify = s.checked && flags&ktproto.FlagVerify != 0 && m.VerifyInterval >= 0
+	s.deferred = s.verify && flags&ktproto.FlagDeferredDigest != 0
+	s.white = flags&ktproto.FlagWhiteSID != 0
+	s.markers = flags&ktproto.FlagGapAware != 0
+	s.verifyEvery = m.VerifyInterval
+	if s.verifyEvery == 0 {
+		s.verifyEvery = time.Minute
+	}
+	s.logger.Info("slave connected", "from_ts", ts, "whitesid", s.white, "bootstrap", s.bootstrap, "checked", s.checked)
+	return s, nil
+}
+
+// write sends what is buffered, within the write timeout.
+func (s *masterSession) write() error {
+	if err := s.ctx.Err(); err != nil {
+		return err
+	}
+	s.nc.SetWriteDeadline(time.Now().Add(s.timeout))
+	return s.bw.Flush()
+}
+
+// handshake answers the request: 0xB1 (KT's plain session) or, to a ktd
+// replica that asked for it, MagicChecked.
+func (s *masterSession) handshake() error {
+	s.bw = bufio.NewWriterSize(s.nc, 64<<10)
+	s.fw = &frameWriter{bw: s.bw, checked: s.checked}
+	if s.checked {
+		s.bw.WriteByte(ktproto.MagicChecked)
+	} else {
+		s.bw.WriteByte(ktproto.MagicReplication)
+	}
+	return s.write()
+}
+
+// sendBootstrap sends a snapshot; the stream continues from its timestamp.
+func (s *masterSession) sendBootstrap() error {
+	ts, err := s.m.sendSnapshot(s.fw, s.nc, s.timeout)
+	if err != nil {
+		return fmt.Errorf("send snapshot: %w", err)
+	}
+	s.pos = ts
+	s.logger.Info("slave bootstrapped from a snapshot", "ts", ts)
+	return nil
+}
+
+// stream sends the log from s.pos until the slave goes away, ctx ends or a
+// write fails: records as they are committed, cuts and digests, and idle
+// frames while there is nothing to send.
+func (s *masterSession) stream() error {
+	s.lastVerify = time.Now()
+	s.coalesce, s.wait = time.NewTimer(time.Hour), time.NewTimer(time.Hour)
+	s.coalesce.Stop()
+	s.wait.Stop()
+	defer s.coalesce.Stop()
 	for {
-		if ctx.Err() != nil {
+		if s.ctx.Err() != nil {
 			return nil
 		}
-		if err := sendReady(); err != nil {
+		if err := s.sendReady(); err != nil {
 			return err
 		}
 		// Take the wake-up channel before reading, so that a commit that
 		// lands after the read is not missed.
-		changed := m.Log.Changed()
-		recs, err := m.collect(pos, m.Log.Horizon())
+		changed := s.m.Log.Changed()
+		recs, err := s.m.collect(s.pos, s.m.Log.Horizon())
 		if err != nil {
 			return err
 		}
 		if len(recs) > 0 {
-			for _, r := range recs {
-				if cut != nil && r.ts > cut.ts {
-					// Every record up to the cut has been sent, none after.
-					if err := passCut(); err != nil {
-						return err
-					}
-				}
-				keep := len(r.msg) >= 2 && (uint16(r.msg[0])<<8|uint16(r.msg[1]) == sid) == white
-				if keep && !markers && IsTxMarker(r.msg) {
-					keep = false
-				}
-				if keep {
-					dropped = 0
-					fw.data(r.ts, r.msg)
-				} else if dropped++; dropped%skipEvery == 0 {
-					fw.data(r.ts, nil)
-				}
-				pos = r.ts
-			}
-			if verify && cut == nil && time.Since(lastVerify) >= verifyEvery {
-				lastVerify = time.Now()
-				if cut, err = m.digestCut(pos, verifyEvery); err != nil {
-					return err
-				}
-			}
-			if err := write(); err != nil {
+			if err := s.sendRecords(recs); err != nil {
 				return err
-			}
-			if len(recs) < coalesceBelow {
-				// A trickle of commits: wait a moment so that the next
-				// round carries several. Under load this turns one Pebble
-				// read, one write and one wake-up per commit and slave into
-				// one per batch, for at most coalesceDelay of extra lag.
-				coalesce.Reset(coalesceDelay)
-				select {
-				case <-ctx.Done():
-				case <-coalesce.C:
-				}
 			}
 			continue
 		}
-
-		// Caught up.
-		if cut != nil && cut.ts <= m.Log.Horizon() {
-			// Every record up to the cut has been sent. (The horizon can lag
-			// the cut while unsynced commits wait for a sync: then the cut
-			// goes once they have been streamed.)
-			if err := passCut(); err != nil {
-				return err
-			}
+		done, err := s.caughtUp(changed)
+		if done || err != nil {
+			return err
 		}
-		if time.Since(lastNop) >= idle {
-			// Quiet for an idle interval: an idle frame, which the slave must
-			// answer with 0xB1 (as KT's master sends when a poll, every 100 ms,
-			// finds nothing). KT sends max(now - 1 s, last record read). ktd
-			// caps "now - 1 s" at the log's horizon: a slave's position must
-			// never pass a timestamp the master may still hand out, which
-			// after a restart with the clock set back could be lower than
-			// now - 1 s.
-			nop := min(PureClock(time.Now())-1_000_000_000, m.Log.Horizon())
-			if pos > nop {
-				nop = pos
-			}
-			fw.nop(nop)
-			if err := write(); err != nil {
-				return err
-			}
-			nc.SetReadDeadline(time.Now().Add(timeout))
-			ack, err := br.ReadByte()
-			if err != nil {
-				if errors.Is(err, io.EOF) {
-					return nil
-				}
-				return fmt.Errorf("read ack: %w", err)
-			}
-			if ack != ktproto.MagicReplication {
-				return fmt.Errorf("slave answered %#x to an idle frame", ack)
-			}
-			lastNop = time.Now()
-		} else if bw.Buffered() > 0 {
-			if err := write(); err != nil { // a cut or digests
-				return err
-			}
-		}
-		if verify && cut == nil && time.Since(lastVerify) >= verifyEvery {
-			lastVerify = time.Now()
-			if cut, err = m.digestCut(pos, verifyEvery); err != nil {
-				return err
-			}
-		}
-		var digested <-chan struct{} // wakes the streamer when the next digests are ready
-		if len(sent) > 0 {
-			digested = sent[0].done
-		}
-		wait.Reset(max(time.Until(lastNop.Add(idle)), 0))
-		select {
-		case <-changed:
-		case <-digested:
-		case <-wait.C:
-		case <-ctx.Done():
-		}
-		wait.Stop()
 	}
+}
+
+// sendRecords sends a batch of records (and a cut passed among them), then,
+// after a trickle, waits a moment for the next commits.
+func (s *masterSession) sendRecords(recs []record) error {
+	for _, r := range recs {
+		if s.cut != nil && r.ts > s.cut.ts {
+			// Every record up to the cut has been sent, none after.
+			if err := s.passCut(); err != nil {
+				return err
+			}
+		}
+		keep := len(r.msg) >= 2 && (uint16(r.msg[0])<<8|uint16(r.msg[1]) == s.sid) == s.white
+		if keep && !s.markers && IsTxMarker(r.msg) {
+			keep = false
+		}
+		if keep {
+			s.dropped = 0
+			s.fw.data(r.ts, r.msg)
+		} else if s.dropped++; s.dropped%skipEvery == 0 {
+			s.fw.data(r.ts, nil)
+		}
+		s.pos = r.ts
+	}
+	if err := s.maybeCut(); err != nil {
+		return err
+	}
+	if err := s.write(); err != nil {
+		return err
+	}
+	if len(recs) < coalesceBelow {
+		// A trickle of commits: wait a moment so that the next
+		// round carries several. Under load this turns one Pebble
+		// read, one write and one wake-up per commit and slave into
+		// one per batch, for at most coalesceDelay of extra lag.
+		s.coalesce.Reset(coalesceDelay)
+		select {
+		case <-s.ctx.Done():
+		case <-s.coalesce.C:
+		}
+	}
+	return nil
+}
+
+// caughtUp is the stream with nothing to send: a cut whose records have all
+// gone, an idle frame after an idle interval, then a wait for a commit, the
+// next digests or the next idle frame. done reports the slave gone.
+func (s *masterSession) caughtUp(changed <-chan struct{}) (done bool, err error) {
+	if s.cut != nil && s.cut.ts <= s.m.Log.Horizon() {
+		// Every record up to the cut has been sent. (The horizon can lag
+		// the cut while unsynced commits wait for a sync: then the cut
+		// goes once they have been streamed.)
+		if err := s.passCut(); err != nil {
+			return false, err
+		}
+	}
+	if time.Since(s.lastNop) >= s.idle {
+		if done, err := s.sendIdle(); done || err != nil {
+			return done, err
+		}
+	} else if s.bw.Buffered() > 0 {
+		if err := s.write(); err != nil { // a cut or digests
+			return false, err
+		}
+	}
+	if err := s.maybeCut(); err != nil {
+		return false, err
+	}
+	var digested <-chan struct{} // wakes the streamer when the next digests are ready
+	if len(s.sent) > 0 {
+		digested = s.sent[0].done
+	}
+	s.wait.Reset(max(time.Until(s.lastNop.Add(s.idle)), 0))
+	select {
+	case <-changed:
+	case <-digested:
+	case <-s.wait.C:
+	case <-s.ctx.Done():
+	}
+	s.wait.Stop()
+	return false, nil
+}
+
+// sendIdle sends an idle frame, which the slave must answer with 0xB1 (as
+// KT's master sends when a poll, every 100 ms, finds nothing), and reads the
+// answer. KT sends max(now - 1 s, last record read). ktd caps "now - 1 s" at
+// the log's horizon: a slave's position must never pass a timestamp the
+// master may still hand out, which after a restart with the clock set back
+// could be lower than now - 1 s. done reports the slave gone (EOF).
+func (s *masterSession) sendIdle() (done bool, err error) {
+	nop := min(PureClock(time.Now())-1_000_000_000, s.m.Log.Horizon())
+	if s.pos > nop {
+		nop = s.pos
+	}
+	s.fw.nop(nop)
+	if err := s.write(); err != nil {
+		return false, err
+	}
+	s.nc.SetReadDeadline(time.Now().Add(s.timeout))
+	ack, err := s.br.ReadByte()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return true, nil
+		}
+		return false, fmt.Errorf("read ack: %w", err)
+	}
+	if ack != ktproto.MagicReplication {
+		return false, fmt.Errorf("slave answered %#x to an idle frame", ack)
+	}
+	s.lastNop = time.Now()
+	return false, nil
+}
+
+// maybeCut takes a cut of the log for the next digests when a verification
+// is due and none is pending.
+func (s *masterSession) maybeCut() error {
+	if !s.verify || s.cut != nil || time.Since(s.lastVerify) < s.verifyEvery {
+		return nil
+	}
+	s.lastVerify = time.Now()
+	var err error
+	s.cut, err = s.m.digestCut(s.pos, s.verifyEvery)
+	return err
+}
+
+// passCut sends the pending cut: a cut frame to a replica that defers
+// digests (its digests follow when ready), else the digests themselves.
+func (s *masterSession) passCut() error {
+	if s.deferred {
+		s.fw.cut(s.cut.ts)
+		s.sent = append(s.sent, s.cut)
+	} else {
+		// An older replica: the digests must go here, so wait for them.
+		<-s.cut.done
+		if s.cut.err != nil {
+			return s.cut.err
+		}
+		sendCut(s.cut, s.fw)
+	}
+	s.cut = nil
+	return nil
+}
+
+// sendReady sends the digests of the cuts sent that are ready, in order.
+func (s *masterSession) sendReady() error {
+	for len(s.sent) > 0 && s.sent[0].ready() {
+		if err := s.sent[0].err; err != nil {
+			return err
+		}
+		sendCut(s.sent[0], s.fw)
+		s.sent = s.sent[1:]
+	}
+	return nil
 }
 
 // trimmed returns the highest timestamp below which some database's log
