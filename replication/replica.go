@@ -251,6 +251,11 @@ func (r *Replica) logger() *slog.Logger {
 
 // session runs one connection to the master. It reports whether the
 // master accepted the session.
+//
+// A session has two phases, each a method of replicaSession: the handshake
+// (the request with ktd's flags, the master's answer: a checked session
+// from a ktd master, a plain one from KT), then the stream (data, skip and
+// idle frames, and ktd's bootstrap, cut and digest frames), which ends it.
 func (r *Replica) session(ctx context.Context) (accepted bool, err error) {
 	timeout := r.Timeout
 	if timeout <= 0 {
@@ -261,20 +266,7 @@ func (r *Replica) session(ctx context.Context) (accepted bool, err error) {
 		return false, err
 	}
 	r.position.Store(pos)
-	defer func() {
-		// Idle and skip frames move the position without data; keep the
-		// furthest one reached (data frames stored theirs already).
-		if p := r.position.Load(); p > pos && len(r.DBs) > 0 {
-			if werr := r.DBs[0].SetReplPosition(p); werr != nil {
-				r.logger().Error("store replication position", "err", werr)
-			}
-		}
-		if r.RTSPath != "" {
-			if werr := WriteRTS(r.RTSPath, r.position.Load()); werr != nil {
-				r.logger().Error("write rts file", "path", r.RTSPath, "err", werr)
-			}
-		}
-	}()
+	defer r.keepPosition(pos)
 
 	nc, err := r.dial(ctx, timeout)
 	if err != nil {
@@ -288,27 +280,71 @@ func (r *Replica) session(ctx context.Context) (accepted bool, err error) {
 	stop := context.AfterFunc(sctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
+	s := &replicaSession{r: r, ctx: ctx, sctx: sctx, nc: nc, timeout: timeout, pos: pos,
+		rebootstrap: r.rebootstrap.Load(), lastSaved: time.Now()}
 	flags := uint32(ktproto.FlagGapAware | ktproto.FlagChecksum)
-	var ver *verifier
 	if r.Verify {
 		flags |= ktproto.FlagVerify
 		if !r.inlineDigests {
 			flags |= ktproto.FlagDeferredDigest
-			ver = newVerifier(r, cancel)
-			defer ver.close()
+			s.ver = newVerifier(r, cancel)
+			defer s.ver.close()
 		}
 	}
-	rebootstrap := r.rebootstrap.Load()
-	if r.Bootstrap && pos == 0 || rebootstrap {
+	if r.Bootstrap && pos == 0 || s.rebootstrap {
 		flags |= ktproto.FlagBootstrap
 	}
-	nc.SetWriteDeadline(time.Now().Add(timeout))
-	if _, err := nc.Write(ktproto.AppendReplRequest(nil, flags, pos, r.SID)); err != nil {
+	if accepted, err := s.handshake(flags); !accepted || err != nil {
+		return accepted, err
+	}
+	return true, s.stream()
+}
+
+// keepPosition stores, when a session ends, the furthest position it reached:
+// idle and skip frames move the position without data (data frames stored
+// theirs already); and writes the rts file.
+func (r *Replica) keepPosition(start uint64) {
+	if p := r.position.Load(); p > start && len(r.DBs) > 0 {
+		if werr := r.DBs[0].SetReplPosition(p); werr != nil {
+			r.logger().Error("store replication position", "err", werr)
+		}
+	}
+	if r.RTSPath != "" {
+		if werr := WriteRTS(r.RTSPath, r.position.Load()); werr != nil {
+			r.logger().Error("write rts file", "path", r.RTSPath, "err", werr)
+		}
+	}
+}
+
+// replicaSession is one connection of a replica to its master.
+type replicaSession struct {
+	r       *Replica
+	ctx     context.Context // the replica's
+	sctx    context.Context // the session's: also ended by a divergence found off the stream
+	nc      net.Conn
+	br      *bufio.Reader
+	fr      *frameReader
+	timeout time.Duration
+	pos     uint64    // the position the session asked for
+	ver     *verifier // compares digests off the stream (deferred digests); nil otherwise
+
+	rebootstrap bool // this session re-seeds a diverged replica
+	buf         []byte
+	throttle    float64 // KT's -riv: accumulated interval
+	lastSaved   time.Time
+	run         applyRun // data frames received, applied together
+}
+
+// handshake sends the replication request and reads the master's answer.
+// accepted with errKTMaster: a KT master ignored the bootstrap flag.
+func (s *replicaSession) handshake(flags uint32) (accepted bool, err error) {
+	s.nc.SetWriteDeadline(time.Now().Add(s.timeout))
+	if _, err := s.nc.Write(ktproto.AppendReplRequest(nil, flags, s.pos, s.r.SID)); err != nil {
 		return false, err
 	}
-	br := bufio.NewReaderSize(nc, 64<<10)
-	nc.SetReadDeadline(time.Now().Add(timeout))
-	b, err := br.ReadByte()
+	s.br = bufio.NewReaderSize(s.nc, 64<<10)
+	s.nc.SetReadDeadline(time.Now().Add(s.timeout))
+	b, err := s.br.ReadByte()
 	if err != nil {
 		return false, fmt.Errorf("read answer: %w", err)
 	}
@@ -316,151 +352,192 @@ func (r *Replica) session(ctx context.Context) (accepted bool, err error) {
 		return false, fmt.Errorf("master refused replication (answered %#x)", b)
 	}
 	// A KT master answers 0xB1 whatever the flags: a plain session.
-	fr := &frameReader{br: br, checked: b == ktproto.MagicChecked}
-	if flags&ktproto.FlagBootstrap != 0 && !fr.checked {
+	s.fr = &frameReader{br: s.br, checked: b == ktproto.MagicChecked}
+	if flags&ktproto.FlagBootstrap != 0 && !s.fr.checked {
 		// A ktd master starts a snapshot at once; a KT master, which
 		// ignores the flag, streams its log (or an idle frame) instead.
-		if m, err := br.Peek(1); err != nil {
+		if m, err := s.br.Peek(1); err != nil {
 			return false, fmt.Errorf("read first frame: %w", err)
 		} else if m[0] != ktproto.MagicBootstrap {
 			return true, errKTMaster
 		}
 	}
-	r.connected.Store(true)
-	r.logger().Info("replicating", "from_ts", pos, "checked", fr.checked)
+	s.r.connected.Store(true)
+	s.r.logger().Info("replicating", "from_ts", s.pos, "checked", s.fr.checked)
+	return true, nil
+}
 
-	var (
-		buf       []byte
-		throttle  float64
-		lastSaved = time.Now()
-		run       applyRun
-	)
-	iv := r.Interval
+// stream reads and applies frames until the session ends.
+func (s *replicaSession) stream() error {
 	for {
 		// Every read below sets its own deadline, which would undo the one
 		// cancellation set: look at the session's context on every round.
-		if err := sctx.Err(); err != nil {
-			if ver != nil && ver.diverged() && ctx.Err() == nil {
-				return true, errors.Join(ErrDiverged, run.flush(r.DBs))
+		if err := s.sctx.Err(); err != nil {
+			if s.ver != nil && s.ver.diverged() && s.ctx.Err() == nil {
+				return errors.Join(ErrDiverged, s.flush())
 			}
-			return true, errors.Join(err, run.flush(r.DBs))
+			return errors.Join(err, s.flush())
 		}
 		// Data frames already received are applied together, one batch
 		// (one sync) per run; the run is flushed before the replica would
 		// wait for more, so nothing waits in memory while the stream idles.
-		if (br.Buffered() == 0 || run.full()) && run.group == 0 {
-			if err := run.flush(r.DBs); err != nil {
-				return true, err
+		if (s.br.Buffered() == 0 || s.run.full()) && s.run.group == 0 {
+			if err := s.flush(); err != nil {
+				return err
 			}
 		}
-		nc.SetReadDeadline(time.Now().Add(timeout))
-		if magic, err := br.Peek(1); err == nil && magic[0] == ktproto.MagicBootstrap {
-			if err := run.flush(r.DBs); err != nil {
-				return true, err
-			}
-			if err := r.bootstrap(fr, nc, timeout); err != nil {
-				return true, fmt.Errorf("bootstrap: %w", err)
-			}
-			if rebootstrap {
-				rebootstrap = false
-				r.rebootstrap.Store(false)
-				r.counters().Rebootstraps.Add(1)
-			}
-			continue
-		} else if err == nil && magic[0] == ktproto.MagicCut && fr.checked {
-			ts, err := fr.cut()
-			if err != nil {
-				return true, err
-			}
-			if ver != nil {
-				// Everything up to the cut is in the stream before it.
-				if err := run.flush(r.DBs); err != nil {
-					return true, err
-				}
-				if err := ver.cut(ts); err != nil {
-					return true, err
-				}
-			}
-			continue
-		} else if err == nil && magic[0] == ktproto.MagicDigest && fr.checked {
-			d, err := fr.digest()
-			if err != nil {
-				return true, err
-			}
-			if ver != nil {
-				ver.digest(d) // compared off the stream's path
-				continue
-			}
-			// A master that sends digests where they apply: compare now.
-			if err := run.flush(r.DBs); err != nil {
-				return true, err
-			}
-			if err := r.compare(d); err != nil {
-				return true, err
-			}
+		s.nc.SetReadDeadline(time.Now().Add(s.timeout))
+		if handled, err := s.extensionFrame(); err != nil {
+			return err
+		} else if handled {
 			continue
 		}
 		var f Frame
-		f, buf, err = fr.next(buf)
+		var err error
+		f, s.buf, err = s.fr.next(s.buf)
 		if err != nil {
-			if ferr := run.flush(r.DBs); ferr != nil {
-				return true, ferr
+			if ferr := s.flush(); ferr != nil {
+				return ferr
 			}
-			return true, err
+			return err
 		}
-		r.lastFrame.Store(time.Now().UnixNano())
-		r.masterTS.Store(f.TS)
-		switch {
-		case f.Nop:
-			if run.group > 0 {
-				// A master sends idle frames only when caught up, so never inside a
-				// transaction; apply what came of it rather than wait forever.
-				r.logger().Warn("idle frame inside a transaction: applying it unbatched", "missing", run.group)
-				run.group = 0
-			}
-			if err := run.flush(r.DBs); err != nil {
-				return true, err
-			}
-			nc.SetWriteDeadline(time.Now().Add(timeout))
-			if _, err := nc.Write([]byte{ktproto.MagicReplication}); err != nil {
-				return true, err
-			}
-		case len(f.Msg) == 0: // skip frame
-			throttle += iv * 64
-		default:
-			if err := r.add(&run, f); err != nil {
-				return true, err
-			}
-			throttle += iv
+		if err := s.frame(f); err != nil {
+			return err
 		}
-		if f.TS > r.position.Load() && run.group == 0 {
-			// The position moves with every frame; a data frame's is stored
-			// with its data, the others' now and then.
-			r.position.Store(f.TS)
-			if (f.Nop || len(f.Msg) == 0) && time.Since(lastSaved) > time.Second && len(r.DBs) > 0 {
-				if err := run.flush(r.DBs); err != nil {
-					return true, err
-				}
-				if err := r.DBs[0].SetReplPosition(f.TS); err != nil {
-					return true, err
-				}
-				lastSaved = time.Now()
-			}
+		if err := s.advance(f); err != nil {
+			return err
 		}
-		// KT's -riv throttle: sleep 0.1 s for every 100 accumulated.
-		if throttle > 100 {
-			if err := run.flush(r.DBs); err != nil {
-				return true, err
-			}
-			n := int(throttle / 100)
-			throttle -= float64(n) * 100
-			select {
-			case <-ctx.Done():
-				return true, ctx.Err()
-			case <-time.After(time.Duration(n) * 100 * time.Millisecond):
-			}
+		if err := s.throttleWait(); err != nil {
+			return err
 		}
 	}
+}
+
+// flush applies the data frames received.
+func (s *replicaSession) flush() error { return s.run.flush(s.r.DBs) }
+
+// extensionFrame handles ktd's frames that are not KT's: a bootstrap (a
+// snapshot replacing the databases), a cut and a digest. handled is false for
+// any other frame (or a read error, which the frame read reports).
+func (s *replicaSession) extensionFrame() (handled bool, err error) {
+	magic, err := s.br.Peek(1)
+	if err != nil {
+		return false, nil
+	}
+	switch {
+	case magic[0] == ktproto.MagicBootstrap:
+		if err := s.flush(); err != nil {
+			return true, err
+		}
+		if err := s.r.bootstrap(s.fr, s.nc, s.timeout); err != nil {
+			return true, fmt.Errorf("bootstrap: %w", err)
+		}
+		if s.rebootstrap {
+			s.rebootstrap = false
+			s.r.rebootstrap.Store(false)
+			s.r.counters().Rebootstraps.Add(1)
+		}
+		return true, nil
+	case magic[0] == ktproto.MagicCut && s.fr.checked:
+		ts, err := s.fr.cut()
+		if err != nil {
+			return true, err
+		}
+		if s.ver != nil {
+			// Everything up to the cut is in the stream before it.
+			if err := s.flush(); err != nil {
+				return true, err
+			}
+			if err := s.ver.cut(ts); err != nil {
+				return true, err
+			}
+		}
+		return true, nil
+	case magic[0] == ktproto.MagicDigest && s.fr.checked:
+		d, err := s.fr.digest()
+		if err != nil {
+			return true, err
+		}
+		if s.ver != nil {
+			s.ver.digest(d) // compared off the stream's path
+			return true, nil
+		}
+		// A master that sends digests where they apply: compare now.
+		if err := s.flush(); err != nil {
+			return true, err
+		}
+		return true, s.r.compare(d)
+	}
+	return false, nil
+}
+
+// frame handles one frame of KT's stream: an idle frame is answered, a skip
+// frame only moves the position, a data frame joins the run.
+func (s *replicaSession) frame(f Frame) error {
+	s.r.lastFrame.Store(time.Now().UnixNano())
+	s.r.masterTS.Store(f.TS)
+	iv := s.r.Interval
+	switch {
+	case f.Nop:
+		if s.run.group > 0 {
+			// A master sends idle frames only when caught up, so never inside a
+			// transaction; apply what came of it rather than wait forever.
+			s.r.logger().Warn("idle frame inside a transaction: applying it unbatched", "missing", s.run.group)
+			s.run.group = 0
+		}
+		if err := s.flush(); err != nil {
+			return err
+		}
+		s.nc.SetWriteDeadline(time.Now().Add(s.timeout))
+		if _, err := s.nc.Write([]byte{ktproto.MagicReplication}); err != nil {
+			return err
+		}
+	case len(f.Msg) == 0: // skip frame
+		s.throttle += iv * 64
+	default:
+		if err := s.r.add(&s.run, f); err != nil {
+			return err
+		}
+		s.throttle += iv
+	}
+	return nil
+}
+
+// advance moves the position with every frame outside a transaction; a data
+// frame's is stored with its data, the others' now and then.
+func (s *replicaSession) advance(f Frame) error {
+	if f.TS <= s.r.position.Load() || s.run.group != 0 {
+		return nil
+	}
+	s.r.position.Store(f.TS)
+	if (f.Nop || len(f.Msg) == 0) && time.Since(s.lastSaved) > time.Second && len(s.r.DBs) > 0 {
+		if err := s.flush(); err != nil {
+			return err
+		}
+		if err := s.r.DBs[0].SetReplPosition(f.TS); err != nil {
+			return err
+		}
+		s.lastSaved = time.Now()
+	}
+	return nil
+}
+
+// throttleWait is KT's -riv throttle: sleep 0.1 s for every 100 accumulated.
+func (s *replicaSession) throttleWait() error {
+	if s.throttle <= 100 {
+		return nil
+	}
+	if err := s.flush(); err != nil {
+		return err
+	}
+	n := int(s.throttle / 100)
+	s.throttle -= float64(n) * 100
+	select {
+	case <-s.ctx.Done():
+		return s.ctx.Err()
+	case <-time.After(time.Duration(n) * 100 * time.Millisecond):
+	}
+	return nil
 }
 
 // add adds a data frame to the run of changes being gathered, starting a
