@@ -108,10 +108,13 @@ const Usage = `usage: ktd [-host str] [-port num] [-tout num] [-th num] [-log fi
            [-tlsclients] [-tlsplain] [-mtls [-mtlscert file -mtlskey file] [-mtlsca file]]
            [db...]
        ktd --version
+       ktd version
        ktd -h | --help
        ktd recover SRC DST
        ktd ulog dump|export ...
        ktd verify A B ...
+       ktd import|export ...
+       ktd health [host:port]
 `
 
 // Parse parses KT's command line. Options are recognised only before the
