@@ -53,7 +53,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ktdproject/ktd/fdwbridge"
-	"github.com/ktdproject/ktd/harness/childproc"
+	"github.com/ktdproject/ktd/harness/kit"
 	"github.com/ktdproject/ktd/harness/tlsfiles"
 )
 
@@ -230,7 +230,7 @@ func (h *harness) setPhase(p string) {
 // start starts the servers, attaches the streams, starts PostgreSQL, sets
 // up the pipeline schema and sends one change through it.
 func (h *harness) start(ctx context.Context) error {
-	bin, err := findKTD(h.cfg.KTD)
+	bin, err := kit.FindBinary(h.cfg.KTD)
 	if err != nil {
 		return err
 	}
@@ -447,14 +447,14 @@ func (h *harness) waitCaughtUp(ctx context.Context, timeout time.Duration) error
 			return nil
 		}
 		for _, n := range h.nodes() {
-			if !n.alive() {
-				return fmt.Errorf("%s exited (%v); its log ends:\n%s", n.name, n.waitErr, childproc.LogTail(n.logPath, 20))
+			if !n.Running() {
+				return fmt.Errorf("%s exited (%v); its log ends:\n%s", n.name, n.ExitErr(), kit.LogTail(n.LogPath(), 20))
 			}
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("not caught up after %v: %v", timeout, behind)
 		}
-		sleepCtx(ctx, 10*time.Millisecond)
+		kit.Sleep(ctx, 10*time.Millisecond)
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -478,15 +478,10 @@ func (h *harness) close(failed bool) {
 		h.stopStreams()
 		h.streamsDone.Wait()
 	}
-	for _, n := range h.nodes() {
-		if n != nil {
-			n.client.CloseIdleConnections()
-		}
-	}
 	if failed {
 		for _, n := range h.nodes() {
 			if n != nil {
-				fmt.Fprintf(h.cfg.Progress, "fdwtest: %s log (%s) ends:\n%s\n", n.name, n.logPath, childproc.LogTail(n.logPath, 20))
+				fmt.Fprintf(h.cfg.Progress, "fdwtest: %s log (%s) ends:\n%s\n", n.name, n.LogPath(), kit.LogTail(n.LogPath(), 20))
 			}
 		}
 		if h.pg != nil {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ktdproject/ktd/harness/kit"
 )
 
 // TestCrashLoopShort runs the harness for real: ktd built from this
@@ -18,7 +20,7 @@ func TestCrashLoopShort(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	bin, err := BuildKTD(ctx, dir)
+	bin, err := kit.BuildKTD(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +58,7 @@ func TestCrashLoopCatchesLoss(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	bin, err := BuildKTD(ctx, dir)
+	bin, err := kit.BuildKTD(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,14 +67,14 @@ func TestCrashLoopCatchesLoss(t *testing.T) {
 		KTD: bin, Dir: dir, Rounds: 1, Replicas: 0, Writers: 2, Keys: 30, Seed: 3,
 		MinRun: 200 * time.Millisecond, MaxRun: 400 * time.Millisecond, MaxDown: -1, MaxAfter: 400 * time.Millisecond,
 		BeforeCheck: func(round int, master string) {
-			c, err := dial(ctx, master, 10*time.Second)
+			c, err := kit.Dial(ctx, master, 10*time.Second, nil)
 			if err != nil {
 				t.Error(err)
 				return
 			}
 			defer c.Close()
 			for i := range 30 {
-				if code, _, err := c.rpc("remove", "key", fmt.Sprintf("w0-k%04d", i)); err == nil && code == 200 {
+				if code, _, err := c.Call("remove", "key", fmt.Sprintf("w0-k%04d", i)); err == nil && code == 200 {
 					removed++
 				}
 			}

@@ -15,7 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ktdproject/ktd/harness/childproc"
+	"github.com/ktdproject/ktd/harness/kit"
 	"github.com/ktdproject/ktd/internal/ktproto"
 )
 
@@ -149,9 +149,9 @@ func (r *Report) String() string {
 type run struct {
 	cfg       Config
 	rng       *rand.Rand
-	ledger    *Ledger
-	master    *node
-	replicas  []*node
+	ledger    *ledger
+	master    *kit.Node
+	replicas  []*kit.Node
 	observers []*observer
 	report    *Report
 	writeErrs atomic.Int64
@@ -178,7 +178,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Dir, err = filepath.Abs(cfg.Dir); err != nil {
 		return &Report{}, err
 	}
-	r := &run{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x6b746372617368)), ledger: NewLedger(), report: &Report{}, counted: map[string]verifyCount{}}
+	r := &run{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x6b746372617368)), ledger: newLedger(), report: &Report{}, counted: map[string]verifyCount{}}
 	defer r.stopAll()
 	if cfg.Rounds > 0 {
 		if err := r.startAll(ctx); err != nil {
@@ -234,39 +234,39 @@ func (r *run) fillCounts() {
 // startAll starts the master and the replicas, and an observer on each
 // (the master's own log is checked the same way).
 func (r *run) startAll(ctx context.Context) error {
-	mport, err := childproc.FreePort()
+	mport, err := kit.FreePort()
 	if err != nil {
 		return err
 	}
 	dir := filepath.Join(r.cfg.Dir, "master")
 	r.master = newNode("master", r.cfg.KTD, dir, mport, "-le", "-sid", "1", "-ulog", "ulog", "-rverify", verifyEvery, "db.kct")
-	if _, err := r.master.start(ctx, r.cfg.StartTimeout); err != nil {
+	if _, err := r.master.Start(ctx, r.cfg.StartTimeout); err != nil {
 		return err
 	}
-	r.observers = append(r.observers, &observer{n: r.master, check: NewOrderChecker("master", r.ledger)})
+	r.observers = append(r.observers, &observer{n: r.master, check: newOrderChecker("master", r.ledger)})
 	for i := range r.cfg.Replicas {
-		port, err := childproc.FreePort()
+		port, err := kit.FreePort()
 		if err != nil {
 			return err
 		}
 		name := fmt.Sprintf("replica-%d", i+1)
 		n := newNode(name, r.cfg.KTD, filepath.Join(r.cfg.Dir, name), port, "-le", "-sid", strconv.Itoa(i+2),
 			"-ulog", "ulog", "-mhost", "127.0.0.1", "-mport", strconv.Itoa(mport), "-rts", "rts", "-rverify", verifyEvery, "db.kct")
-		if _, err := n.start(ctx, r.cfg.StartTimeout); err != nil {
+		if _, err := n.Start(ctx, r.cfg.StartTimeout); err != nil {
 			return err
 		}
 		r.replicas = append(r.replicas, n)
-		r.observers = append(r.observers, &observer{n: n, check: NewOrderChecker(name, r.ledger)})
+		r.observers = append(r.observers, &observer{n: n, check: newOrderChecker(name, r.ledger)})
 	}
 	return nil
 }
 
 func (r *run) stopAll() {
 	for _, n := range r.replicas {
-		n.stop()
+		n.Stop(10 * time.Second)
 	}
 	if r.master != nil {
-		r.master.stop()
+		r.master.Stop(10 * time.Second)
 	}
 }
 
@@ -275,17 +275,6 @@ func (r *run) between(lo, hi time.Duration) time.Duration {
 		return lo
 	}
 	return lo + time.Duration(r.rng.Int64N(int64(hi-lo)))
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // round runs the storm, kills a victim at a random moment, restarts it,
@@ -305,39 +294,39 @@ func (r *run) round(ctx context.Context, round int) error {
 		wg.Go(func() { r.writer(stormCtx, w, seed) })
 	}
 	stormDone := func() { stopStorm(); wg.Wait() }
-	if err := sleep(ctx, before); err != nil {
+	if err := kit.Sleep(ctx, before); err != nil {
 		stormDone()
 		return err
 	}
-	victim.kill()
+	victim.Kill()
 	if victim == r.master {
 		r.report.MasterKills++
 	} else {
 		r.report.ReplicaKills++
 	}
-	sleep(ctx, down)
-	took, err := victim.start(ctx, r.cfg.StartTimeout)
+	kit.Sleep(ctx, down)
+	took, err := victim.Start(ctx, r.cfg.StartTimeout)
 	if err != nil {
 		stormDone()
-		r.report.Violations = append(r.report.Violations, fmt.Sprintf("round %d: %s does not serve after kill -9: %v", round, victim.name, err))
+		r.report.Violations = append(r.report.Violations, fmt.Sprintf("round %d: %s does not serve after kill -9: %v", round, victim.Name, err))
 		return nil
 	}
 	r.report.Restarts = append(r.report.Restarts, took)
 	if victim == r.master {
 		r.report.MasterRestart = append(r.report.MasterRestart, took)
 	}
-	sleep(ctx, after)
+	kit.Sleep(ctx, after)
 	stormDone()
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
 	if r.cfg.BeforeCheck != nil {
-		r.cfg.BeforeCheck(round, r.master.addr)
+		r.cfg.BeforeCheck(round, r.master.Addr)
 	}
 	msg := r.check(ctx, round)
 	c := r.ledger.Counts()
 	fmt.Fprintf(r.cfg.Log, "round %d: kill -9 %s after %v, down %v, serving %v after restart; %d acknowledged, %d unknown so far%s\n",
-		round, victim.name, before.Round(time.Millisecond), down.Round(time.Millisecond), took.Round(time.Millisecond), c.Acked, c.Unknown, msg)
+		round, victim.Name, before.Round(time.Millisecond), down.Round(time.Millisecond), took.Round(time.Millisecond), c.Acked, c.Unknown, msg)
 	return nil
 }
 
@@ -349,7 +338,7 @@ func (r *run) round(ctx context.Context, round int) error {
 func (r *run) writer(ctx context.Context, w int, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, uint64(w)))
 	key := func() string { return fmt.Sprintf("w%d-k%04d", w, rng.IntN(r.cfg.Keys)) }
-	var c *conn
+	var c *kit.Conn
 	defer func() {
 		if c != nil {
 			c.Close()
@@ -358,9 +347,9 @@ func (r *run) writer(ctx context.Context, w int, seed uint64) {
 	for ctx.Err() == nil {
 		if c == nil {
 			var err error
-			if c, err = dial(ctx, r.master.addr, 30*time.Second); err != nil {
+			if c, err = kit.Dial(ctx, r.master.Addr, 30*time.Second, nil); err != nil {
 				c = nil
-				sleep(ctx, 10*time.Millisecond)
+				kit.Sleep(ctx, 10*time.Millisecond)
 				continue
 			}
 		}
@@ -384,21 +373,21 @@ func (r *run) writer(ctx context.Context, w int, seed uint64) {
 	}
 }
 
-func (r *run) set(c *conn, key string) bool {
-	seq := r.ledger.Issue(key, KindSet)
-	code, _, err := c.rpc("set", "key", key, "value", Value(key, seq, 16), "xt", strconv.FormatInt(-ExpiryOf(seq), 10))
+func (r *run) set(c *kit.Conn, key string) bool {
+	seq := r.ledger.Issue(key, kindSet)
+	code, _, err := c.Call("set", "key", key, "value", valueOf(key, seq, 16), "xt", strconv.FormatInt(-expiryOf(seq), 10))
 	return r.settle(key, seq, err, code == 200)
 }
 
-func (r *run) remove(c *conn, key string) bool {
-	seq := r.ledger.Issue(key, KindRemove)
-	code, _, err := c.rpc("remove", "key", key)
+func (r *run) remove(c *kit.Conn, key string) bool {
+	seq := r.ledger.Issue(key, kindRemove)
+	code, _, err := c.Call("remove", "key", key)
 	if err == nil && code == 450 {
 		// No such record: the key was absent, which the ledger must
 		// allow (its last acknowledged write was not a set, or a write
 		// of unknown outcome may have removed it). Either way it is
 		// absent now, as if this remove had been acknowledged.
-		if _, cerr := r.ledger.Check(key, State{}); cerr != nil {
+		if _, cerr := r.ledger.Check(key, keyState{}); cerr != nil {
 			r.violation(fmt.Sprintf("remove answered 450 (no record): %v", cerr), true)
 		}
 		code = 200
@@ -406,14 +395,14 @@ func (r *run) remove(c *conn, key string) bool {
 	return r.settle(key, seq, err, code == 200)
 }
 
-func (r *run) setBulk(c *conn, keys []string) bool {
+func (r *run) setBulk(c *kit.Conn, keys []string) bool {
 	recs := make([]ktproto.BulkRecord, len(keys))
 	seqs := make([]uint64, len(keys))
 	for i, k := range keys {
-		seqs[i] = r.ledger.Issue(k, KindSet)
-		recs[i] = ktproto.BulkRecord{Key: []byte(k), Value: []byte(Value(k, seqs[i], 16)), XT: -ExpiryOf(seqs[i])}
+		seqs[i] = r.ledger.Issue(k, kindSet)
+		recs[i] = ktproto.BulkRecord{Key: []byte(k), Value: []byte(valueOf(k, seqs[i], 16)), XT: -expiryOf(seqs[i])}
 	}
-	n, err := c.setBulk(recs)
+	n, err := c.SetBulk(recs)
 	okAll := err == nil && n == len(keys)
 	for i, k := range keys {
 		r.settle(k, seqs[i], err, okAll)
@@ -450,12 +439,12 @@ func (r *run) check(ctx context.Context, round int) string {
 	for _, v := range live {
 		fail("%s", v)
 	}
-	for _, n := range append([]*node{r.master}, r.replicas...) {
-		if !n.running() {
-			fail("%s exited", n.name)
+	for _, n := range append([]*kit.Node{r.master}, r.replicas...) {
+		if !n.Running() {
+			fail("%s exited", n.Name)
 		}
 	}
-	recs, err := scan(ctx, r.master.addr)
+	recs, err := kit.Scan(ctx, r.master.Addr, "", nil)
 	if err != nil {
 		fail("scan the master: %v", err)
 		return ""
@@ -472,7 +461,7 @@ func (r *run) check(ctx context.Context, round int) string {
 		}
 	}
 	slices.Sort(keys)
-	want := map[string]State{}
+	want := map[string]keyState{}
 	settled := 0
 	for _, k := range keys {
 		got, err := stateOf(k, recs)
@@ -496,7 +485,7 @@ func (r *run) check(ctx context.Context, round int) string {
 	}
 	// Replicas converge: same records and expiry as the master, and their
 	// update logs lead to the master's state; order checked all along.
-	master := digest(recs)
+	master := kit.Digest(recs)
 	t0 := time.Now()
 	deadline := t0.Add(r.cfg.Converge)
 	for i, n := range r.replicas {
@@ -509,16 +498,16 @@ func (r *run) check(ctx context.Context, round int) string {
 			}
 			last = fmt.Sprintf("records %s vs master %s; %s", d, master, diff)
 			if time.Now().After(deadline) || ctx.Err() != nil {
-				fail("%s did not converge within %v: %s", n.name, r.cfg.Converge, last)
+				fail("%s did not converge within %v: %s", n.Name, r.cfg.Converge, last)
 				break
 			}
-			sleep(ctx, 50*time.Millisecond)
+			kit.Sleep(ctx, 50*time.Millisecond)
 		}
 	}
 	r.report.Converge = append(r.report.Converge, time.Since(t0))
 	for _, n := range r.replicas {
 		if msg := r.verified(ctx, n); msg != "" {
-			fail("%s: %s", n.name, msg)
+			fail("%s: %s", n.Name, msg)
 		}
 	}
 	for _, o := range r.observers {
@@ -528,7 +517,7 @@ func (r *run) check(ctx context.Context, round int) string {
 	}
 	// The master's own log, too, must lead to its records.
 	if diff := streamDiff(r.observers[0], want); diff != "" {
-		sleep(ctx, 200*time.Millisecond)
+		kit.Sleep(ctx, 200*time.Millisecond)
 		if diff = streamDiff(r.observers[0], want); diff != "" {
 			fail("master's update log: %s", diff)
 		}
@@ -544,14 +533,14 @@ const verifyEvery = "0.5"
 // idle after the storm, sends one within verifyEvery) and adds its counters
 // to the report. A divergence is a violation: with a synced master no
 // update a replica holds can have been lost by the master.
-func (r *run) verified(ctx context.Context, n *node) string {
+func (r *run) verified(ctx context.Context, n *kit.Node) string {
 	read := func() (verified, diverged int64, err error) {
-		c, err := dial(ctx, n.addr, 5*time.Second)
+		c, err := kit.Dial(ctx, n.Addr, 5*time.Second, nil)
 		if err != nil {
 			return 0, 0, err
 		}
 		defer c.Close()
-		code, kv, err := c.rpc("report")
+		code, kv, err := c.Call("report")
 		if err != nil || code != 200 {
 			return 0, 0, fmt.Errorf("report: %d %v", code, err)
 		}
@@ -569,13 +558,13 @@ func (r *run) verified(ctx context.Context, n *node) string {
 		if err != nil {
 			return err.Error()
 		}
-		prev := r.counted[n.name]
-		if prev.epoch != n.epoch() {
-			prev = verifyCount{epoch: n.epoch()}
+		prev := r.counted[n.Name]
+		if prev.epoch != n.Epoch() {
+			prev = verifyCount{epoch: n.Epoch()}
 		}
 		r.report.Verified += v - prev.verified
 		r.report.Diverged += d - prev.diverged
-		r.counted[n.name] = verifyCount{n.epoch(), v, d}
+		r.counted[n.Name] = verifyCount{n.Epoch(), v, d}
 		switch {
 		case d > prev.diverged:
 			return fmt.Sprintf("online verification found the replica diverged from the master (%d time(s))", d-prev.diverged)
@@ -584,7 +573,7 @@ func (r *run) verified(ctx context.Context, n *node) string {
 		case time.Now().After(deadline) || ctx.Err() != nil:
 			return "no online verification within 10 s of the storm's end"
 		}
-		sleep(ctx, 100*time.Millisecond)
+		kit.Sleep(ctx, 100*time.Millisecond)
 	}
 }
 
@@ -596,17 +585,17 @@ type verifyCount struct {
 
 // compare scans a replica and returns its digest and where its update log
 // (as observed) differs from the master's state, "" when it does not.
-func (r *run) compare(ctx context.Context, n *node, o *observer, recs map[string]record, want map[string]State) (string, string) {
-	got, err := scan(ctx, n.addr)
+func (r *run) compare(ctx context.Context, n *kit.Node, o *observer, recs map[string]kit.Record, want map[string]keyState) (string, string) {
+	got, err := kit.Scan(ctx, n.Addr, "", nil)
 	if err != nil {
 		return "unreadable", err.Error()
 	}
-	return digest(got), streamDiff(o, want)
+	return kit.Digest(got), streamDiff(o, want)
 }
 
 // streamDiff compares the state an observer's stream left each key in
 // with want.
-func streamDiff(o *observer, want map[string]State) string {
+func streamDiff(o *observer, want map[string]keyState) string {
 	for k, s := range want {
 		if g := o.check.State(k); g != s {
 			return fmt.Sprintf("its update log leaves %q %s, the master holds %s", k, g, s)
@@ -617,19 +606,19 @@ func streamDiff(o *observer, want map[string]State) string {
 
 // stateOf returns the state recs give key, checking that its value is one
 // the storm wrote for it with the expiry that write gave.
-func stateOf(key string, recs map[string]record) (State, error) {
+func stateOf(key string, recs map[string]kit.Record) (keyState, error) {
 	rec, ok := recs[key]
 	if !ok {
-		return State{}, nil
+		return keyState{}, nil
 	}
-	vkey, seq, ok := ParseValue(rec.value)
+	vkey, seq, ok := parseValue(rec.Value)
 	if !ok || vkey != key {
-		return State{}, fmt.Errorf("key %q holds %.40q, not a value the storm wrote for it", key, rec.value)
+		return keyState{}, fmt.Errorf("key %q holds %.40q, not a value the storm wrote for it", key, rec.Value)
 	}
-	if rec.xt != ExpiryOf(seq) {
-		return State{}, fmt.Errorf("key %q seq %d has expiry %d, written with %d", key, seq, rec.xt, ExpiryOf(seq))
+	if rec.XT != expiryOf(seq) {
+		return keyState{}, fmt.Errorf("key %q seq %d has expiry %d, written with %d", key, seq, rec.XT, expiryOf(seq))
 	}
-	return State{Present: true, Seq: seq}, nil
+	return keyState{Present: true, Seq: seq}, nil
 }
 
 // violation records a violation; live ones (found by a writer during the

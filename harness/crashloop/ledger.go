@@ -3,8 +3,8 @@
 // the master or a replica at seeded random moments, restarts, and after
 // every round checks of durability, convergence and replication order.
 //
-// The pure bookkeeping lives here (Ledger: what was acknowledged, what is
-// unknown; OrderChecker: what a replica's update log may show, and in which
+// The pure bookkeeping lives here (ledger: what was acknowledged, what is
+// unknown; orderChecker: what a replica's update log may show, and in which
 // order); the processes, clients and the round loop are in harness.go.
 package crashloop
 
@@ -13,31 +13,33 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/ktdproject/ktd/harness/kit"
 )
 
-// Kind is the kind of a write.
-type Kind uint8
+// opKind is the kind of a write.
+type opKind uint8
 
 // The kinds of writes the storm makes.
 const (
-	KindSet Kind = iota + 1
-	KindRemove
+	kindSet opKind = iota + 1
+	kindRemove
 )
 
-func (k Kind) String() string {
+func (k opKind) String() string {
 	switch k {
-	case KindSet:
+	case kindSet:
 		return "set"
-	case KindRemove:
+	case kindRemove:
 		return "remove"
 	}
 	return "none"
 }
 
-// Value is the value stored by the set with sequence number seq of key: it
+// valueOf is the value stored by the set with sequence number seq of key: it
 // names both, so that a record read back or seen in an update log says
 // exactly which write produced it. pad bytes of filler follow.
-func Value(key string, seq uint64, pad int) string {
+func valueOf(key string, seq uint64, pad int) string {
 	var b strings.Builder
 	b.Grow(len(key) + 24 + pad)
 	b.WriteString(key)
@@ -50,8 +52,8 @@ func Value(key string, seq uint64, pad int) string {
 	return b.String()
 }
 
-// ParseValue returns the key and sequence number a Value names.
-func ParseValue(v string) (key string, seq uint64, ok bool) {
+// parseValue returns the key and sequence number a Value names.
+func parseValue(v string) (key string, seq uint64, ok bool) {
 	key, rest, ok := strings.Cut(v, "|")
 	if !ok {
 		return "", 0, false
@@ -64,52 +66,48 @@ func ParseValue(v string) (key string, seq uint64, ok bool) {
 	return key, seq, err == nil && seq > 0
 }
 
-// XTNone is the expiration time get_bulk reports for a record that never
-// expires (2^40 - 1).
-const XTNone = 1<<40 - 1
-
 // xtBase is 2100-01-01 UTC: far enough that nothing expires during a run.
 const xtBase = 4102444800
 
-// ExpiryOf is the absolute expiration time the set with sequence number
+// expiryOf is the absolute expiration time the set with sequence number
 // seq gives its record: none for even numbers, a time in 2100 that
 // depends on seq for odd ones, so that replicas must carry expiry too.
-func ExpiryOf(seq uint64) int64 {
+func expiryOf(seq uint64) int64 {
 	if seq%2 == 0 {
-		return XTNone
+		return kit.XTNone
 	}
 	return xtBase + int64(seq%100000)
 }
 
-// State is what a server holds for a key: absent, or the record written by
+// keyState is what a server holds for a key: absent, or the record written by
 // the set with sequence number Seq.
-type State struct {
+type keyState struct {
 	Present bool
 	Seq     uint64
 }
 
-func (s State) String() string {
+func (s keyState) String() string {
 	if !s.Present {
 		return "absent"
 	}
 	return "seq " + strconv.FormatUint(s.Seq, 10)
 }
 
-// Op is one issued write of a key.
-type Op struct {
+// ledgerOp is one issued write of a key.
+type ledgerOp struct {
 	Seq  uint64
-	Kind Kind
+	Kind opKind
 }
 
 // after is the state a key is in right after op (seq 0: never written).
-func (op Op) after() State {
-	if op.Seq == 0 || op.Kind == KindRemove {
-		return State{}
+func (op ledgerOp) after() keyState {
+	if op.Seq == 0 || op.Kind == kindRemove {
+		return keyState{}
 	}
-	return State{Present: true, Seq: op.Seq}
+	return keyState{Present: true, Seq: op.Seq}
 }
 
-func (op Op) String() string {
+func (op ledgerOp) String() string {
 	if op.Seq == 0 {
 		return "nothing"
 	}
@@ -120,15 +118,15 @@ func (op Op) String() string {
 // at a time, one write after another, so sequence numbers are issued in
 // commit order.
 type keyLedger struct {
-	ops     []Op // every issued write, by sequence number (ops[i].Seq == i+1)
-	acked   Op   // the last write known to have taken effect
-	unknown []Op // writes after acked whose answer was lost
+	ops     []ledgerOp // every issued write, by sequence number (ops[i].Seq == i+1)
+	acked   ledgerOp   // the last write known to have taken effect
+	unknown []ledgerOp // writes after acked whose answer was lost
 }
 
-// Ledger is the harness's record of every write: issued, acknowledged, or
+// ledger is the harness's record of every write: issued, acknowledged, or
 // unknown (sent, but the answer was lost to a kill: it may or may not have
 // taken effect). It is safe for concurrent use.
-type Ledger struct {
+type ledger struct {
 	mu   sync.Mutex
 	keys map[string]*keyLedger
 
@@ -138,10 +136,10 @@ type Ledger struct {
 	resolved int64 // unknown writes resolved (applied or not)
 }
 
-// NewLedger returns an empty ledger.
-func NewLedger() *Ledger { return &Ledger{keys: map[string]*keyLedger{}} }
+// newLedger returns an empty ledger.
+func newLedger() *ledger { return &ledger{keys: map[string]*keyLedger{}} }
 
-func (l *Ledger) key(k string) *keyLedger {
+func (l *ledger) key(k string) *keyLedger {
 	kl := l.keys[k]
 	if kl == nil {
 		kl = &keyLedger{}
@@ -152,18 +150,18 @@ func (l *Ledger) key(k string) *keyLedger {
 
 // Issue records a new write of key and returns its sequence number (1, 2,
 // …). It is called before the write is sent.
-func (l *Ledger) Issue(key string, kind Kind) uint64 {
+func (l *ledger) Issue(key string, kind opKind) uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	kl := l.key(key)
 	seq := uint64(len(kl.ops) + 1)
-	kl.ops = append(kl.ops, Op{Seq: seq, Kind: kind})
+	kl.ops = append(kl.ops, ledgerOp{Seq: seq, Kind: kind})
 	return seq
 }
 
 // Ack records that write seq of key was acknowledged: it and nothing older
 // is what the key holds from now on.
-func (l *Ledger) Ack(key string, seq uint64) {
+func (l *ledger) Ack(key string, seq uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	kl := l.key(key)
@@ -186,7 +184,7 @@ func (l *Ledger) Ack(key string, seq uint64) {
 
 // Unknown records that the answer to write seq of key was lost: it may
 // have taken effect or not.
-func (l *Ledger) Unknown(key string, seq uint64) {
+func (l *ledger) Unknown(key string, seq uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	kl := l.key(key)
@@ -196,8 +194,8 @@ func (l *Ledger) Unknown(key string, seq uint64) {
 
 // allowed returns the states key may be found in: the one its last
 // acknowledged write left, or the one any later unknown write left.
-func (kl *keyLedger) allowed() []State {
-	s := []State{kl.acked.after()}
+func (kl *keyLedger) allowed() []keyState {
+	s := []keyState{kl.acked.after()}
 	for _, u := range kl.unknown {
 		s = append(s, u.after())
 	}
@@ -209,7 +207,7 @@ func (kl *keyLedger) allowed() []State {
 // later unknown write would have left. lost is true when the record shows
 // something older than the last acknowledged write (or nothing where it
 // must be): an acknowledged write is gone.
-func (l *Ledger) Check(key string, got State) (lost bool, err error) {
+func (l *ledger) Check(key string, got keyState) (lost bool, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	kl := l.keys[key]
@@ -224,14 +222,14 @@ func (l *Ledger) Check(key string, got State) (lost bool, err error) {
 			return false, nil
 		}
 	}
-	if got.Present && (got.Seq == 0 || got.Seq > uint64(len(kl.ops)) || kl.ops[got.Seq-1].Kind != KindSet) {
+	if got.Present && (got.Seq == 0 || got.Seq > uint64(len(kl.ops)) || kl.ops[got.Seq-1].Kind != kindSet) {
 		return false, fmt.Errorf("key %q holds seq %d, which no set of it wrote (last acknowledged: %s)", key, got.Seq, kl.acked)
 	}
 	lost = !got.Present || got.Seq < kl.acked.Seq
 	return lost, fmt.Errorf("key %q holds %s; its last acknowledged write is %s%s", key, got, kl.acked, unknownList(kl.unknown))
 }
 
-func unknownList(ops []Op) string {
+func unknownList(ops []ledgerOp) string {
 	if len(ops) == 0 {
 		return ", with no unknown write after it"
 	}
@@ -245,7 +243,7 @@ func unknownList(ops []Op) string {
 // Resolve settles the unknown writes of key once the server's state got is
 // known (and checked): the write that left got becomes the acknowledged
 // one. It returns how many unknown writes it settled.
-func (l *Ledger) Resolve(key string, got State) int {
+func (l *ledger) Resolve(key string, got keyState) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	kl := l.keys[key]
@@ -270,7 +268,7 @@ func (l *Ledger) Resolve(key string, got State) int {
 }
 
 // Keys returns every key the ledger knows.
-func (l *Ledger) Keys() []string {
+func (l *ledger) Keys() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	keys := make([]string, 0, len(l.keys))
@@ -282,18 +280,18 @@ func (l *Ledger) Keys() []string {
 
 // Acked returns the state the last acknowledged write of key left, and
 // whether writes of unknown outcome follow it.
-func (l *Ledger) Acked(key string) (State, bool) {
+func (l *ledger) Acked(key string) (keyState, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	kl := l.keys[key]
 	if kl == nil {
-		return State{}, false
+		return keyState{}, false
 	}
 	return kl.acked.after(), len(kl.unknown) > 0
 }
 
-// LedgerCounts are the ledger's totals.
-type LedgerCounts struct {
+// ledgerCounts are the ledger's totals.
+type ledgerCounts struct {
 	Acked    int64 // acknowledged writes
 	Unknown  int64 // writes whose answer was lost
 	Applied  int64 // of those, found to have taken effect
@@ -301,25 +299,25 @@ type LedgerCounts struct {
 }
 
 // Counts returns the totals so far.
-func (l *Ledger) Counts() LedgerCounts {
+func (l *ledger) Counts() ledgerCounts {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return LedgerCounts{Acked: l.acked, Unknown: l.unknown, Applied: l.applied, Resolved: l.resolved}
+	return ledgerCounts{Acked: l.acked, Unknown: l.unknown, Applied: l.applied, Resolved: l.resolved}
 }
 
 // issued returns write seq of key, if it was issued.
-func (l *Ledger) issued(key string, seq uint64) (Op, bool) {
+func (l *ledger) issued(key string, seq uint64) (ledgerOp, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	kl := l.keys[key]
 	if kl == nil || seq == 0 || seq > uint64(len(kl.ops)) {
-		return Op{}, false
+		return ledgerOp{}, false
 	}
 	return kl.ops[seq-1], true
 }
 
 // nextRemove returns the first remove of key issued after seq.
-func (l *Ledger) nextRemove(key string, seq uint64) (uint64, bool) {
+func (l *ledger) nextRemove(key string, seq uint64) (uint64, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	kl := l.keys[key]
@@ -327,7 +325,7 @@ func (l *Ledger) nextRemove(key string, seq uint64) (uint64, bool) {
 		return 0, false
 	}
 	for _, op := range kl.ops[min(seq, uint64(len(kl.ops))):] {
-		if op.Kind == KindRemove {
+		if op.Kind == kindRemove {
 			return op.Seq, true
 		}
 	}

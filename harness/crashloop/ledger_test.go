@@ -3,46 +3,48 @@ package crashloop
 import (
 	"strings"
 	"testing"
+
+	"github.com/ktdproject/ktd/harness/kit"
 )
 
 func TestValueRoundTrip(t *testing.T) {
-	v := Value("w1-k0007", 42, 3)
-	if k, seq, ok := ParseValue(v); !ok || k != "w1-k0007" || seq != 42 {
+	v := valueOf("w1-k0007", 42, 3)
+	if k, seq, ok := parseValue(v); !ok || k != "w1-k0007" || seq != 42 {
 		t.Fatalf("ParseValue(%q) = %q %d %v", v, k, seq, ok)
 	}
 	for _, bad := range []string{"", "x", "k|", "k|0|", "k|x|", "k|12"} {
-		if _, _, ok := ParseValue(bad); ok {
+		if _, _, ok := parseValue(bad); ok {
 			t.Errorf("ParseValue(%q) accepted", bad)
 		}
 	}
-	if ExpiryOf(2) != XTNone || ExpiryOf(3) <= xtBase {
-		t.Fatalf("ExpiryOf: %d %d", ExpiryOf(2), ExpiryOf(3))
+	if expiryOf(2) != kit.XTNone || expiryOf(3) <= xtBase {
+		t.Fatalf("ExpiryOf: %d %d", expiryOf(2), expiryOf(3))
 	}
 }
 
-func present(seq uint64) State { return State{Present: true, Seq: seq} }
+func present(seq uint64) keyState { return keyState{Present: true, Seq: seq} }
 
 // TestLedgerAcked: what was acknowledged last must be there; anything
 // older, or nothing, is a lost write.
 func TestLedgerAcked(t *testing.T) {
-	l := NewLedger()
-	s1 := l.Issue("a", KindSet)
+	l := newLedger()
+	s1 := l.Issue("a", kindSet)
 	l.Ack("a", s1)
-	s2 := l.Issue("a", KindSet)
+	s2 := l.Issue("a", kindSet)
 	l.Ack("a", s2)
 	if _, err := l.Check("a", present(s2)); err != nil {
 		t.Fatal(err)
 	}
-	for _, got := range []State{present(s1), {}} {
+	for _, got := range []keyState{present(s1), {}} {
 		lost, err := l.Check("a", got)
 		if err == nil || !lost {
 			t.Fatalf("Check(a, %v) = lost %v, %v; want a lost write", got, lost, err)
 		}
 	}
 	// A remove acknowledged: absent, and the old value is a lost remove.
-	s3 := l.Issue("a", KindRemove)
+	s3 := l.Issue("a", kindRemove)
 	l.Ack("a", s3)
-	if _, err := l.Check("a", State{}); err != nil {
+	if _, err := l.Check("a", keyState{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := l.Check("a", present(s2)); err == nil {
@@ -52,7 +54,7 @@ func TestLedgerAcked(t *testing.T) {
 	if _, err := l.Check("b", present(1)); err == nil || !strings.Contains(err.Error(), "never written") {
 		t.Fatalf("phantom key: %v", err)
 	}
-	if _, err := l.Check("b", State{}); err != nil {
+	if _, err := l.Check("b", keyState{}); err != nil {
 		t.Fatal(err)
 	}
 	if lost, err := l.Check("a", present(9)); err == nil || lost {
@@ -67,14 +69,14 @@ func TestLedgerAcked(t *testing.T) {
 // taken effect, but nothing older than the last acknowledged write may
 // show; Resolve adopts what the server holds.
 func TestLedgerUnknown(t *testing.T) {
-	l := NewLedger()
-	s1 := l.Issue("k", KindSet)
+	l := newLedger()
+	s1 := l.Issue("k", kindSet)
 	l.Ack("k", s1)
-	s2 := l.Issue("k", KindSet)
+	s2 := l.Issue("k", kindSet)
 	l.Unknown("k", s2)
-	s3 := l.Issue("k", KindRemove)
+	s3 := l.Issue("k", kindRemove)
 	l.Unknown("k", s3)
-	for _, ok := range []State{present(s1), present(s2), {}} {
+	for _, ok := range []keyState{present(s1), present(s2), {}} {
 		if _, err := l.Check("k", ok); err != nil {
 			t.Errorf("Check(%v): %v", ok, err)
 		}
@@ -89,7 +91,7 @@ func TestLedgerUnknown(t *testing.T) {
 	if _, err := l.Check("k", present(s1)); err == nil {
 		t.Fatal("value older than the resolved one passed")
 	}
-	if _, err := l.Check("k", State{}); err == nil {
+	if _, err := l.Check("k", keyState{}); err == nil {
 		t.Fatal("absent passed after the unknown remove was resolved as not applied")
 	}
 	if c := l.Counts(); c.Unknown != 2 || c.Applied != 1 || c.Resolved != 2 {
@@ -97,9 +99,9 @@ func TestLedgerUnknown(t *testing.T) {
 	}
 
 	// A later acknowledgement supersedes the unknown writes before it.
-	s4 := l.Issue("k", KindSet)
+	s4 := l.Issue("k", kindSet)
 	l.Unknown("k", s4)
-	s5 := l.Issue("k", KindSet)
+	s5 := l.Issue("k", kindSet)
 	l.Ack("k", s5)
 	if _, err := l.Check("k", present(s4)); err == nil {
 		t.Fatal("superseded unknown write passed")
@@ -112,15 +114,15 @@ func TestLedgerUnknown(t *testing.T) {
 // TestLedgerUnknownFirstWrite: an unknown first write leaves the key
 // absent or written.
 func TestLedgerUnknownFirstWrite(t *testing.T) {
-	l := NewLedger()
-	s := l.Issue("n", KindSet)
+	l := newLedger()
+	s := l.Issue("n", kindSet)
 	l.Unknown("n", s)
-	for _, ok := range []State{{}, present(s)} {
+	for _, ok := range []keyState{{}, present(s)} {
 		if _, err := l.Check("n", ok); err != nil {
 			t.Errorf("Check(%v): %v", ok, err)
 		}
 	}
-	l.Resolve("n", State{})
+	l.Resolve("n", keyState{})
 	if _, err := l.Check("n", present(s)); err == nil {
 		t.Fatal("resolved as not applied, then found applied, passed")
 	}

@@ -6,7 +6,7 @@ import (
 	"sync"
 )
 
-// OrderChecker follows the update log of one server (as a replication
+// orderChecker follows the update log of one server (as a replication
 // client sees it) and checks, per key, that updates arrive in the order
 // they were issued and at most once: every set names an issued set of its
 // key whose sequence number is above the last one seen, every remove
@@ -14,9 +14,9 @@ import (
 // newer write in between is a duplicate: allowed (and counted) only when
 // the server was restarted between the two arrivals, a violation
 // otherwise. It is safe for concurrent use.
-type OrderChecker struct {
+type orderChecker struct {
 	name   string
-	ledger *Ledger
+	ledger *ledger
 
 	mu         sync.Mutex
 	pos        map[string]streamPos
@@ -28,25 +28,25 @@ type OrderChecker struct {
 // streamPos is the last write of a key seen in the stream and the server
 // incarnation (epoch) it arrived from.
 type streamPos struct {
-	op    Op
+	op    ledgerOp
 	epoch int
 }
 
-// NewOrderChecker returns a checker for the stream of the server called
+// newOrderChecker returns a checker for the stream of the server called
 // name, resolving sequence numbers against ledger.
-func NewOrderChecker(name string, ledger *Ledger) *OrderChecker {
-	return &OrderChecker{name: name, ledger: ledger, pos: map[string]streamPos{}}
+func newOrderChecker(name string, ledger *ledger) *orderChecker {
+	return &orderChecker{name: name, ledger: ledger, pos: map[string]streamPos{}}
 }
 
 // Set checks the arrival of a set of key whose value is v, from the
 // server's incarnation epoch (its start count).
-func (c *OrderChecker) Set(key, v string, epoch int) error {
-	vkey, seq, ok := ParseValue(v)
+func (c *orderChecker) Set(key, v string, epoch int) error {
+	vkey, seq, ok := parseValue(v)
 	if !ok || vkey != key {
 		return fmt.Errorf("%s: set of %q carries value %.40q, not one the storm wrote for it", c.name, key, v)
 	}
 	op, ok := c.ledger.issued(key, seq)
-	if !ok || op.Kind != KindSet {
+	if !ok || op.Kind != kindSet {
 		return fmt.Errorf("%s: set of %q with seq %d, which was never issued as a set", c.name, key, seq)
 	}
 	c.mu.Lock()
@@ -57,14 +57,14 @@ func (c *OrderChecker) Set(key, v string, epoch int) error {
 	case seq > p.op.Seq:
 		c.pos[key] = streamPos{op: op, epoch: epoch}
 		return nil
-	case seq == p.op.Seq && p.op.Kind == KindSet:
+	case seq == p.op.Seq && p.op.Kind == kindSet:
 		return c.duplicate(key, p, op, epoch)
 	}
 	return fmt.Errorf("%s: %q went back: set #%d arrived after %s", c.name, key, seq, p.op)
 }
 
 // Remove checks the arrival of a remove of key.
-func (c *OrderChecker) Remove(key string, epoch int) error {
+func (c *orderChecker) Remove(key string, epoch int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.updates++
@@ -75,17 +75,17 @@ func (c *OrderChecker) Remove(key string, epoch int) error {
 	// one was issued.
 	seq, ok := c.ledger.nextRemove(key, p.op.Seq)
 	if !ok {
-		if p.op.Kind == KindRemove {
+		if p.op.Kind == kindRemove {
 			return c.duplicate(key, p, p.op, epoch)
 		}
 		return fmt.Errorf("%s: remove of %q arrived after %s, but no remove of it was issued after that", c.name, key, p.op)
 	}
-	c.pos[key] = streamPos{op: Op{Seq: seq, Kind: KindRemove}, epoch: epoch}
+	c.pos[key] = streamPos{op: ledgerOp{Seq: seq, Kind: kindRemove}, epoch: epoch}
 	return nil
 }
 
 // duplicate handles write op arriving again; c.mu is held.
-func (c *OrderChecker) duplicate(key string, p streamPos, op Op, epoch int) error {
+func (c *orderChecker) duplicate(key string, p streamPos, op ledgerOp, epoch int) error {
 	if epoch > p.epoch {
 		c.duplicates++
 		if len(c.dupSamples) < 5 {
@@ -98,26 +98,26 @@ func (c *OrderChecker) duplicate(key string, p streamPos, op Op, epoch int) erro
 }
 
 // Clear checks the arrival of a clear: the storm never clears.
-func (c *OrderChecker) Clear() error {
+func (c *orderChecker) Clear() error {
 	return fmt.Errorf("%s: a clear arrived; the storm never clears", c.name)
 }
 
 // State returns the state the stream has left key in.
-func (c *OrderChecker) State(key string) State {
+func (c *orderChecker) State(key string) keyState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.pos[key].op.after()
 }
 
 // Counts returns the updates checked and the duplicates allowed so far.
-func (c *OrderChecker) Counts() (updates, duplicates int64) {
+func (c *orderChecker) Counts() (updates, duplicates int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.updates, c.duplicates
 }
 
 // DuplicateSamples describes the first few duplicates allowed.
-func (c *OrderChecker) DuplicateSamples() []string {
+func (c *orderChecker) DuplicateSamples() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.dupSamples)

@@ -6,21 +6,21 @@ import (
 )
 
 // history issues kinds for key in l and acknowledges them.
-func history(l *Ledger, key string, kinds ...Kind) {
+func history(l *ledger, key string, kinds ...opKind) {
 	for _, k := range kinds {
 		l.Ack(key, l.Issue(key, k))
 	}
 }
 
 func TestOrderInOrder(t *testing.T) {
-	l := NewLedger()
-	history(l, "a", KindSet, KindRemove, KindRemove, KindSet, KindSet)
-	c := NewOrderChecker("r1", l)
+	l := newLedger()
+	history(l, "a", kindSet, kindRemove, kindRemove, kindSet, kindSet)
+	c := newOrderChecker("r1", l)
 	for i, step := range []func() error{
-		func() error { return c.Set("a", Value("a", 1, 0), 1) },
+		func() error { return c.Set("a", valueOf("a", 1, 0), 1) },
 		func() error { return c.Remove("a", 1) },
-		func() error { return c.Remove("a", 1) },                // two issued removes
-		func() error { return c.Set("a", Value("a", 5, 0), 1) }, // 4 never arrived: fine
+		func() error { return c.Remove("a", 1) },                  // two issued removes
+		func() error { return c.Set("a", valueOf("a", 5, 0), 1) }, // 4 never arrived: fine
 	} {
 		if err := step(); err != nil {
 			t.Fatalf("step %d: %v", i, err)
@@ -36,35 +36,35 @@ func TestOrderInOrder(t *testing.T) {
 
 // TestOrderViolations are the cases that must fail.
 func TestOrderViolations(t *testing.T) {
-	l := NewLedger()
-	history(l, "a", KindSet, KindSet, KindRemove, KindSet)
+	l := newLedger()
+	history(l, "a", kindSet, kindSet, kindRemove, kindSet)
 	for _, tc := range []struct {
 		name  string
-		steps func(c *OrderChecker) error
+		steps func(c *orderChecker) error
 		want  string
 	}{
-		{"regression", func(c *OrderChecker) error {
-			c.Set("a", Value("a", 2, 0), 1)
-			return c.Set("a", Value("a", 1, 0), 1)
+		{"regression", func(c *orderChecker) error {
+			c.Set("a", valueOf("a", 2, 0), 1)
+			return c.Set("a", valueOf("a", 1, 0), 1)
 		}, "went back"},
-		{"set before the remove it follows", func(c *OrderChecker) error {
-			c.Set("a", Value("a", 4, 0), 1)
+		{"set before the remove it follows", func(c *orderChecker) error {
+			c.Set("a", valueOf("a", 4, 0), 1)
 			return c.Remove("a", 1)
 		}, "no remove of it was issued"},
-		{"applied twice without restart", func(c *OrderChecker) error {
-			c.Set("a", Value("a", 2, 0), 1)
-			return c.Set("a", Value("a", 2, 0), 1)
+		{"applied twice without restart", func(c *orderChecker) error {
+			c.Set("a", valueOf("a", 2, 0), 1)
+			return c.Set("a", valueOf("a", 2, 0), 1)
 		}, "applied twice"},
-		{"re-sent after a restart, but older", func(c *OrderChecker) error {
-			c.Set("a", Value("a", 2, 0), 1)
-			return c.Set("a", Value("a", 1, 0), 2)
+		{"re-sent after a restart, but older", func(c *orderChecker) error {
+			c.Set("a", valueOf("a", 2, 0), 1)
+			return c.Set("a", valueOf("a", 1, 0), 2)
 		}, "went back"},
-		{"never issued", func(c *OrderChecker) error { return c.Set("a", Value("a", 7, 0), 1) }, "never issued"},
-		{"a remove's number as a set", func(c *OrderChecker) error { return c.Set("a", Value("a", 3, 0), 1) }, "never issued"},
-		{"another key's value", func(c *OrderChecker) error { return c.Set("a", Value("b", 1, 0), 1) }, "not one the storm wrote"},
-		{"clear", func(c *OrderChecker) error { return c.Clear() }, "clear"},
+		{"never issued", func(c *orderChecker) error { return c.Set("a", valueOf("a", 7, 0), 1) }, "never issued"},
+		{"a remove's number as a set", func(c *orderChecker) error { return c.Set("a", valueOf("a", 3, 0), 1) }, "never issued"},
+		{"another key's value", func(c *orderChecker) error { return c.Set("a", valueOf("b", 1, 0), 1) }, "not one the storm wrote"},
+		{"clear", func(c *orderChecker) error { return c.Clear() }, "clear"},
 	} {
-		err := tc.steps(NewOrderChecker("r1", l))
+		err := tc.steps(newOrderChecker("r1", l))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an error with %q", tc.name, err, tc.want)
 		}
@@ -74,19 +74,19 @@ func TestOrderViolations(t *testing.T) {
 // TestOrderResendAfterRestart: the same value again from a later
 // incarnation is allowed and counted.
 func TestOrderResendAfterRestart(t *testing.T) {
-	l := NewLedger()
-	history(l, "a", KindSet, KindSet)
-	c := NewOrderChecker("r1", l)
-	if err := c.Set("a", Value("a", 2, 0), 1); err != nil {
+	l := newLedger()
+	history(l, "a", kindSet, kindSet)
+	c := newOrderChecker("r1", l)
+	if err := c.Set("a", valueOf("a", 2, 0), 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Set("a", Value("a", 2, 0), 2); err != nil {
+	if err := c.Set("a", valueOf("a", 2, 0), 2); err != nil {
 		t.Fatal(err)
 	}
 	if _, d := c.Counts(); d != 1 || len(c.DuplicateSamples()) != 1 {
 		t.Fatalf("duplicates %d %q", d, c.DuplicateSamples())
 	}
-	if err := c.Set("a", Value("a", 2, 0), 2); err == nil {
+	if err := c.Set("a", valueOf("a", 2, 0), 2); err == nil {
 		t.Fatal("a second re-send within the same incarnation passed")
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ktdproject/ktd/harness/childproc"
+	"github.com/ktdproject/ktd/harness/kit"
 	"github.com/ktdproject/ktd/internal/ktproto"
 )
 
@@ -27,24 +27,24 @@ func preloadKey(i int) string { return fmt.Sprintf("p%08d", i) }
 // every key; preloadKills times.
 func (r *run) preload(ctx context.Context) error {
 	n := r.cfg.Preload
-	port, err := childproc.FreePort()
+	port, err := kit.FreePort()
 	if err != nil {
 		return err
 	}
 	m := newNode("preload-master", r.cfg.KTD, filepath.Join(r.cfg.Dir, "preload"), port, "-le", "-sid", "1", "-ulog", "ulog", "db.kct")
-	if _, err := m.start(ctx, r.cfg.StartTimeout); err != nil {
+	if _, err := m.Start(ctx, r.cfg.StartTimeout); err != nil {
 		return err
 	}
-	defer m.stop()
-	fmt.Fprintf(r.cfg.Log, "preload: %d keys into %s\n", n, m.addr)
+	defer m.Stop(10 * time.Second)
+	fmt.Fprintf(r.cfg.Log, "preload: %d keys into %s\n", n, m.Addr)
 	t0 := time.Now()
-	if err := eachRange(ctx, m.addr, n, func(c *conn, lo, hi int) error {
+	if err := eachRange(ctx, m.Addr, n, func(c *kit.Conn, lo, hi int) error {
 		recs := make([]ktproto.BulkRecord, 0, hi-lo)
 		for i := lo; i < hi; i++ {
 			k := preloadKey(i)
-			recs = append(recs, ktproto.BulkRecord{Key: []byte(k), Value: []byte(Value(k, 1, 64)), XT: -ExpiryOf(1)})
+			recs = append(recs, ktproto.BulkRecord{Key: []byte(k), Value: []byte(valueOf(k, 1, 64)), XT: -expiryOf(1)})
 		}
-		got, err := c.setBulk(recs)
+		got, err := c.SetBulk(recs)
 		if err == nil && got != len(recs) {
 			err = fmt.Errorf("set_bulk of %d records answered %d", len(recs), got)
 		}
@@ -55,15 +55,15 @@ func (r *run) preload(ctx context.Context) error {
 	r.report.PreloadKeys, r.report.PreloadTime = n, time.Since(t0)
 
 	for i := range preloadKills {
-		m.kill()
-		took, err := m.start(ctx, r.cfg.StartTimeout)
+		m.Kill()
+		took, err := m.Start(ctx, r.cfg.StartTimeout)
 		if err != nil {
 			r.report.Violations = append(r.report.Violations, fmt.Sprintf("preload: the master does not serve after kill -9 at %d keys: %v", n, err))
 			return nil
 		}
 		r.report.PreloadRestarts = append(r.report.PreloadRestarts, took)
 		t0 := time.Now()
-		bad, err := checkPreload(ctx, m.addr, n)
+		bad, err := checkPreload(ctx, m.Addr, n)
 		if err != nil {
 			return fmt.Errorf("preload check: %w", err)
 		}
@@ -76,12 +76,12 @@ func (r *run) preload(ctx context.Context) error {
 			return nil
 		}
 	}
-	c, err := dial(ctx, m.addr, 30*time.Second)
+	c, err := kit.Dial(ctx, m.Addr, 30*time.Second, nil)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if code, st, err := c.rpc("status"); err != nil || code != 200 || st["count"] != strconv.Itoa(n) {
+	if code, st, err := c.Call("status"); err != nil || code != 200 || st["count"] != strconv.Itoa(n) {
 		r.report.Violations = append(r.report.Violations, fmt.Sprintf("preload: status after restart: %d %v count=%q, want %d", code, err, st["count"], n))
 	}
 	return nil
@@ -89,7 +89,7 @@ func (r *run) preload(ctx context.Context) error {
 
 // eachRange splits [0, n) into batches of 1000 and runs fn on each, over
 // preloadConns connections to addr; the first error stops it.
-func eachRange(ctx context.Context, addr string, n int, fn func(c *conn, lo, hi int) error) error {
+func eachRange(ctx context.Context, addr string, n int, fn func(c *kit.Conn, lo, hi int) error) error {
 	const batch = 1000
 	next := make(chan int)
 	errs := make(chan error, preloadConns)
@@ -98,7 +98,7 @@ func eachRange(ctx context.Context, addr string, n int, fn func(c *conn, lo, hi 
 	defer cancel()
 	for range preloadConns {
 		wg.Go(func() {
-			c, err := dial(ctx, addr, 60*time.Second)
+			c, err := kit.Dial(ctx, addr, 60*time.Second, nil)
 			if err != nil {
 				errs <- err
 				cancel()
@@ -137,21 +137,21 @@ feed:
 func checkPreload(ctx context.Context, addr string, n int) ([]string, error) {
 	var mu sync.Mutex
 	var bad []string
-	err := eachRange(ctx, addr, n, func(c *conn, lo, hi int) error {
+	err := eachRange(ctx, addr, n, func(c *kit.Conn, lo, hi int) error {
 		keys := make([]string, 0, hi-lo)
 		for i := lo; i < hi; i++ {
 			keys = append(keys, preloadKey(i))
 		}
-		recs, err := c.getBulk(keys)
+		recs, err := c.GetKeys(keys)
 		if err != nil {
 			return err
 		}
-		found := make(map[string]record, len(recs))
+		found := make(map[string]kit.Record, len(recs))
 		for _, rec := range recs {
-			found[string(rec.Key)] = record{value: string(rec.Value), xt: rec.XT}
+			found[string(rec.Key)] = kit.Record{Value: string(rec.Value), XT: rec.XT}
 		}
 		for _, k := range keys {
-			if s, err := stateOf(k, found); err != nil || s != (State{Present: true, Seq: 1}) {
+			if s, err := stateOf(k, found); err != nil || s != (keyState{Present: true, Seq: 1}) {
 				mu.Lock()
 				bad = append(bad, fmt.Sprintf("%s: %v %v", k, s, err))
 				mu.Unlock()

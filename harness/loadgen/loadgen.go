@@ -3,18 +3,16 @@
 package loadgen
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/ktdproject/ktd/harness/kit"
 	"github.com/ktdproject/ktd/internal/ktproto"
 )
 
@@ -76,10 +74,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	close(errs)
 	res := Result{Records: records.Load(), Requests: requests.Load(), Elapsed: time.Since(start)}
 	slices.Sort(lats)
-	if n := len(lats); n > 0 {
-		res.P50 = lats[n/2]
-		res.P99 = lats[n*99/100]
-	}
+	res.P50, res.P99 = kit.Quantile(lats, 0.5), kit.Quantile(lats, 0.99)
 	return res, errors.Join(drain(errs)...)
 }
 
@@ -92,60 +87,50 @@ func drain(ch chan error) []error {
 }
 
 func worker(ctx context.Context, cfg Config, seed uint64, records, requests *atomic.Int64) ([]time.Duration, error) {
-	nc, err := net.Dial("tcp", cfg.Addr)
+	c, err := dial(ctx, cfg.Addr)
 	if err != nil {
 		return nil, err
 	}
-	defer nc.Close()
-	go func() { <-ctx.Done(); nc.SetDeadline(time.Unix(1, 0)) }()
-	br := bufio.NewReaderSize(nc, 64<<10)
+	defer c.Close()
 	rng := rand.New(rand.NewPCG(seed, uint64(time.Now().UnixNano())))
 	value := make([]byte, cfg.VSize)
 	for i := range value {
 		value[i] = 'v'
 	}
 	recs := make([]ktproto.BulkRecord, cfg.Batch)
-	var buf []byte
 	var lats []time.Duration
 	for ctx.Err() == nil {
 		for i := range recs {
 			recs[i] = ktproto.BulkRecord{Key: fmt.Appendf(recs[i].Key[:0], "k%08d", rng.IntN(cfg.Keyspace)), Value: value, XT: 1<<63 - 1}
 		}
-		if cfg.Op == "set" {
-			buf = ktproto.AppendSetBulkRequest(buf[:0], 0, recs)
-		} else {
-			buf = ktproto.AppendKeyBulkRequest(buf[:0], ktproto.MagicGetBulk, 0, recs)
-		}
 		t0 := time.Now()
-		if _, err := nc.Write(buf); err != nil {
-			return lats, ignoreDone(ctx, err)
-		}
-		magic, err := br.ReadByte()
-		if err != nil {
-			return lats, ignoreDone(ctx, err)
-		}
 		var n int
-		switch magic {
-		case ktproto.MagicSetBulk:
-			var hdr [4]byte
-			if _, err := io.ReadFull(br, hdr[:]); err != nil {
-				return lats, ignoreDone(ctx, err)
-			}
-			n = int(uint32(hdr[0])<<24 | uint32(hdr[1])<<16 | uint32(hdr[2])<<8 | uint32(hdr[3]))
-		case ktproto.MagicGetBulk:
-			got, err := ktproto.ReadGetBulkReply(br)
-			if err != nil {
-				return lats, ignoreDone(ctx, err)
-			}
+		if cfg.Op == "set" {
+			n, err = c.SetBulk(recs)
+		} else {
+			var got []ktproto.BulkRecord
+			got, err = c.GetBulk(recs)
 			n = len(got)
-		default:
-			return lats, fmt.Errorf("loadgen: server answered magic %#x", magic)
+		}
+		if err != nil {
+			return lats, ignoreDone(ctx, fmt.Errorf("loadgen: %w", err))
 		}
 		lats = append(lats, time.Since(t0))
 		records.Add(int64(n))
 		requests.Add(1)
 	}
 	return lats, nil
+}
+
+// dial connects to addr (kit.Conn); the connection closes when ctx ends,
+// which ends a request in flight.
+func dial(ctx context.Context, addr string) (*kit.Conn, error) {
+	c, err := kit.Dial(ctx, addr, 24*time.Hour, nil)
+	if err != nil {
+		return nil, err
+	}
+	context.AfterFunc(ctx, func() { c.Close() })
+	return c, nil
 }
 
 func ignoreDone(ctx context.Context, err error) error {
@@ -159,14 +144,12 @@ func ignoreDone(ctx context.Context, err error) error {
 // letters (incompressible enough to be honest about memory and disk)
 // through binary set_bulk, batch records per request.
 func Preload(ctx context.Context, addr string, n, vsize, batch int) error {
-	nc, err := net.Dial("tcp", addr)
+	c, err := dial(ctx, addr)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	br := bufio.NewReader(nc)
+	defer c.Close()
 	rng := rand.New(rand.NewPCG(1, 2))
-	var buf []byte
 	for lo := 0; lo < n; lo += batch {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -179,16 +162,8 @@ func Preload(ctx context.Context, addr string, n, vsize, batch int) error {
 			}
 			recs = append(recs, ktproto.BulkRecord{Key: fmt.Appendf(nil, "k%08d", i), Value: value, XT: 1<<63 - 1})
 		}
-		buf = ktproto.AppendSetBulkRequest(buf[:0], 0, recs)
-		if _, err := nc.Write(buf); err != nil {
-			return err
-		}
-		var reply [5]byte
-		if _, err := io.ReadFull(br, reply[:]); err != nil {
-			return err
-		}
-		if reply[0] != ktproto.MagicSetBulk {
-			return fmt.Errorf("loadgen: preload answered magic %#x", reply[0])
+		if _, err := c.SetBulk(recs); err != nil {
+			return fmt.Errorf("loadgen: preload: %w", err)
 		}
 	}
 	return nil
@@ -230,16 +205,13 @@ func RunKTBulk(ctx context.Context, addr string, threads, rnum, bulk int) (KTBul
 }
 
 func ktBulkWorker(ctx context.Context, addr string, base, rnum, bulk int) error {
-	nc, err := net.Dial("tcp", addr)
+	c, err := dial(ctx, addr)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	br := bufio.NewReaderSize(nc, 4<<10)
+	defer c.Close()
 	keys := make([]byte, 0, 8*bulk)
 	recs := make([]ktproto.BulkRecord, 0, bulk)
-	var buf []byte
-	var reply [5]byte
 	for i := 1; i <= rnum; {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -251,15 +223,8 @@ func ktBulkWorker(ctx context.Context, addr string, base, rnum, bulk int) error 
 			k := keys[off:len(keys):len(keys)]
 			recs = append(recs, ktproto.BulkRecord{Key: k, Value: k, XT: 1<<63 - 1})
 		}
-		buf = ktproto.AppendSetBulkRequest(buf[:0], 0, recs)
-		if _, err := nc.Write(buf); err != nil {
-			return err
-		}
-		if _, err := io.ReadFull(br, reply[:]); err != nil {
-			return err
-		}
-		if reply[0] != ktproto.MagicSetBulk {
-			return fmt.Errorf("loadgen: set_bulk answered magic %#x", reply[0])
+		if _, err := c.SetBulk(recs); err != nil {
+			return fmt.Errorf("loadgen: set_bulk: %w", err)
 		}
 	}
 	return nil

@@ -179,7 +179,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: zones must be at least 1", ErrConfig)
 	}
 	if c.Scenario == nil {
-		sc, err := ParseScenario("default", DefaultScenario)
+		sc, err := parseScenario("default", DefaultScenario)
 		if err != nil {
 			return err
 		}

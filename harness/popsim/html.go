@@ -39,7 +39,7 @@ func LoadReport(path string) (*Report, error) {
 // the defaults) into the file at path.
 func WriteHTMLFile(path string, reps []*Report, labels []string) error {
 	var b bytes.Buffer
-	if err := RenderHTML(&b, reps, labels); err != nil {
+	if err := renderHTML(&b, reps, labels); err != nil {
 		return err
 	}
 	return os.WriteFile(path, b.Bytes(), 0o644)
@@ -94,9 +94,9 @@ type replicaRow struct {
 	Bad bool
 }
 
-// RenderHTML writes the HTML report of reps to w. labels name the runs
+// renderHTML writes the HTML report of reps to w. labels name the runs
 // (nil: topology and replica count, made unique).
-func RenderHTML(w io.Writer, reps []*Report, labels []string) error {
+func renderHTML(w io.Writer, reps []*Report, labels []string) error {
 	if len(reps) == 0 {
 		return fmt.Errorf("popsim: no report to render")
 	}

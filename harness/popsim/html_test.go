@@ -73,7 +73,7 @@ func svgs(t *testing.T, page string) []string {
 func TestRenderHTML_Single(t *testing.T) {
 	r := fakeReport("flat", 5, 1)
 	var b bytes.Buffer
-	if err := RenderHTML(&b, []*Report{r}, nil); err != nil {
+	if err := renderHTML(&b, []*Report{r}, nil); err != nil {
 		t.Fatal(err)
 	}
 	page := b.String()
@@ -123,7 +123,7 @@ func TestRenderHTML_Compare(t *testing.T) {
 	a, b := fakeReport("flat", 3, 1), fakeReport("tree", 4, 3)
 	b.Relays = 2
 	var buf bytes.Buffer
-	if err := RenderHTML(&buf, []*Report{a, b}, []string{"", "tree run"}); err != nil {
+	if err := renderHTML(&buf, []*Report{a, b}, []string{"", "tree run"}); err != nil {
 		t.Fatal(err)
 	}
 	page := buf.String()
@@ -147,7 +147,7 @@ func TestRenderHTML_Compare(t *testing.T) {
 func TestRenderHTML_Empty(t *testing.T) {
 	r := &Report{Topology: "flat", Replicas: 1, PerReplica: []ReplicaReport{{Name: "replica-1"}}}
 	var b bytes.Buffer
-	if err := RenderHTML(&b, []*Report{r}, nil); err != nil {
+	if err := renderHTML(&b, []*Report{r}, nil); err != nil {
 		t.Fatal(err)
 	}
 	svgs(t, b.String())

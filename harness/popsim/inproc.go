@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ktdproject/ktd/harness/kit"
 	"github.com/ktdproject/ktd/ktserver"
 )
 
@@ -97,7 +98,7 @@ func (n *node) startInProc(ctx context.Context) error {
 			logf.Close()
 			return fmt.Errorf("start %s: %w", n.name, err)
 		}
-		sleepCtx(ctx, 20*time.Millisecond)
+		kit.Sleep(ctx, 20*time.Millisecond)
 	}
 	exited := make(chan struct{})
 	go func() {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/ktdproject/ktd/harness/tlsfiles"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,7 +12,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ktdproject/ktd/harness/childproc"
+	"github.com/ktdproject/ktd/harness/tlsfiles"
+
+	"github.com/ktdproject/ktd/harness/kit"
 )
 
 // sim is one run in progress.
@@ -56,7 +57,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	bin := "ktd in-process (ktserver.New)"
 	if !cfg.InProcess {
 		var err error
-		if bin, err = findBinary(cfg.KTD); err != nil {
+		if bin, err = kit.FindBinary(cfg.KTD); err != nil {
 			return nil, err
 		}
 	}
@@ -185,7 +186,7 @@ func (s *sim) build(dir string) error {
 				return nil, err
 			}
 			port = ln.Addr().(*net.TCPAddr).Port
-		} else if port, err = childproc.FreePort(); err != nil {
+		} else if port, err = kit.FreePort(); err != nil {
 			return nil, err
 		}
 		n := &node{name: name, role: role, sid: sid, upstream: up, dir: filepath.Join(dir, name),
@@ -196,7 +197,7 @@ func (s *sim) build(dir string) error {
 			n.tls = s.tls
 		}
 		if up != nil && (!s.cfg.InProcess || netFault[name]) {
-			if n.proxy, err = NewProxy(up.addr); err != nil {
+			if n.proxy, err = newProxy(up.addr); err != nil {
 				return nil, err
 			}
 		}
@@ -256,7 +257,7 @@ func (s *sim) attach(ctx context.Context) error {
 		s.streams[n.name] = st
 		ready := make(chan struct{})
 		var once sync.Once
-		go observe(ctx, n.addr, st, func() { once.Do(func() { close(ready) }) })
+		go observe(ctx, n.addr, n.clientTLS(), st, func() { once.Do(func() { close(ready) }) })
 		if s.late[n.name] {
 			continue
 		}
@@ -354,7 +355,7 @@ func (s *sim) schedule(ctx context.Context) {
 	slices.SortStableFunc(acts, func(a, b action) int { return int(a.at - b.at) })
 	start := s.reg.start.Add(time.Duration(s.writeStart))
 	for _, a := range acts {
-		sleepCtx(ctx, time.Until(start.Add(a.at)))
+		kit.Sleep(ctx, time.Until(start.Add(a.at)))
 		if ctx.Err() != nil {
 			return
 		}
@@ -469,7 +470,7 @@ func (s *sim) drain(ctx context.Context) bool {
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return false
 		}
-		sleepCtx(ctx, 50*time.Millisecond)
+		kit.Sleep(ctx, 50*time.Millisecond)
 	}
 }
 

@@ -31,7 +31,7 @@ func buildKTD(t *testing.T) string {
 // each cheap kind and checks convergence, order and the JSON report.
 func TestRun_ShortScenario(t *testing.T) {
 	bin := buildKTD(t)
-	sc, err := ParseScenario("short", `
+	sc, err := parseScenario("short", `
 at 1s kill replica-1 for 1.5s
 at 2s partition replica-2 for 1.5s
 at 3s latency replica-3 100ms for 1.5s
@@ -151,7 +151,7 @@ func checkHTML(t *testing.T, path string, rep *Report) {
 // speak TLS to it, and everything still converges.
 func TestRun_TLS(t *testing.T) {
 	bin := buildKTD(t)
-	sc, err := ParseScenario("tls", `
+	sc, err := parseScenario("tls", `
 at 1s kill replica-1 for 1s
 at 1.5s partition replica-2 for 1s
 `)
@@ -194,7 +194,7 @@ func TestRun_InProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs 21 servers for 5 s; skipped with -short")
 	}
-	sc, err := ParseScenario("inprocess", `
+	sc, err := parseScenario("inprocess", `
 at 1s kill replica-1 for 1s
 at 1.5s partition replica-2 for 1s
 at 2s start-late replica-3

@@ -8,12 +8,12 @@ import (
 	"time"
 )
 
-// Proxy is an in-process TCP proxy on loopback in front of one replica's
+// proxy is an in-process TCP proxy on loopback in front of one replica's
 // link to its upstream: the replica's -mhost/-mport point at it, and it
 // forwards every connection to the upstream's address. It can stall the
 // link (partition), delay every byte, and cap the bandwidth, each way.
 // All methods are safe for concurrent use.
-type Proxy struct {
+type proxy struct {
 	ln     net.Listener
 	target string
 
@@ -42,41 +42,41 @@ const (
 	queueLen  = 64
 )
 
-// NewProxy listens on a free loopback port and forwards each accepted
+// newProxy listens on a free loopback port and forwards each accepted
 // connection to target. Close stops it.
-func NewProxy(target string) (*Proxy, error) {
+func newProxy(target string) (*proxy, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p := &proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
 	p.st.changed = make(chan struct{})
 	p.wg.Go(p.accept)
 	return p, nil
 }
 
 // Addr is the proxy's listen address.
-func (p *Proxy) Addr() *net.TCPAddr { return p.ln.Addr().(*net.TCPAddr) }
+func (p *proxy) Addr() *net.TCPAddr { return p.ln.Addr().(*net.TCPAddr) }
 
 // SetPartition stalls (true) or resumes (false) the link: while stalled no
 // byte passes either way and new connections hang after their accept, as
 // over a network that drops every packet; TCP connections survive a short
 // partition, as they would.
-func (p *Proxy) SetPartition(on bool) { p.update(func(s *linkState) { s.partitioned = on }) }
+func (p *proxy) SetPartition(on bool) { p.update(func(s *linkState) { s.partitioned = on }) }
 
 // SetDelay adds d to the time every byte takes, each way (0 removes it).
-func (p *Proxy) SetDelay(d time.Duration) { p.update(func(s *linkState) { s.delay = d }) }
+func (p *proxy) SetDelay(d time.Duration) { p.update(func(s *linkState) { s.delay = d }) }
 
 // SetBandwidth caps the link at bps bytes per second each way (0 removes
 // the cap).
-func (p *Proxy) SetBandwidth(bps int64) { p.update(func(s *linkState) { s.bps = bps }) }
+func (p *proxy) SetBandwidth(bps int64) { p.update(func(s *linkState) { s.bps = bps }) }
 
 // Clear removes every fault.
-func (p *Proxy) Clear() {
+func (p *proxy) Clear() {
 	p.update(func(s *linkState) { s.partitioned, s.delay, s.bps = false, 0, 0 })
 }
 
-func (p *Proxy) update(fn func(*linkState)) {
+func (p *proxy) update(fn func(*linkState)) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	fn(&p.st)
@@ -84,7 +84,7 @@ func (p *Proxy) update(fn func(*linkState)) {
 	p.st.changed = make(chan struct{})
 }
 
-func (p *Proxy) state() linkState {
+func (p *proxy) state() linkState {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.st
@@ -92,7 +92,7 @@ func (p *Proxy) state() linkState {
 
 // Close stops listening, closes every connection and waits for the
 // proxy's goroutines. It is safe to call more than once.
-func (p *Proxy) Close() error {
+func (p *proxy) Close() error {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -111,7 +111,7 @@ func (p *Proxy) Close() error {
 
 // track registers c so that Close closes it; it reports false (and closes
 // c) when the proxy is already closed.
-func (p *Proxy) track(c net.Conn) bool {
+func (p *proxy) track(c net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -122,14 +122,14 @@ func (p *Proxy) track(c net.Conn) bool {
 	return true
 }
 
-func (p *Proxy) untrack(c net.Conn) {
+func (p *proxy) untrack(c net.Conn) {
 	p.mu.Lock()
 	delete(p.conns, c)
 	p.mu.Unlock()
 	c.Close()
 }
 
-func (p *Proxy) accept() {
+func (p *proxy) accept() {
 	for {
 		c, err := p.ln.Accept()
 		if err != nil {
@@ -144,7 +144,7 @@ func (p *Proxy) accept() {
 
 // serve connects c to the target. A refused dial closes c at once, as a
 // refused connection would look to the replica.
-func (p *Proxy) serve(c net.Conn) {
+func (p *proxy) serve(c net.Conn) {
 	defer p.untrack(c)
 	stop := make(chan struct{})
 	var once sync.Once
@@ -180,7 +180,7 @@ func (p *Proxy) serve(c net.Conn) {
 
 // waitOpen waits while the link is partitioned; false when done closes or
 // the proxy closes.
-func (p *Proxy) waitOpen(done <-chan struct{}) bool {
+func (p *proxy) waitOpen(done <-chan struct{}) bool {
 	for {
 		p.mu.Lock()
 		st, closed := p.st, p.closed
@@ -207,7 +207,7 @@ type chunk struct {
 // pipe copies src to dst through a queue, applying the link's faults,
 // until either side fails. The reader stops reading while the link is
 // partitioned, so a stalled link pushes back on the sender.
-func (p *Proxy) pipe(dst, src net.Conn, done <-chan struct{}) {
+func (p *proxy) pipe(dst, src net.Conn, done <-chan struct{}) {
 	q := make(chan chunk, queueLen)
 	quit := make(chan struct{})
 	var wg sync.WaitGroup
@@ -248,7 +248,7 @@ var errStopped = errors.New("popsim: proxy connection stopped")
 
 // deliver writes one chunk once it is due, the link is open, and, under a
 // bandwidth cap, in pieces no faster than the cap.
-func (p *Proxy) deliver(dst io.Writer, c chunk, next *time.Time, done <-chan struct{}) error {
+func (p *proxy) deliver(dst io.Writer, c chunk, next *time.Time, done <-chan struct{}) error {
 	if err := sleepUntil(c.due, done); err != nil {
 		return err
 	}

@@ -31,9 +31,9 @@ func echoServer(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func startProxy(t *testing.T) (*Proxy, net.Conn) {
+func startProxy(t *testing.T) (*proxy, net.Conn) {
 	t.Helper()
-	p, err := NewProxy(echoServer(t))
+	p, err := newProxy(echoServer(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestProxy_UpstreamDown(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now
-	p, err := NewProxy(addr)
+	p, err := newProxy(addr)
 	if err != nil {
 		t.Fatal(err)
 	}

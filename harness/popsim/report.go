@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/ktdproject/ktd/harness/kit"
 )
 
 // Report is the JSON report (field names are a contract with the HTML
@@ -230,7 +232,7 @@ func (s *sim) report(writeEnd int64, v *verification) *Report {
 		rr := ReplicaReport{
 			Name: n.name, Role: n.role, Upstream: n.upstream.name,
 			LatencyMS: quantiles(out), InFaultsMS: quantiles(in),
-			CPUS: round(cpu, 2), RSSBytes: rss, Starts: n.starts,
+			CPUS: round(cpu, 2), RSSBytes: rss, Starts: n.epoch(),
 			Records: st.records, Unmatched: st.unmatched, Clears: st.clears, NotSeen: notSeen,
 			OrderViolations: st.violations, Violations: slices.Clone(st.violationText),
 			Digest: v.digests[n.name], DigestOK: v.digestOK[n.name],
@@ -305,14 +307,8 @@ func quantiles(xs []float64) Quantiles {
 		return Quantiles{}
 	}
 	slices.Sort(xs)
-	return Quantiles{P50: round(quantile(xs, 0.50), 3), P90: round(quantile(xs, 0.90), 3),
-		P99: round(quantile(xs, 0.99), 3), Max: round(xs[len(xs)-1], 3), N: len(xs)}
-}
-
-// quantile is the nearest-rank quantile of sorted xs.
-func quantile(sorted []float64, q float64) float64 {
-	i := int(math.Ceil(q*float64(len(sorted)))) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
+	return Quantiles{P50: round(kit.Quantile(xs, 0.50), 3), P90: round(kit.Quantile(xs, 0.90), 3),
+		P99: round(kit.Quantile(xs, 0.99), 3), Max: round(xs[len(xs)-1], 3), N: len(xs)}
 }
 
 // cdf returns [ms, fraction] points of sorted xs: every percent, then the
@@ -328,7 +324,7 @@ func cdf(sorted []float64) [][2]float64 {
 	}
 	fr = append(fr, 0.995, 0.999, 0.9999, 1)
 	for _, f := range fr {
-		out = append(out, [2]float64{round(quantile(sorted, f), 3), f})
+		out = append(out, [2]float64{round(kit.Quantile(sorted, f), 3), f})
 	}
 	return out
 }

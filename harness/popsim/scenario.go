@@ -78,9 +78,9 @@ at 40s kill master for 2s
 at 46s kill relay-1 for 5s
 `
 
-// ParseScenario parses the text of a scenario. Every error names the line
+// parseScenario parses the text of a scenario. Every error names the line
 // and says what was expected.
-func ParseScenario(name, text string) (*Scenario, error) {
+func parseScenario(name, text string) (*Scenario, error) {
 	sc := &Scenario{Name: name}
 	n := 0
 	for line := range strings.SplitSeq(text, "\n") {
@@ -383,5 +383,5 @@ func LoadScenario(path string) (*Scenario, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ParseScenario(path, string(text))
+	return parseScenario(path, string(text))
 }

@@ -8,7 +8,7 @@ import (
 )
 
 func TestParseScenario(t *testing.T) {
-	sc, err := ParseScenario("t", `
+	sc, err := parseScenario("t", `
 # a comment
 at 10s kill replica-3; at 15s restart replica-3
 at 20s partition replica-5 for 5s   # trailing comment
@@ -92,7 +92,7 @@ func TestParseScenario_Errors(t *testing.T) {
 		{"at 1s kill replica-1 for 1s\nat 2s kill replica-2 soon", "item 2"},
 	} {
 		t.Run(tc.text, func(t *testing.T) {
-			_, err := ParseScenario("t", tc.text)
+			_, err := parseScenario("t", tc.text)
 			if err == nil {
 				t.Fatalf("no error, want one containing %q", tc.want)
 			}
@@ -117,7 +117,7 @@ func TestScenario_Validate(t *testing.T) {
 		{"at 2s start-late replica-1\nat 3s start-late replica-1", "already starts late"},
 	} {
 		t.Run(tc.text, func(t *testing.T) {
-			sc, err := ParseScenario("t", tc.text)
+			sc, err := parseScenario("t", tc.text)
 			if err != nil {
 				t.Fatal(err)
 			}

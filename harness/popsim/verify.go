@@ -2,14 +2,14 @@ package popsim
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ktdproject/ktd/harness/kit"
 )
 
 // verification is the outcome of the final checks.
@@ -45,7 +45,7 @@ func (s *sim) verify(ctx context.Context, drained bool) *verification {
 		}
 	}
 
-	scans := make(map[string]map[string]record, len(s.nodes))
+	scans := make(map[string]map[string]kit.Record, len(s.nodes))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	// At most 16 scans at once: hundreds at once (in-process) time out
@@ -55,7 +55,7 @@ func (s *sim) verify(ctx context.Context, drained bool) *verification {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			recs, err := scanAll(ctx, n.addr, keyPrefix, n.clientTLS())
+			recs, err := kit.Scan(ctx, n.addr, keyPrefix, n.clientTLS())
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -71,7 +71,7 @@ func (s *sim) verify(ctx context.Context, drained bool) *verification {
 	master, ok := scans["master"]
 	if ok {
 		v.records = len(master)
-		v.digests["master"] = digest(master)
+		v.digests["master"] = kit.Digest(master)
 		v.problems = append(v.problems, s.checkModel(master, scanTime)...)
 	}
 	for _, n := range s.nodes[1:] {
@@ -79,7 +79,7 @@ func (s *sim) verify(ctx context.Context, drained bool) *verification {
 		if !ok {
 			continue
 		}
-		v.digests[n.name] = digest(recs)
+		v.digests[n.name] = kit.Digest(recs)
 		v.digestOK[n.name] = master != nil && v.digests[n.name] == v.digests["master"]
 		if master != nil && !v.digestOK[n.name] {
 			v.problems = append(v.problems, diffRecords(n.name, master, recs)...)
@@ -97,47 +97,24 @@ func (s *sim) verify(ctx context.Context, drained bool) *verification {
 	return v
 }
 
-// digest is a SHA-256 over every record in key order: key, value and
-// expiry time.
-func digest(recs map[string]record) string {
-	keys := make([]string, 0, len(recs))
-	for k := range recs {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	h := sha256.New()
-	var b []byte
-	for _, k := range keys {
-		r := recs[k]
-		b = append(b[:0], k...)
-		b = append(b, 0)
-		b = append(b, r.value...)
-		b = append(b, 0)
-		b = strconv.AppendInt(b, r.xt, 10)
-		b = append(b, '\n')
-		h.Write(b)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 // describe shows a record briefly: its sequence number and expiry.
-func describe(r record, ok bool) string {
+func describe(r kit.Record, ok bool) string {
 	if !ok {
 		return "absent"
 	}
-	seq, sok := valueSeq([]byte(r.value))
+	seq, sok := valueSeq([]byte(r.Value))
 	xt := "no xt"
-	if r.xt != xtNone {
-		xt = "xt " + strconv.FormatInt(r.xt, 10)
+	if r.XT != kit.XTNone {
+		xt = "xt " + strconv.FormatInt(r.XT, 10)
 	}
 	if !sok {
-		return fmt.Sprintf("foreign value %.20q (%s)", r.value, xt)
+		return fmt.Sprintf("foreign value %.20q (%s)", r.Value, xt)
 	}
 	return fmt.Sprintf("seq %d (%s)", seq, xt)
 }
 
 // diffRecords lists how a replica's records differ from the master's.
-func diffRecords(name string, master, replica map[string]record) []string {
+func diffRecords(name string, master, replica map[string]kit.Record) []string {
 	var keys []string
 	for k, m := range master {
 		if r, ok := replica[k]; !ok || r != m {
@@ -164,14 +141,14 @@ func diffRecords(name string, master, replica map[string]record) []string {
 type expected struct {
 	present bool
 	seq     int32
-	xt      int64 // xtNone when none
+	xt      int64 // kit.XTNone when none
 }
 
 // checkModel checks that the master holds, for every key, the state its
 // last acknowledged write left — or the state of a later write whose fate
 // is unknown (no answer arrived). Records that expire within a second of
 // the scan may be either present or absent.
-func (s *sim) checkModel(master map[string]record, scanTime int64) []string {
+func (s *sim) checkModel(master map[string]kit.Record, scanTime int64) []string {
 	s.reg.mu.RLock()
 	defer s.reg.mu.RUnlock()
 	var problems []string
@@ -191,7 +168,7 @@ func (s *sim) checkModel(master map[string]record, scanTime int64) []string {
 			case opRemove:
 				cands = append(cands, expected{})
 			case opSet:
-				cands = append(cands, expected{present: true, seq: w.seq, xt: xtNone})
+				cands = append(cands, expected{present: true, seq: w.seq, xt: kit.XTNone})
 			case opSetXT:
 				if w.xt > scanTime+1 {
 					cands = append(cands, expected{present: true, seq: w.seq, xt: w.xt})
@@ -217,9 +194,9 @@ func (s *sim) checkModel(master map[string]record, scanTime int64) []string {
 		got, ok := master[name]
 		var g expected
 		if ok {
-			seq, sok := valueSeq([]byte(got.value))
-			g = expected{present: true, seq: seq, xt: got.xt}
-			if !sok || got.value != value(name, seq) {
+			seq, sok := valueSeq([]byte(got.Value))
+			g = expected{present: true, seq: seq, xt: got.XT}
+			if !sok || got.Value != value(name, seq) {
 				g.seq = -1 // not a value popsim wrote
 			}
 		}

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/ktdproject/ktd/harness/kit"
 )
 
 // ruleKeys returns the key space: rule:<zone>:<id>, n keys spread over
@@ -126,10 +128,10 @@ func (w *workload) writer(ctx context.Context, idx int) {
 	}
 	state := make([]keyState, len(own))
 	rng := rand.New(rand.NewPCG(w.seed, uint64(idx)))
-	var hc *httpConn
+	var hc *kit.Conn
 	defer func() {
 		if hc != nil {
-			hc.nc.Close()
+			hc.Close()
 		}
 	}()
 	var req []byte
@@ -138,34 +140,34 @@ func (w *workload) writer(ctx context.Context, idx int) {
 	// not sent).
 	send := func(li int, kind uint8, xt int64) {
 		for hc == nil {
-			nc, err := dial(ctx, w.addr, w.tls)
+			c, err := kit.Dial(ctx, w.addr, requestTimeout, w.tls)
 			if err != nil {
 				w.notSent.Add(1)
 				w.lastError.Store(err.Error())
-				sleepCtx(ctx, 20*time.Millisecond)
+				kit.Sleep(ctx, 20*time.Millisecond)
 				return
 			}
-			hc = newHTTPConn(nc)
+			hc = c
 		}
 		key := own[li]
 		name := w.reg.keys[key]
 		id, seq := w.reg.register(key, kind, xt)
 		switch kind {
 		case opSet:
-			req = appendRPC(req[:0], w.addr, "set", "key", name, "value", value(name, seq))
+			req = kit.AppendPost(req[:0], w.addr, "set", "key", name, "value", value(name, seq))
 		case opSetXT:
-			req = appendRPC(req[:0], w.addr, "set", "key", name, "value", value(name, seq), "xt", strconv.FormatInt(-xt, 10))
+			req = kit.AppendPost(req[:0], w.addr, "set", "key", name, "value", value(name, seq), "xt", strconv.FormatInt(-xt, 10))
 		case opRemove:
-			req = appendRPC(req[:0], w.addr, "remove", "key", name)
+			req = kit.AppendPost(req[:0], w.addr, "remove", "key", name)
 		}
-		code, body, err := hc.do(req)
+		code, body, err := hc.Do(req)
 		st := &state[li]
 		switch {
 		case err != nil:
 			w.reg.settle(id, stFailed)
 			w.failed.Add(1)
 			w.lastError.Store(err.Error())
-			hc.nc.Close()
+			hc.Close()
 			hc = nil
 			st.unknown = true
 			return

@@ -11,28 +11,27 @@
 package replbench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/ktdproject/ktd/harness/kit"
 	"github.com/ktdproject/ktd/harness/loadgen"
 	"github.com/ktdproject/ktd/internal/ktproto"
 )
 
-// DrainTimeout is how long MeasureLag keeps polling the slave after the last
+// drainTimeout is how long MeasureLag keeps polling the slave after the last
 // write before it counts the keys still unseen as missing.
-var DrainTimeout = 10 * time.Second
+var drainTimeout = 10 * time.Second
 
-// Window is the most keys one poll of the slave asks for.
-var Window = 128
+// pollWindow is the most keys one poll of the slave asks for.
+var pollWindow = 128
 
 // LagConfig describes one replication-lag run.
 type LagConfig struct {
@@ -48,7 +47,7 @@ type LagResult struct {
 	Count              int           // writes acknowledged by the master and seen on the slave
 	P50, P90, P99, Max time.Duration // master acknowledgement -> readable on the slave
 	Rate               float64       // achieved write rate, acknowledged writes per second
-	Missing            int           // acknowledged writes never seen on the slave within DrainTimeout
+	Missing            int           // acknowledged writes never seen on the slave within drainTimeout
 	WriteP50, WriteP99 time.Duration // master set latency, request to acknowledgement
 	Polls              int           // get_bulk round trips to the slave
 	PollAvg            time.Duration // average get_bulk round trip (the lag's resolution)
@@ -74,7 +73,7 @@ type ack struct {
 // sends at once, and writing stops at twice the duration even if writes are
 // still planned. Keys are "lag/<run>/<n>" with a fresh run id, so runs never
 // see each other's keys. Before measuring, one marker write must reach the
-// slave (within BarrierTimeout), so that a slave still working off an
+// slave (within barrierTimeout), so that a slave still working off an
 // earlier backlog does not inflate the figures.
 func MeasureLag(ctx context.Context, cfg LagConfig) (LagResult, error) {
 	if cfg.Rate <= 0 {
@@ -103,17 +102,12 @@ func MeasureLag(ctx context.Context, cfg LagConfig) (LagResult, error) {
 		masters[i] = c
 	}
 	defer closeAll(masters)
-	var d net.Dialer
-	snc, err := d.DialContext(ctx, "tcp", cfg.Slave)
+	sc, err := dialHTTP(ctx, cfg.Slave)
 	if err != nil {
 		return LagResult{}, err
 	}
-	defer snc.Close()
-	stopSlave := context.AfterFunc(ctx, func() { snc.SetDeadline(time.Unix(1, 0)) })
-	defer stopSlave()
-
-	sbr := bufio.NewReaderSize(snc, 256<<10)
-	if err := barrier(ctx, masters[0], snc, sbr, run); err != nil {
+	defer sc.close()
+	if err := barrier(ctx, masters[0], sc, run); err != nil {
 		return LagResult{}, err
 	}
 
@@ -146,15 +140,15 @@ func MeasureLag(ctx context.Context, cfg LagConfig) (LagResult, error) {
 		close(writersDone)
 	}()
 
-	res, perr := poll(ctx, snc, sbr, cfg, run, q, writersDone)
+	res, perr := poll(ctx, sc, cfg, run, q, writersDone)
 	if perr != nil {
 		cancel()
 	}
 	<-writersDone
 	if len(writeLats) > 0 {
 		slices.Sort(writeLats)
-		res.WriteP50 = quantile(writeLats, 0.50)
-		res.WriteP99 = quantile(writeLats, 0.99)
+		res.WriteP50 = kit.Quantile(writeLats, 0.50)
+		res.WriteP99 = kit.Quantile(writeLats, 0.99)
 	}
 	res.Rate = float64(len(writeLats)) / writeElapsed.Seconds()
 	if err := errors.Join(writeErrs...); err != nil {
@@ -211,9 +205,9 @@ func writer(ctx context.Context, mc *httpConn, cfg LagConfig, run string, w, tot
 			return lats, nil
 		}
 		body = appendValue(body[:0], n, cfg.VSize)
-		req = appendSetRequest(req[:0], mc.addr, lagKey(run, n), body)
+		req = appendSetRequest(req[:0], mc.Addr(), lagKey(run, n), body)
 		t0 := time.Now()
-		code, rbody, err := mc.do(req)
+		code, rbody, err := mc.Do(req)
 		if err != nil {
 			if ctx.Err() != nil {
 				return lats, nil
@@ -231,12 +225,12 @@ func writer(ctx context.Context, mc *httpConn, cfg LagConfig, run string, w, tot
 }
 
 // poll watches the slave for every acknowledged key until the writers are
-// done and nothing is pending, or DrainTimeout after the writers finished.
+// done and nothing is pending, or drainTimeout after the writers finished.
 // Each get_bulk asks for the oldest Window keys still unseen: the slave
 // applies writes in the master's order, so newer keys are rarely visible
 // before older ones, and a slave that falls behind is not also buried under
 // ever larger polls.
-func poll(ctx context.Context, nc net.Conn, br *bufio.Reader, cfg LagConfig, run string, q *ackQueue, writersDone <-chan struct{}) (LagResult, error) {
+func poll(ctx context.Context, sc *httpConn, cfg LagConfig, run string, q *ackQueue, writersDone <-chan struct{}) (LagResult, error) {
 	var (
 		res      LagResult
 		lags     []time.Duration
@@ -260,7 +254,7 @@ loop:
 			select {
 			case <-q.wake:
 			case <-done:
-				done, drainEnd = nil, time.Now().Add(DrainTimeout)
+				done, drainEnd = nil, time.Now().Add(drainTimeout)
 			case <-ctx.Done():
 				break loop
 			}
@@ -269,7 +263,7 @@ loop:
 		if done != nil {
 			select {
 			case <-done:
-				done, drainEnd = nil, time.Now().Add(DrainTimeout)
+				done, drainEnd = nil, time.Now().Add(drainTimeout)
 			default:
 			}
 		} else if time.Now().After(drainEnd) {
@@ -288,14 +282,14 @@ loop:
 			k := lagKey(run, a.n)
 			asked[string(k)] = a
 			recs = append(recs, ktproto.BulkRecord{Key: k})
-			if len(recs) == Window {
+			if len(recs) == pollWindow {
 				break
 			}
 		}
 		t0 := time.Now()
 		var got []ktproto.BulkRecord
 		var err error
-		if buf, got, err = getBulk(nc, br, buf, recs); err != nil {
+		if buf, got, err = getBulk(sc, buf, recs); err != nil {
 			return res, ignoreDone(ctx, err)
 		}
 		now := time.Now()
@@ -325,43 +319,43 @@ loop:
 	}
 	if len(lags) > 0 {
 		slices.Sort(lags)
-		res.P50 = quantile(lags, 0.50)
-		res.P90 = quantile(lags, 0.90)
-		res.P99 = quantile(lags, 0.99)
+		res.P50 = kit.Quantile(lags, 0.50)
+		res.P90 = kit.Quantile(lags, 0.90)
+		res.P99 = kit.Quantile(lags, 0.99)
 		res.Max = lags[len(lags)-1]
 	}
 	return res, nil
 }
 
-// BarrierTimeout bounds how long MeasureLag waits, before measuring, for a
+// barrierTimeout bounds how long MeasureLag waits, before measuring, for a
 // marker written on the master to appear on the slave: a slave still
 // catching up with earlier writes would otherwise add its backlog to every
 // figure, and a slave that does not replicate at all is an error up front.
-var BarrierTimeout = time.Minute
+var barrierTimeout = time.Minute
 
-func barrier(ctx context.Context, mc *httpConn, snc net.Conn, sbr *bufio.Reader, run string) error {
+func barrier(ctx context.Context, mc *httpConn, sc *httpConn, run string) error {
 	key := []byte("lag/" + run + "/start")
-	code, body, err := mc.do(appendSetRequest(nil, mc.addr, key, []byte("start")))
+	code, body, err := mc.Do(appendSetRequest(nil, mc.Addr(), key, []byte("start")))
 	if err != nil {
 		return fmt.Errorf("replbench: set on master: %w", err)
 	}
 	if code != 200 {
 		return fmt.Errorf("replbench: set on master answered %d: %q", code, body)
 	}
-	deadline := time.Now().Add(BarrierTimeout)
+	deadline := time.Now().Add(barrierTimeout)
 	var buf []byte
 	for {
 		var got []ktproto.BulkRecord
-		if buf, got, err = getBulk(snc, sbr, buf, []ktproto.BulkRecord{{Key: key}}); err != nil {
+		if buf, got, err = getBulk(sc, buf, []ktproto.BulkRecord{{Key: key}}); err != nil {
 			return err
 		}
 		if len(got) > 0 {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("replbench: a write on the master did not reach the slave within %v: is it replicating (and caught up)?", BarrierTimeout)
+			return fmt.Errorf("replbench: a write on the master did not reach the slave within %v: is it replicating (and caught up)?", barrierTimeout)
 		}
-		sleep(ctx, time.Millisecond)
+		kit.Sleep(ctx, time.Millisecond)
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -378,19 +372,8 @@ func appendSetRequest(dst []byte, host string, key, value []byte) []byte {
 
 // getBulk sends one binary get_bulk of recs' keys (database 0) and reads the
 // reply; buf is the request buffer, returned for reuse.
-func getBulk(nc net.Conn, br *bufio.Reader, buf []byte, recs []ktproto.BulkRecord) ([]byte, []ktproto.BulkRecord, error) {
-	buf = ktproto.AppendKeyBulkRequest(buf[:0], ktproto.MagicGetBulk, 0, recs)
-	if _, err := nc.Write(buf); err != nil {
-		return buf, nil, fmt.Errorf("replbench: get_bulk on slave: %w", err)
-	}
-	magic, err := br.ReadByte()
-	if err != nil {
-		return buf, nil, fmt.Errorf("replbench: get_bulk on slave: %w", err)
-	}
-	if magic != ktproto.MagicGetBulk {
-		return buf, nil, fmt.Errorf("replbench: slave answered get_bulk with magic %#x", magic)
-	}
-	got, err := ktproto.ReadGetBulkReply(br)
+func getBulk(sc *httpConn, buf []byte, recs []ktproto.BulkRecord) ([]byte, []ktproto.BulkRecord, error) {
+	got, err := sc.GetBulk(recs)
 	if err != nil {
 		return buf, nil, fmt.Errorf("replbench: get_bulk on slave: %w", err)
 	}
@@ -415,10 +398,6 @@ func appendValue(dst []byte, n, vsize int) []byte {
 		dst = append(dst, byte('a'+(n+i)%26))
 	}
 	return dst
-}
-
-func quantile(sorted []time.Duration, q float64) time.Duration {
-	return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))]
 }
 
 func ignoreDone(ctx context.Context, err error) error {
@@ -495,7 +474,7 @@ func MeasureCatchup(ctx context.Context, master, slave string, n int, startSlave
 		if sc == nil {
 			if sc, err = dialHTTP(ctx, slave); err != nil {
 				sc = nil
-				sleep(ctx, 10*time.Millisecond)
+				kit.Sleep(ctx, 10*time.Millisecond)
 				continue
 			}
 		}
@@ -504,7 +483,7 @@ func MeasureCatchup(ctx context.Context, master, slave string, n int, startSlave
 		if err != nil {
 			sc.close()
 			sc = nil
-			sleep(ctx, 10*time.Millisecond)
+			kit.Sleep(ctx, 10*time.Millisecond)
 			continue
 		}
 		if c > 0 && first.IsZero() {
@@ -522,40 +501,29 @@ func MeasureCatchup(ctx context.Context, master, slave string, n int, startSlave
 		} else if c > 0 && now.Sub(lastGrown) > time.Minute {
 			return res, fmt.Errorf("replbench: slave stuck at %d of %d records", c, res.Target)
 		}
-		sleep(ctx, 5*time.Millisecond)
+		kit.Sleep(ctx, 5*time.Millisecond)
 	}
 }
 
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
-
-// httpConn is a keep-alive HTTP/1.1 connection to a KT server.
+// httpConn is a keep-alive connection to a KT server (kit.Conn) that
+// closes when the measurement's context ends.
 type httpConn struct {
-	addr string
-	nc   net.Conn
-	br   *bufio.Reader
+	*kit.Conn
 	stop func() bool
 }
 
 func dialHTTP(ctx context.Context, addr string) (*httpConn, error) {
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	// Requests are bounded by ctx, not by a timeout of their own.
+	c, err := kit.Dial(ctx, addr, 24*time.Hour, nil)
 	if err != nil {
 		return nil, err
 	}
-	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
-	return &httpConn{addr: addr, nc: nc, br: bufio.NewReader(nc), stop: stop}, nil
+	return &httpConn{Conn: c, stop: context.AfterFunc(ctx, func() { c.Close() })}, nil
 }
 
 func (c *httpConn) close() {
 	c.stop()
-	c.nc.Close()
+	c.Close()
 }
 
 func closeAll(cs []*httpConn) {
@@ -566,27 +534,18 @@ func closeAll(cs []*httpConn) {
 	}
 }
 
-// do writes one raw request and reads its response (Content-Length framed).
-func (c *httpConn) do(req []byte) (int, []byte, error) {
-	if _, err := c.nc.Write(req); err != nil {
-		return 0, nil, err
-	}
-	return ktproto.ReadResponse(c.br)
-}
-
 // count returns the record count of database 0 from /rpc/status.
 func (c *httpConn) count() (int, error) {
-	code, body, err := c.do([]byte("GET /rpc/status HTTP/1.1\r\nHost: " + c.addr + "\r\n\r\n"))
+	code, body, err := c.Get("status")
 	if err != nil {
 		return 0, err
 	}
 	if code != 200 {
 		return 0, fmt.Errorf("status answered %d: %q", code, body)
 	}
-	for line := range strings.SplitSeq(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, "count\t"); ok {
-			return strconv.Atoi(strings.TrimSpace(v))
-		}
+	v, ok := kit.TSV(body)["count"]
+	if !ok {
+		return 0, fmt.Errorf("status without count: %q", body)
 	}
-	return 0, fmt.Errorf("status without count: %q", body)
+	return strconv.Atoi(strings.TrimSpace(v))
 }

@@ -1,7 +1,6 @@
 package replbench
 
 import (
-	"bufio"
 	"context"
 	"net"
 	"strconv"
@@ -59,9 +58,9 @@ func TestMeasureLag(t *testing.T) {
 func TestMeasureLagNotReplicating(t *testing.T) {
 	_, maddr := kttest.StartServer(t, masterConfig())
 	_, other := kttest.StartServer(t, masterConfig()) // not replicating
-	old := BarrierTimeout
-	BarrierTimeout = 200 * time.Millisecond
-	defer func() { BarrierTimeout = old }()
+	old := barrierTimeout
+	barrierTimeout = 200 * time.Millisecond
+	defer func() { barrierTimeout = old }()
 	_, err := MeasureLag(context.Background(), LagConfig{Master: maddr, Slave: other, Rate: 200, Duration: 250 * time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), "did not reach the slave") {
 		t.Fatalf("MeasureLag against a non-replicating slave: %v", err)
@@ -76,21 +75,21 @@ func TestPollMissing(t *testing.T) {
 	if r := c.RPC("set", "key", "lag/r/3", "value", string(appendValue(nil, 3, 0))); r.Code != 200 {
 		t.Fatalf("set: %d", r.Code)
 	}
-	old := DrainTimeout
-	DrainTimeout = 100 * time.Millisecond
-	defer func() { DrainTimeout = old }()
+	old := drainTimeout
+	drainTimeout = 100 * time.Millisecond
+	defer func() { drainTimeout = old }()
 	q := &ackQueue{wake: make(chan struct{}, 1)}
 	for n := range 50 {
 		q.push(ack{n, time.Now()})
 	}
 	done := make(chan struct{})
 	close(done)
-	nc, err := net.Dial("tcp", addr)
+	sc, err := dialHTTP(context.Background(), addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-	res, err := poll(context.Background(), nc, bufio.NewReader(nc), LagConfig{}, "r", q, done)
+	defer sc.close()
+	res, err := poll(context.Background(), sc, LagConfig{}, "r", q, done)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,16 +178,16 @@ func TestAppendValue(t *testing.T) {
 func TestMeasureLagSmallWindow(t *testing.T) {
 	_, maddr := kttest.StartServer(t, masterConfig())
 	_, saddr := kttest.StartServer(t, slaveConfig(t, maddr))
-	old := Window
-	Window = 4
-	defer func() { Window = old }()
+	old := pollWindow
+	pollWindow = 4
+	defer func() { pollWindow = old }()
 	res, err := MeasureLag(context.Background(), LagConfig{Master: maddr, Slave: saddr, Rate: 1000, Duration: 300 * time.Millisecond, Conns: 5})
 	if err != nil {
 		t.Fatalf("MeasureLag: %v", err)
 	}
 	// A loaded machine may not fit all 300 writes in 300 ms; what matters is that
 	// every write made is found, over several small polls.
-	if res.Count < 4*Window || res.Count > 300 || res.Missing != 0 {
-		t.Errorf("Count %d Missing %d, want more than %d (at most 300) and 0", res.Count, res.Missing, 4*Window)
+	if res.Count < 4*pollWindow || res.Count > 300 || res.Missing != 0 {
+		t.Errorf("Count %d Missing %d, want more than %d (at most 300) and 0", res.Count, res.Missing, 4*pollWindow)
 	}
 }

@@ -57,13 +57,13 @@ func DefaultThresholds() Thresholds {
 	}
 }
 
-// CIThresholds are the bounds of the 60-second run in the test suite, on a
+// ciThresholds are the bounds of the 60-second run in the test suite, on a
 // machine that runs other packages' tests at the same time: warm-up and
 // parts fit a minute, and memory and latency get more room (a minute is
 // not long enough for Pebble's memtables and block cache to fill, and a
 // neighbour's burst moves a 15-second median). A leaked goroutine or file
 // descriptor per churned connection still fails by hundreds.
-func CIThresholds() Thresholds {
+func ciThresholds() Thresholds {
 	th := DefaultThresholds()
 	th.Warmup, th.Span = 10*time.Second, 20*time.Second
 	th.MemFactor, th.MemSlackMB = 1.5, 96
@@ -82,8 +82,8 @@ type Series struct {
 	IdleAfter  Sample   `json:"idle_after"`  // after the load, clients gone (the lowest goroutine count seen while settling)
 }
 
-// Input is what Analyze judges.
-type Input struct {
+// analysisInput is what Analyze judges.
+type analysisInput struct {
 	Duration  float64 // the load run, seconds
 	Target    float64 // operations per second
 	Windows   []Window
@@ -161,8 +161,8 @@ func median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-// Analyze judges a run.
-func Analyze(in Input, th Thresholds) []Verdict {
+// analyze judges a run.
+func analyze(in analysisInput, th Thresholds) []Verdict {
 	lo, hi, last := th.parts(in.Duration)
 	var out []Verdict
 	// drift compares the first and last parts of a series of values at
@@ -281,8 +281,8 @@ func Analyze(in Input, th Thresholds) []Verdict {
 	return out
 }
 
-// Failed returns the verdicts that failed.
-func Failed(vs []Verdict) []Verdict {
+// failedVerdicts returns the verdicts that failed.
+func failedVerdicts(vs []Verdict) []Verdict {
 	var out []Verdict
 	for _, v := range vs {
 		if !v.OK {

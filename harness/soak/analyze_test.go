@@ -19,10 +19,10 @@ type synth struct {
 	after   func(node int, s *Sample)            // a fault in the idle-after sample, or nil
 }
 
-func (sy synth) input(seed uint64) Input {
+func (sy synth) input(seed uint64) analysisInput {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	noise := func(x, rel float64) float64 { return x * (1 + rel*(2*rng.Float64()-1)) }
-	in := Input{Duration: sy.d, Target: sy.target, Converged: []bool{true}}
+	in := analysisInput{Duration: sy.d, Target: sy.target, Converged: []bool{true}}
 	for i, name := range []string{"master", "replica-1"} {
 		n := Series{Name: name, Replica: i > 0}
 		n.IdleBefore = Sample{Goroutines: 18, Sockets: 4, FDs: 40}
@@ -66,9 +66,9 @@ func (sy synth) input(seed uint64) Input {
 
 // failedChecks runs Analyze and returns "subject/check" of every failed
 // verdict.
-func failedChecks(in Input, th Thresholds) []string {
+func failedChecks(in analysisInput, th Thresholds) []string {
 	var out []string
-	for _, v := range Failed(Analyze(in, th)) {
+	for _, v := range failedVerdicts(analyze(in, th)) {
 		out = append(out, v.Subject+"/"+v.Check)
 	}
 	return out
@@ -85,7 +85,7 @@ func TestAnalyze(t *testing.T) {
 		fails []string // exactly these must fail
 	}{
 		{"flat", long, DefaultThresholds(), nil},
-		{"flat, short run", short, CIThresholds(), nil},
+		{"flat, short run", short, ciThresholds(), nil},
 		{"rss leak of 250 KiB/s", with(long, func(s *synth) {
 			s.sample = func(node int, t float64, x *Sample) {
 				if node == 0 {
@@ -116,11 +116,11 @@ func TestAnalyze(t *testing.T) {
 		{"a goroutine per churned connection, short run", with(short, func(s *synth) {
 			s.sample = func(node int, t float64, x *Sample) { x.Goroutines += int(t * churn / 2) }
 			s.after = func(node int, x *Sample) { x.Goroutines += 60 * churn / 2 }
-		}), CIThresholds(), []string{"master/goroutines", "master/idle goroutines", "replica-1/goroutines", "replica-1/idle goroutines"}},
+		}), ciThresholds(), []string{"master/goroutines", "master/idle goroutines", "replica-1/goroutines", "replica-1/idle goroutines"}},
 		{"an fd per churned connection, short run", with(short, func(s *synth) {
 			s.sample = func(node int, t float64, x *Sample) { x.FDs += int(t * churn / 2) }
 			s.after = func(node int, x *Sample) { x.Sockets += 60 * churn / 2 }
-		}), CIThresholds(), []string{"master/fds", "master/idle sockets", "replica-1/fds", "replica-1/idle sockets"}},
+		}), ciThresholds(), []string{"master/fds", "master/idle sockets", "replica-1/fds", "replica-1/idle sockets"}},
 		{"sockets left open once idle", with(long, func(s *synth) {
 			s.after = func(node int, x *Sample) { x.Sockets += 5 }
 		}), DefaultThresholds(), []string{"master/idle sockets", "replica-1/idle sockets"}},
@@ -137,14 +137,14 @@ func TestAnalyze(t *testing.T) {
 					w.P99 *= 6
 				}
 			}
-		}), CIThresholds(), []string{"client/latency p99"}},
+		}), ciThresholds(), []string{"client/latency p99"}},
 		{"p50 latency twenty times higher at the end, short run", with(short, func(s *synth) {
 			s.window = func(t float64, w *Window) {
 				if t > 40 {
 					w.P50 *= 20
 				}
 			}
-		}), CIThresholds(), []string{"client/latency p50"}},
+		}), ciThresholds(), []string{"client/latency p50"}},
 		{"throughput falling behind", with(long, func(s *synth) {
 			s.window = func(t float64, w *Window) {
 				if t > 400 {
@@ -184,7 +184,7 @@ func TestAnalyze(t *testing.T) {
 					x.ChecksumErrors = 1
 				}
 			}
-		}), CIThresholds(), []string{"replica-1/integrity"}},
+		}), ciThresholds(), []string{"replica-1/integrity"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -192,7 +192,7 @@ func TestAnalyze(t *testing.T) {
 				in := c.run.input(seed)
 				got := failedChecks(in, c.th)
 				if strings.Join(got, ",") != strings.Join(c.fails, ",") {
-					t.Fatalf("seed %d: failed %q, want %q; verdicts:\n%v", seed, got, c.fails, verdictLines(Analyze(in, c.th)))
+					t.Fatalf("seed %d: failed %q, want %q; verdicts:\n%v", seed, got, c.fails, verdictLines(analyze(in, c.th)))
 				}
 			}
 		})
@@ -294,10 +294,10 @@ func TestQuantile(t *testing.T) {
 	for i := range xs {
 		xs[i] = float64(1000 - i)
 	}
-	if q := quantile(xs, 0.5); q != 501 {
+	if q := quantile(xs, 0.5); q != 500 {
 		t.Fatalf("p50 %v", q)
 	}
-	if q := quantile(xs, 0.99); q != 991 {
+	if q := quantile(xs, 0.99); q != 990 {
 		t.Fatalf("p99 %v", q)
 	}
 	if q := quantile(xs, 1); q != 1000 {

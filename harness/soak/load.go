@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ktdproject/ktd/harness/kit"
 	"github.com/ktdproject/ktd/internal/ktproto"
 )
 
@@ -158,17 +159,11 @@ func (s *stats) take(t, secs float64) Window {
 	return w
 }
 
-// quantile returns the q-quantile of xs (sorting it), 0 for none.
+// quantile returns the nearest-rank q-quantile of xs (sorting it), 0 for
+// none.
 func quantile(xs []float64, q float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
 	slices.Sort(xs)
-	i := int(q * float64(len(xs)))
-	if i >= len(xs) {
-		i = len(xs) - 1
-	}
-	return xs[i]
+	return kit.Quantile(xs, q)
 }
 
 // worker runs operations on keep-alive connections to the master and the
@@ -178,21 +173,21 @@ type worker struct {
 	replicas []string
 	keys     int
 	rng      *rand.Rand
-	conns    map[string]*conn
+	conns    map[string]*kit.Conn
 	recs     []ktproto.BulkRecord
 	curID    int
 }
 
 func newWorker(master string, replicas []string, keys int, seed uint64) *worker {
 	return &worker{master: master, replicas: replicas, keys: keys,
-		rng: rand.New(rand.NewPCG(seed, 0x736f616b)), conns: map[string]*conn{}}
+		rng: rand.New(rand.NewPCG(seed, 0x736f616b)), conns: map[string]*kit.Conn{}}
 }
 
-func (w *worker) conn(ctx context.Context, addr string) (*conn, error) {
+func (w *worker) conn(ctx context.Context, addr string) (*kit.Conn, error) {
 	if c := w.conns[addr]; c != nil {
 		return c, nil
 	}
-	c, err := dial(ctx, addr, 20*time.Second)
+	c, err := kit.Dial(ctx, addr, 20*time.Second, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +215,7 @@ func expect(proc string, code int, body []byte, ok ...int) error {
 	if slices.Contains(ok, code) {
 		return nil
 	}
-	msg := tsv(body)["ERROR"]
+	msg := kit.TSV(body)["ERROR"]
 	return fmt.Errorf("%s answered %d %s", proc, code, msg)
 }
 
@@ -259,16 +254,16 @@ func answer(err error) error {
 	return protocolError{err}
 }
 
-func (w *worker) run(c *conn, k opKind) error {
+func (w *worker) run(c *kit.Conn, k opKind) error {
 	switch k {
 	case opGet:
-		code, body, err := c.get("get", "key", w.key())
+		code, body, err := c.Get("get", "key", w.key())
 		if err != nil {
 			return err
 		}
 		return answer(expect("get", code, body, 200, 450))
 	case opRestGet:
-		code, body, err := c.rest("GET", w.key(), nil)
+		code, body, err := c.REST("GET", w.key(), nil)
 		if err != nil {
 			return err
 		}
@@ -278,19 +273,19 @@ func (w *worker) run(c *conn, k opKind) error {
 		if k == opSetXT {
 			params = append(params, "xt", strconv.Itoa(2+w.rng.IntN(9)))
 		}
-		code, body, err := c.post("set", params...)
+		code, body, err := c.Post("set", params...)
 		if err != nil {
 			return err
 		}
 		return answer(expect("set", code, body, 200))
 	case opRestPut:
-		code, body, err := c.rest("PUT", w.key(), value(w.rng))
+		code, body, err := c.REST("PUT", w.key(), value(w.rng))
 		if err != nil {
 			return err
 		}
 		return answer(expect("REST PUT", code, body, 201))
 	case opRemove:
-		code, body, err := c.get("remove", "key", w.key())
+		code, body, err := c.Get("remove", "key", w.key())
 		if err != nil {
 			return err
 		}
@@ -304,7 +299,7 @@ func (w *worker) run(c *conn, k opKind) error {
 			}
 			w.recs = append(w.recs, ktproto.BulkRecord{Key: []byte(w.key()), Value: value(w.rng), XT: xt})
 		}
-		n, err := c.setBulk(w.recs)
+		n, err := c.SetBulk(w.recs)
 		if err != nil {
 			return err
 		}
@@ -322,25 +317,25 @@ func (w *worker) run(c *conn, k opKind) error {
 			w.recs = append(w.recs, ktproto.BulkRecord{Key: []byte(w.key())})
 		}
 		if k == opRemoveBulk {
-			got, err := c.removeBulk(w.recs)
+			got, err := c.RemoveBulk(w.recs)
 			if err == nil && got > n {
 				err = answer(fmt.Errorf("remove_bulk of %d keys answered %d", n, got))
 			}
 			return err
 		}
-		got, err := c.getBulk(w.recs)
+		got, err := c.GetBulk(w.recs)
 		if err == nil && len(got) > n {
 			err = answer(fmt.Errorf("get_bulk of %d keys returned %d records", n, len(got)))
 		}
 		return err
 	case opIncrement:
-		code, body, err := c.get("increment", "key", "n"+strconv.Itoa(w.rng.IntN(100)), "num", "1")
+		code, body, err := c.Get("increment", "key", "n"+strconv.Itoa(w.rng.IntN(100)), "num", "1")
 		if err != nil {
 			return err
 		}
 		return answer(expect("increment", code, body, 200))
 	case opMatchPrefix:
-		code, body, err := c.get("match_prefix", "prefix", w.key()[:5], "max", "50")
+		code, body, err := c.Get("match_prefix", "prefix", w.key()[:5], "max", "50")
 		if err != nil {
 			return err
 		}
@@ -348,7 +343,7 @@ func (w *worker) run(c *conn, k opKind) error {
 	case opCursor:
 		w.curID++
 		cur := strconv.Itoa(w.curID)
-		code, body, err := c.get("cur_jump", "CUR", cur, "key", w.key())
+		code, body, err := c.Get("cur_jump", "CUR", cur, "key", w.key())
 		if err != nil {
 			return err
 		}
@@ -356,7 +351,7 @@ func (w *worker) run(c *conn, k opKind) error {
 			return answer(err)
 		}
 		for i := 0; i < 5 && code == 200; i++ {
-			code, body, err = c.get("cur_get", "CUR", cur, "step", "")
+			code, body, err = c.Get("cur_get", "CUR", cur, "step", "")
 			if err != nil {
 				return err
 			}
@@ -364,14 +359,14 @@ func (w *worker) run(c *conn, k opKind) error {
 				return answer(err)
 			}
 		}
-		code, body, err = c.get("cur_delete", "CUR", cur)
+		code, body, err = c.Get("cur_delete", "CUR", cur)
 		if err != nil {
 			return err
 		}
 		return answer(expect("cur_delete", code, body, 200, 450))
 	case opReplicaGet:
 		if w.rng.IntN(2) == 0 {
-			code, body, err := c.get("get", "key", w.key())
+			code, body, err := c.Get("get", "key", w.key())
 			if err != nil {
 				return err
 			}
@@ -381,7 +376,7 @@ func (w *worker) run(c *conn, k opKind) error {
 		for range 10 {
 			w.recs = append(w.recs, ktproto.BulkRecord{Key: []byte(w.key())})
 		}
-		_, err := c.getBulk(w.recs)
+		_, err := c.GetBulk(w.recs)
 		return err
 	}
 	return fmt.Errorf("unknown operation %d", k)
@@ -393,8 +388,8 @@ func (w *worker) run(c *conn, k opKind) error {
 // socket). Leaked connections, goroutines or cursors show up here.
 // With leak (a test's fault injection), the connection is handed to keep
 // instead of being closed.
-func churn(ctx context.Context, addr string, rng *rand.Rand, keys int, leak func(*conn)) error {
-	c, err := dial(ctx, addr, 20*time.Second)
+func churn(ctx context.Context, addr string, rng *rand.Rand, keys int, leak func(*kit.Conn)) error {
+	c, err := kit.Dial(ctx, addr, 20*time.Second, nil)
 	if err != nil {
 		return err
 	}
@@ -406,29 +401,29 @@ func churn(ctx context.Context, addr string, rng *rand.Rand, keys int, leak func
 	key := keyName(rng.IntN(keys))
 	switch rng.IntN(5) {
 	case 0:
-		code, body, err := c.get("void")
+		code, body, err := c.Get("void")
 		if err != nil {
 			return err
 		}
 		return expect("void", code, body, 200)
 	case 1:
-		code, body, err := c.get("get", "key", key)
+		code, body, err := c.Get("get", "key", key)
 		if err != nil {
 			return err
 		}
 		return expect("get", code, body, 200, 450)
 	case 2:
-		code, body, err := c.get("cur_jump", "CUR", "1", "key", key)
+		code, body, err := c.Get("cur_jump", "CUR", "1", "key", key)
 		if err != nil {
 			return err
 		}
 		return expect("cur_jump", code, body, 200, 450)
 	case 3:
-		_, err := c.getBulk([]ktproto.BulkRecord{{Key: []byte(key)}, {Key: []byte(keyName(rng.IntN(keys)))}})
+		_, err := c.GetBulk([]ktproto.BulkRecord{{Key: []byte(key)}, {Key: []byte(keyName(rng.IntN(keys)))}})
 		return err
 	default:
 		// Abandoned: the request is sent, the connection closed at once.
-		return c.send(fmt.Appendf(nil, "GET /rpc/get?key=%s HTTP/1.1\r\nHost: ktsoak\r\n\r\n", key))
+		return c.Send(fmt.Appendf(nil, "GET /rpc/get?key=%s HTTP/1.1\r\nHost: ktsoak\r\n\r\n", key))
 	}
 }
 
@@ -446,10 +441,10 @@ type load struct {
 	// connection per client.
 	leak   bool
 	leakMu sync.Mutex
-	leaked []*conn
+	leaked []*kit.Conn
 }
 
-func (l *load) keep(c *conn) {
+func (l *load) keep(c *kit.Conn) {
 	l.leakMu.Lock()
 	l.leaked = append(l.leaked, c)
 	l.leakMu.Unlock()
@@ -540,7 +535,7 @@ func (l *load) openLoop(ctx context.Context, rate float64, conns int, churnRate 
 					case <-churnQ:
 					}
 					t0 := time.Now()
-					var keep func(*conn)
+					var keep func(*kit.Conn)
 					if l.leak {
 						keep = l.keep
 					}

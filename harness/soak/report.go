@@ -100,7 +100,7 @@ func (r *Report) String() string {
 	for _, e := range r.ErrorSamples {
 		fmt.Fprintf(&b, "  error: %s\n", e)
 	}
-	failed := Failed(r.Verdicts)
+	failed := failedVerdicts(r.Verdicts)
 	switch {
 	case len(r.Verdicts) == 0:
 		b.WriteString("result: incomplete run\n")

@@ -1,16 +1,15 @@
 package soak
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ktdproject/ktd/harness/kit"
 )
 
 // Sample is one observation of one server process.
@@ -34,41 +33,14 @@ type Sample struct {
 }
 
 // procSample reads the resident set, thread count and file descriptors of
-// process pid from /proc.
+// process pid from /proc into s.
 func procSample(pid int, s *Sample) error {
-	status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	p, err := kit.ProcSample(pid)
 	if err != nil {
 		return err
 	}
-	s.RSS = statusField(status, "VmRSS:") * 1024
-	s.Threads = int(statusField(status, "Threads:"))
-	fdDir := "/proc/" + strconv.Itoa(pid) + "/fd"
-	ents, err := os.ReadDir(fdDir)
-	if err != nil {
-		return err
-	}
-	s.FDs, s.Sockets = len(ents), 0
-	for _, e := range ents {
-		if target, err := os.Readlink(fdDir + "/" + e.Name()); err == nil && strings.HasPrefix(target, "socket:") {
-			s.Sockets++
-		}
-	}
+	s.RSS, s.Threads, s.FDs, s.Sockets = p.RSS, p.Threads, p.FDs, p.Sockets
 	return nil
-}
-
-// statusField returns the number of a "Name:   123 kB" line of
-// /proc/PID/status, 0 when absent.
-func statusField(status []byte, name string) int64 {
-	sc := bufio.NewScanner(bytes.NewReader(status))
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name); ok {
-			if f := strings.Fields(v); len(f) > 0 {
-				n, _ := strconv.ParseInt(f[0], 10, 64)
-				return n
-			}
-		}
-	}
-	return 0
 }
 
 // scrape fetches the metrics at addr and returns the value of every series

@@ -22,7 +22,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ktdproject/ktd/harness/childproc"
+	"github.com/ktdproject/ktd/harness/kit"
 	"github.com/ktdproject/ktd/internal/ktproto"
 )
 
@@ -176,7 +176,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return rep, err
 		}
 	}
-	if failed := Failed(rep.Verdicts); len(failed) > 0 {
+	if failed := failedVerdicts(rep.Verdicts); len(failed) > 0 {
 		return rep, fmt.Errorf("%d of %d verdicts failed, first: %v", len(failed), len(rep.Verdicts), failed[0])
 	}
 	return rep, nil
@@ -189,7 +189,7 @@ func (r *run) nodes() []*node { return append([]*node{r.master}, r.replicas...) 
 func (r *run) startAll(ctx context.Context) error {
 	ports := make([]int, 0, 2*(r.cfg.Replicas+1))
 	for range 2 * (r.cfg.Replicas + 1) {
-		p, err := childproc.FreePort()
+		p, err := kit.FreePort()
 		if err != nil {
 			return err
 		}
@@ -200,7 +200,7 @@ func (r *run) startAll(ctx context.Context) error {
 	if err := r.master.start(ctx, r.cfg.StartTimeout); err != nil {
 		return err
 	}
-	_, mport, _ := splitPort(r.master.addr)
+	_, mport, _ := splitPort(r.master.Addr)
 	for i := range r.cfg.Replicas {
 		name := fmt.Sprintf("replica-%d", i+1)
 		n := newNode(name, r.cfg.KTD, filepath.Join(r.cfg.Dir, name), ports[2+2*i], ports[3+2*i],
@@ -226,7 +226,7 @@ func (r *run) stopAll() {
 	var wg sync.WaitGroup
 	for _, n := range r.nodes() {
 		if n != nil {
-			wg.Go(func() { n.stop(15 * time.Second) })
+			wg.Go(func() { n.Stop(15 * time.Second) })
 		}
 	}
 	wg.Wait()
@@ -236,21 +236,21 @@ func (r *run) soak(ctx context.Context) error {
 	cfg, rep := r.cfg, r.report
 	var replicaAddrs []string
 	for _, n := range r.replicas {
-		replicaAddrs = append(replicaAddrs, n.addr)
+		replicaAddrs = append(replicaAddrs, n.Addr)
 	}
-	l := &load{master: r.master.addr, replicas: replicaAddrs, keys: cfg.Keys, leak: cfg.leak}
+	l := &load{master: r.master.Addr, replicas: replicaAddrs, keys: cfg.Keys, leak: cfg.leak}
 	l.seed.Store(cfg.Seed)
 	defer l.closeLeaked()
 
 	t0 := time.Now()
-	if err := preload(ctx, r.master.addr, cfg.Keys); err != nil {
+	if err := preload(ctx, r.master.Addr, cfg.Keys); err != nil {
 		return fmt.Errorf("preload: %w", err)
 	}
 	for _, n := range r.replicas {
 		if d, err := r.converge(ctx, n, cfg.Thresholds.Converge); err != nil {
-			return fmt.Errorf("%s after the preload: %w", n.name, err)
+			return fmt.Errorf("%s after the preload: %w", n.Name, err)
 		} else if d < 0 {
-			return fmt.Errorf("%s did not reach the master's %d preloaded keys within %v", n.name, cfg.Keys, cfg.Thresholds.Converge)
+			return fmt.Errorf("%s did not reach the master's %d preloaded keys within %v", n.Name, cfg.Keys, cfg.Thresholds.Converge)
 		}
 	}
 	r.logf("ktsoak: %d keys preloaded, %d replicas caught up in %.1f s", cfg.Keys, len(r.replicas), time.Since(t0).Seconds())
@@ -272,10 +272,10 @@ func (r *run) soak(ctx context.Context) error {
 	// The servers settle after the calibration's connections are gone; the
 	// baseline of goroutines and sockets is taken then.
 	settle := min(2*time.Second, cfg.Sample)
-	sleep(ctx, settle)
+	kit.Sleep(ctx, settle)
 	series := make([]Series, len(r.nodes()))
 	for i, n := range r.nodes() {
-		series[i] = Series{Name: n.name, Replica: i > 0}
+		series[i] = Series{Name: n.Name, Replica: i > 0}
 	}
 	before := r.idle(ctx, settle, nil)
 	for i := range series {
@@ -289,7 +289,7 @@ func (r *run) soak(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { l.openLoop(loadCtx, rep.Target, cfg.Conns, cfg.ChurnRate) })
 	start := time.Now()
-	probe := &prober{master: r.master.addr, replicas: replicaAddrs}
+	probe := &prober{master: r.master.Addr, replicas: replicaAddrs}
 	defer probe.close()
 	tick := time.NewTicker(cfg.Sample)
 	last := start
@@ -315,7 +315,7 @@ func (r *run) soak(ctx context.Context) error {
 					s.ProbeLagMS = lags[i-1]
 				}
 				series[i].Samples = append(series[i].Samples, s)
-				line += fmt.Sprintf(" %s rss %.0fM heap %.0fM g %d fd %d", short(n.name), float64(s.RSS)/(1<<20), float64(s.HeapInuse)/(1<<20), s.Goroutines, s.FDs)
+				line += fmt.Sprintf(" %s rss %.0fM heap %.0fM g %d fd %d", short(n.Name), float64(s.RSS)/(1<<20), float64(s.HeapInuse)/(1<<20), s.Goroutines, s.FDs)
 				if i > 0 {
 					line += fmt.Sprintf(" lag %.0fms", s.ProbeLagMS)
 				}
@@ -350,7 +350,7 @@ func (r *run) soak(ctx context.Context) error {
 	for _, n := range r.replicas {
 		d, err := r.converge(ctx, n, cfg.Thresholds.Converge-time.Since(t1))
 		if err != nil {
-			r.logf("ktsoak: %s: %v", n.name, err)
+			r.logf("ktsoak: %s: %v", n.Name, err)
 			d = -1
 		}
 		rep.ConvergeSecs = append(rep.ConvergeSecs, d)
@@ -371,18 +371,18 @@ func (r *run) soak(ctx context.Context) error {
 		series[i].IdleAfter = after[i]
 	}
 	rep.Nodes = series
-	rep.Verdicts = Analyze(Input{Duration: elapsed, Target: rep.Target, Windows: rep.Windows, Nodes: series,
+	rep.Verdicts = analyze(analysisInput{Duration: elapsed, Target: rep.Target, Windows: rep.Windows, Nodes: series,
 		Ops: rep.Ops, Errors: rep.Errors, Converged: converged}, th)
 	for _, n := range r.nodes() {
-		v := Verdict{Check: "running", Subject: n.name, Op: ">=", Limit: 1, OK: n.running(), Note: "the process is alive at the end"}
+		v := Verdict{Check: "running", Subject: n.Name, Op: ">=", Limit: 1, OK: n.Running(), Note: "the process is alive at the end"}
 		if v.OK {
 			v.Last = 1
 		} else {
-			v.Note += "; its log ends:\n" + childproc.LogTail(n.logPath(), 15)
+			v.Note += "; its log ends:\n" + kit.LogTail(n.LogPath(), 15)
 		}
 		rep.Verdicts = append(rep.Verdicts, v)
 	}
-	rep.Passed = len(Failed(rep.Verdicts)) == 0
+	rep.Passed = len(failedVerdicts(rep.Verdicts)) == 0
 	return nil
 }
 
@@ -396,15 +396,6 @@ func short(name string) string {
 	return name
 }
 
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
-
 // sample observes one server: /proc for memory and descriptors, its
 // metrics for the Go runtime's figures. A failed scrape is tried once more;
 // ok is false when the metrics could not be read.
@@ -416,11 +407,11 @@ func (r *run) sample(ctx context.Context, n *node) (s Sample, ok bool) {
 	if err != nil {
 		m, err = scrape(ctx, r.hc, n.metricsAddr)
 	}
-	if pid := n.pid(); pid != 0 {
+	if pid := n.PID(); pid != 0 {
 		procSample(pid, &s)
 	}
 	if err != nil {
-		r.logf("ktsoak: %s: %v", n.name, err)
+		r.logf("ktsoak: %s: %v", n.Name, err)
 		return s, false
 	}
 	s.HeapInuse = int64(m["go_memstats_heap_inuse_bytes"])
@@ -458,13 +449,13 @@ func (r *run) idle(ctx context.Context, d time.Duration, good func(i int, s Samp
 		if (good != nil && all) || time.Now().After(deadline) || ctx.Err() != nil {
 			return best
 		}
-		sleep(ctx, 250*time.Millisecond)
+		kit.Sleep(ctx, 250*time.Millisecond)
 	}
 }
 
 // preload stores keys 0..n-1 through binary set_bulk, 500 a request.
 func preload(ctx context.Context, addr string, n int) error {
-	c, err := dial(ctx, addr, 60*time.Second)
+	c, err := kit.Dial(ctx, addr, 60*time.Second, nil)
 	if err != nil {
 		return err
 	}
@@ -479,7 +470,7 @@ func preload(ctx context.Context, addr string, n int) error {
 		for i := lo; i < min(lo+500, n); i++ {
 			recs = append(recs, ktproto.BulkRecord{Key: []byte(keyName(i)), Value: value(rng), XT: noXT})
 		}
-		if got, err := c.setBulk(recs); err != nil {
+		if got, err := c.SetBulk(recs); err != nil {
 			return err
 		} else if got != len(recs) {
 			return fmt.Errorf("set_bulk of %d records answered %d", len(recs), got)
@@ -490,16 +481,16 @@ func preload(ctx context.Context, addr string, n int) error {
 
 // digestAll returns a digest of every live record of the server's first
 // database (the digest procedure, page by page) and their count.
-func digestAll(c *conn) (string, int64, error) {
+func digestAll(c *kit.Conn) (string, int64, error) {
 	h := sha256.New()
 	var count int64
 	params := []string{"limit", "1000000"}
 	for {
-		code, body, err := c.get("digest", params...)
+		code, body, err := c.Get("digest", params...)
 		if err != nil {
 			return "", 0, err
 		}
-		m := tsv(body)
+		m := kit.TSV(body)
 		if code != 200 || m["digest"] == "" {
 			return "", 0, fmt.Errorf("digest answered %d %s", code, m["ERROR"])
 		}
@@ -517,12 +508,12 @@ func digestAll(c *conn) (string, int64, error) {
 // equal) and returns how long that took in seconds, -1 when it did not
 // happen within d.
 func (r *run) converge(ctx context.Context, n *node, d time.Duration) (float64, error) {
-	mc, err := dial(ctx, r.master.addr, 30*time.Second)
+	mc, err := kit.Dial(ctx, r.master.Addr, 30*time.Second, nil)
 	if err != nil {
 		return -1, err
 	}
 	defer mc.Close()
-	rc, err := dial(ctx, n.addr, 30*time.Second)
+	rc, err := kit.Dial(ctx, n.Addr, 30*time.Second, nil)
 	if err != nil {
 		return -1, err
 	}
@@ -536,17 +527,17 @@ func (r *run) converge(ctx context.Context, n *node, d time.Duration) (float64, 
 		}
 		rd, rn, err := digestAll(rc)
 		if err != nil {
-			return -1, fmt.Errorf("%s: %w", n.name, err)
+			return -1, fmt.Errorf("%s: %w", n.Name, err)
 		}
 		if md == rd {
 			return time.Since(start).Seconds(), nil
 		}
-		detail = fmt.Sprintf("master %d records (%s), %s %d (%s)", mn, md, n.name, rn, rd)
+		detail = fmt.Sprintf("master %d records (%s), %s %d (%s)", mn, md, n.Name, rn, rd)
 		if time.Since(start) > d || ctx.Err() != nil {
-			r.logf("ktsoak: %s not converged: %s", n.name, detail)
+			r.logf("ktsoak: %s not converged: %s", n.Name, detail)
 			return -1, nil
 		}
-		sleep(ctx, 200*time.Millisecond)
+		kit.Sleep(ctx, 200*time.Millisecond)
 	}
 }
 
@@ -556,8 +547,8 @@ type prober struct {
 	master   string
 	replicas []string
 	seq      int
-	mc       *conn
-	rcs      []*conn
+	mc       *kit.Conn
+	rcs      []*kit.Conn
 }
 
 func (p *prober) close() {
@@ -584,16 +575,16 @@ func (p *prober) run(ctx context.Context, timeout time.Duration) []float64 {
 		return lags
 	}
 	if p.mc == nil {
-		mc, err := dial(ctx, p.master, 10*time.Second)
+		mc, err := kit.Dial(ctx, p.master, 10*time.Second, nil)
 		if err != nil {
 			return lags
 		}
-		p.mc, p.rcs = mc, make([]*conn, len(p.replicas))
+		p.mc, p.rcs = mc, make([]*kit.Conn, len(p.replicas))
 	}
 	p.seq++
 	val := "probe-" + strconv.Itoa(p.seq)
 	t0 := time.Now()
-	if code, _, err := p.mc.get("set", "key", "soak-probe", "value", val); err != nil || code != 200 {
+	if code, _, err := p.mc.Get("set", "key", "soak-probe", "value", val); err != nil || code != 200 {
 		p.close()
 		return lags
 	}
@@ -602,20 +593,20 @@ func (p *prober) run(ctx context.Context, timeout time.Duration) []float64 {
 		wg.Go(func() {
 			c := p.rcs[i]
 			if c == nil {
-				nc, err := dial(ctx, addr, 10*time.Second)
+				nc, err := kit.Dial(ctx, addr, 10*time.Second, nil)
 				if err != nil {
 					return
 				}
 				c, p.rcs[i] = nc, nc
 			}
 			for time.Since(t0) < timeout && ctx.Err() == nil {
-				code, body, err := c.get("get", "key", "soak-probe")
+				code, body, err := c.Get("get", "key", "soak-probe")
 				if err != nil {
 					c.Close()
 					p.rcs[i] = nil
 					return
 				}
-				if code == 200 && tsv(body)["value"] == val {
+				if code == 200 && kit.TSV(body)["value"] == val {
 					lags[i] = float64(time.Since(t0)) / float64(time.Millisecond)
 					return
 				}

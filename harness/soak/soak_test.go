@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ktdproject/ktd/harness/kit"
 )
 
 var (
@@ -38,7 +40,7 @@ func ktdBinary(t *testing.T) string {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		buildBin, buildErr = BuildKTD(ctx, buildDir)
+		buildBin, buildErr = kit.BuildKTD(ctx, buildDir)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
@@ -75,7 +77,7 @@ func TestSoakShort(t *testing.T) {
 		Duration: duration, Replicas: 2, Fraction: 0.5,
 		Calibrate: 4 * time.Second, CalConns: 6, Conns: 12, ChurnRate: 20,
 		Sample: 2 * time.Second, Keys: 20000, Seed: 1,
-		Thresholds: CIThresholds(),
+		Thresholds: ciThresholds(),
 		Log:        logWriter{t},
 	})
 	t.Logf("%.0f s; report:\n%v", time.Since(start).Seconds(), rep)
@@ -135,7 +137,7 @@ func TestSoakCatchesLeak(t *testing.T) {
 	bin := ktdBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	th := CIThresholds()
+	th := ciThresholds()
 	th.Warmup, th.Span = time.Second, 3*time.Second
 	rep, err := Run(ctx, Config{
 		KTD: bin, Dir: t.TempDir(),
@@ -147,7 +149,7 @@ func TestSoakCatchesLeak(t *testing.T) {
 		t.Fatalf("a run leaking a connection per churned client passed:\n%v", rep)
 	}
 	var failed []string
-	for _, v := range Failed(rep.Verdicts) {
+	for _, v := range failedVerdicts(rep.Verdicts) {
 		failed = append(failed, v.Subject+"/"+v.Check)
 	}
 	for _, want := range []string{"master/goroutines", "master/fds", "master/idle goroutines", "master/idle sockets"} {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ktdproject/ktd/harness/crashloop"
+	"github.com/ktdproject/ktd/harness/kit"
 )
 
 func main() {
@@ -34,20 +35,10 @@ func main() {
 		stop()
 		os.Exit(code)
 	}
-	temp := cfg.Dir == ""
-	if temp {
-		dir, err := os.MkdirTemp("", "ktcrash-")
-		if err != nil {
-			fail(2, "%v", err)
-		}
-		cfg.Dir = dir
-	}
-	if cfg.KTD == "" {
-		bin, err := crashloop.BuildKTD(ctx, cfg.Dir)
-		if err != nil {
-			fail(2, "%v", err)
-		}
-		cfg.KTD = bin
+	var temp bool
+	var err error
+	if cfg.Dir, cfg.KTD, temp, err = kit.Prepare(ctx, "ktcrash", cfg.Dir, cfg.KTD); err != nil {
+		fail(2, "%v", err)
 	}
 	cfg.Log = os.Stdout
 	fmt.Printf("ktcrash: seed %d, %d rounds, %d replicas, %d writers, in %s\n", cfg.Seed, cfg.Rounds, cfg.Replicas, cfg.Writers, cfg.Dir)

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ktdproject/ktd/harness/kit"
 	"github.com/ktdproject/ktd/harness/soak"
 )
 
@@ -52,20 +53,10 @@ func main() {
 		stop()
 		os.Exit(code)
 	}
-	temp := cfg.Dir == ""
-	if temp {
-		dir, err := os.MkdirTemp("", "ktsoak-")
-		if err != nil {
-			fail(2, "%v", err)
-		}
-		cfg.Dir = dir
-	}
-	if cfg.KTD == "" {
-		bin, err := soak.BuildKTD(ctx, cfg.Dir)
-		if err != nil {
-			fail(2, "%v", err)
-		}
-		cfg.KTD = bin
+	var temp bool
+	var err error
+	if cfg.Dir, cfg.KTD, temp, err = kit.Prepare(ctx, "ktsoak", cfg.Dir, cfg.KTD); err != nil {
+		fail(2, "%v", err)
 	}
 	cfg.Log = os.Stdout
 	fmt.Printf("ktsoak: seed %d, %v, %d replicas, in %s\n", cfg.Seed, cfg.Duration, cfg.Replicas, cfg.Dir)

@@ -1,6 +1,6 @@
 //go:build unix && !linux
 
-package childproc
+package kit
 
 import "syscall"
 

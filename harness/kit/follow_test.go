@@ -1,4 +1,4 @@
-package follow
+package kit
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/ktdproject/ktd/internal/ktproto"
-	. "github.com/ktdproject/ktd/replication"
+	"github.com/ktdproject/ktd/replication"
 )
 
 // fakeMaster accepts one replication session per entry of sessions, answers
@@ -43,10 +43,12 @@ func fakeMaster(t *testing.T, sessions ...[]byte) (string, <-chan uint64) {
 	return ln.Addr().String(), positions
 }
 
-func msgFrame(ts uint64, m Message) []byte { return AppendDataFrame(nil, ts, m.Append(nil)) }
+func msgFrame(ts uint64, m replication.Message) []byte {
+	return replication.AppendDataFrame(nil, ts, m.Append(nil))
+}
 
-func setMsg(key string) Message {
-	return Message{SID: 1, Op: OpSet, Key: []byte(key), Value: append([]byte{0xff, 0xff, 0xff, 0xff, 0xff}, key...)}
+func setMsg(key string) replication.Message {
+	return replication.Message{SID: 1, Op: replication.OpSet, Key: []byte(key), Value: append([]byte{0xff, 0xff, 0xff, 0xff, 0xff}, key...)}
 }
 
 // Follow hands over data messages in order and every frame's position, and
@@ -54,15 +56,15 @@ func setMsg(key string) Message {
 func TestFollow(t *testing.T) {
 	frames := slices.Concat(
 		msgFrame(5, setMsg("a")),
-		AppendSkipFrame(nil, 6),
-		msgFrame(7, Message{SID: 1, Op: OpRemove, Key: []byte("a")}),
-		AppendDataFrame(nil, 8, []byte{0, 1}), // too short to decode
+		replication.AppendSkipFrame(nil, 6),
+		msgFrame(7, replication.Message{SID: 1, Op: replication.OpRemove, Key: []byte("a")}),
+		replication.AppendDataFrame(nil, 8, []byte{0, 1}), // too short to decode
 	)
 	addr, positions := fakeMaster(t, frames)
 	accepted := 0
 	var got []string
 	var pos []uint64
-	err := Follow(context.Background(), addr, 9, 4, func() { accepted++ }, func(ts uint64, m Message) error {
+	err := Follow(context.Background(), addr, 9, 4, func() { accepted++ }, func(ts uint64, m replication.Message) error {
 		got = append(got, string(rune('0'+ts))+":"+string(m.Key))
 		return nil
 	}, func(ts uint64) { pos = append(pos, ts) })

@@ -1,0 +1,121 @@
+// Package kit is what the harnesses share (crashloop, soak, popsim, the
+// fdwtest pipeline, replbench, loadgen): one KT client ([Conn], [Scan],
+// [Digest], [Ping]), one ktd child-process node ([Node]), one replication
+// observer ([Observer], [Follow]), /proc sampling ([ProcStats],
+// [ProcSample]) and quantiles ([Quantile]). It speaks nothing but KT
+// 0.9.56's own protocols, so every harness can point it at a real KT as at
+// ktd. No product package imports it.
+package kit
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// KillGroup sends sig to the process group led by pid (see SysProcAttr).
+func KillGroup(pid int, sig syscall.Signal) { syscall.Kill(-pid, sig) }
+
+// FreePort returns a loopback port that was free a moment ago.
+func FreePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// LogTail returns the last n lines of the file at path, indented, for
+// error messages about a child that failed.
+func LogTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("  (%v)", err)
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "  " + strings.Join(lines, "\n  ")
+}
+
+// Sleep waits for d or until ctx ends, whichever comes first, and returns
+// ctx's error in the second case.
+func Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// BuildKTD builds ktd (go build github.com/ktdproject/ktd/cmd/ktd, from
+// within the module, without the race detector) into dir and returns the
+// path of the binary.
+func BuildKTD(ctx context.Context, dir string) (string, error) {
+	bin := filepath.Join(dir, "ktd")
+	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/ktdproject/ktd/cmd/ktd").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build github.com/ktdproject/ktd/cmd/ktd: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// FindBinary resolves a server binary to an absolute path (each child runs
+// in its own directory): a path with a separator as given, else a name on
+// PATH. An empty path means bin/ktd when it exists, else ktd on PATH.
+func FindBinary(path string) (string, error) {
+	if path == "" {
+		path = "ktd"
+		if st, err := os.Stat(filepath.Join("bin", "ktd")); err == nil && !st.IsDir() {
+			path = filepath.Join("bin", "ktd")
+		}
+	}
+	if !strings.ContainsRune(path, filepath.Separator) {
+		p, err := exec.LookPath(path)
+		if err != nil {
+			return "", fmt.Errorf("find the server binary %q (give -ktd): %w", path, err)
+		}
+		path = p
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	if st, err := os.Stat(abs); err != nil || st.IsDir() {
+		return "", fmt.Errorf("server binary %s not found (build it with go build -o bin/ktd ./cmd/ktd, or give -ktd)", abs)
+	}
+	return abs, nil
+}
+
+// Prepare readies the work of a harness command: dir, or a new temporary
+// directory named after prog when dir is empty (temp reports which, so
+// that the caller removes it after a successful run), and bin, or ktd built
+// into that directory when bin is empty.
+func Prepare(ctx context.Context, prog, dir, bin string) (workDir, ktd string, temp bool, err error) {
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", prog+"-"); err != nil {
+			return "", "", false, err
+		}
+		temp = true
+	}
+	if bin == "" {
+		if bin, err = BuildKTD(ctx, dir); err != nil {
+			if temp {
+				os.RemoveAll(dir)
+			}
+			return "", "", false, err
+		}
+	}
+	return dir, bin, temp, nil
+}
