@@ -188,6 +188,83 @@ func Run(ctx context.Context, o *Options, stdout io.Writer) error {
 		return fmt.Errorf("%s: no such directory", o.CommandDir)
 	}
 
+	cfg, reloaders, err := serverConfig(o)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = logger
+	reg := prometheus.NewRegistry()
+	if o.MetricsAddr != "" {
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		cfg.Registry = reg
+	}
+	logger.Log(ctx, LevelSystem, "starting ktd", append([]any{"version", Version, "addr", o.Addr(),
+		"dbs", cfg.DBs, "threads", cfg.Threads, "nosync", cfg.NoSync, "readonly", cfg.ReadOnly},
+		limitAttrs(cfg)...)...)
+
+	// Signals are caught from here on: one that arrives while the databases open (the
+	// port already accepts connections) stops the server once it is up.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR2, syscall.SIGUSR1, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	// The port first: a server that cannot listen must not create database directories.
+	ln, err := net.Listen("tcp", o.Addr())
+	if err != nil {
+		return err
+	}
+	srv, err := ktserver.New(cfg)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if o.PIDPath != "" {
+		if err := os.WriteFile(o.PIDPath, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
+			srv.Close()
+			return fmt.Errorf("write pid file: %w", err)
+		}
+		defer os.Remove(o.PIDPath)
+	}
+
+	var wg sync.WaitGroup
+	var metricsSrv *http.Server
+	if o.MetricsAddr != "" {
+		if metricsSrv, err = serveMetrics(ctx, logger, o.MetricsAddr, reg, &wg); err != nil {
+			srv.Close()
+			return err
+		}
+	}
+
+	// Space out garbage collections while the live heap is small (see
+	// gctune): GOGC up to 800 while the live heap is below 32 MiB, unless GOGC is set.
+	gcCtx, stopGC := context.WithCancel(ctx)
+	defer stopGC()
+	wg.Go(func() { gctune.Run(gcCtx, 32<<20, 800, time.Second) })
+
+	serveErr := make(chan error, 1)
+	wg.Go(func() { serveErr <- srv.Serve(ln) })
+
+	runErr := waitForStop(ctx, logger, logw, sigs, serveErr, reloaders)
+	if metricsSrv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		metricsSrv.Shutdown(sctx)
+		cancel()
+	}
+	if err := srv.Close(); err != nil && runErr == nil {
+		runErr = err
+	}
+	stopGC()
+	wg.Wait()
+	if errors.Is(runErr, ktserver.ErrServerClosed) {
+		runErr = nil
+	}
+	logger.Log(ctx, LevelSystem, "ktd stopped")
+	return runErr
+}
+
+// serverConfig is the server configuration the command line asks for,
+// with the reloaders of its TLS files.
+func serverConfig(o *Options) (ktserver.Config, []*certReloader, error) {
 	cfg := ktserver.DefaultConfig()
 	cfg.DBs = o.DBs
 	cfg.Threads = o.Threads
@@ -236,69 +313,33 @@ func Run(ctx context.Context, o *Options, stdout io.Writer) error {
 	cfg.MaxRecords, cfg.MaxInflightBytes, cfg.IdleTimeout = o.MaxRecords, o.MaxInflight, o.Idle
 	reloaders, err := applyTLS(o, &cfg)
 	if err != nil {
-		return err
+		return ktserver.Config{}, nil, err
 	}
-	cfg.Logger = logger
-	reg := prometheus.NewRegistry()
-	if o.MetricsAddr != "" {
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		cfg.Registry = reg
-	}
-	logger.Log(ctx, LevelSystem, "starting ktd", append([]any{"version", Version, "addr", o.Addr(),
-		"dbs", cfg.DBs, "threads", cfg.Threads, "nosync", cfg.NoSync, "readonly", cfg.ReadOnly},
-		limitAttrs(cfg)...)...)
+	return cfg, reloaders, nil
+}
 
-	// Signals are caught from here on: one that arrives while the databases open (the
-	// port already accepts connections) stops the server once it is up.
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR2, syscall.SIGUSR1, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-
-	// The port first: a server that cannot listen must not create database directories.
-	ln, err := net.Listen("tcp", o.Addr())
+// serveMetrics serves /metrics (reg) and /debug/pprof on addr until the
+// returned server is shut down.
+func serveMetrics(ctx context.Context, logger *slog.Logger, addr string, reg *prometheus.Registry, wg *sync.WaitGroup) (*http.Server, error) {
+	mln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("metrics listener: %w", err)
 	}
-	srv, err := ktserver.New(cfg)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	if o.PIDPath != "" {
-		if err := os.WriteFile(o.PIDPath, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
-			srv.Close()
-			return fmt.Errorf("write pid file: %w", err)
-		}
-		defer os.Remove(o.PIDPath)
-	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	metricsSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	wg.Go(func() { metricsSrv.Serve(mln) })
+	logger.Log(ctx, LevelSystem, "serving metrics", "addr", mln.Addr().String())
+	return metricsSrv, nil
+}
 
-	var wg sync.WaitGroup
-	var metricsSrv *http.Server
-	if o.MetricsAddr != "" {
-		mln, err := net.Listen("tcp", o.MetricsAddr)
-		if err != nil {
-			srv.Close()
-			return fmt.Errorf("metrics listener: %w", err)
-		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		wg.Go(func() { metricsSrv.Serve(mln) })
-		logger.Log(ctx, LevelSystem, "serving metrics", "addr", mln.Addr().String())
-	}
-
-	// Space out garbage collections while the live heap is small (see
-	// gctune): GOGC up to 800 while the live heap is below 32 MiB, unless GOGC is set.
-	gcCtx, stopGC := context.WithCancel(ctx)
-	defer stopGC()
-	wg.Go(func() { gctune.Run(gcCtx, 32<<20, 800, time.Second) })
-
-	serveErr := make(chan error, 1)
-	wg.Go(func() { serveErr <- srv.Serve(ln) })
-
+// waitForStop serves signals until ctx ends, Serve returns (its error is
+// returned) or a stopping signal arrives: SIGUSR1 reopens the log, SIGHUP
+// reloads the TLS files and reopens the log.
+func waitForStop(ctx context.Context, logger *slog.Logger, logw *logFile, sigs <-chan os.Signal, serveErr <-chan error, reloaders []*certReloader) error {
 	var runErr error
 loop:
 	for {
@@ -323,19 +364,5 @@ loop:
 			break loop
 		}
 	}
-	if metricsSrv != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		metricsSrv.Shutdown(sctx)
-		cancel()
-	}
-	if err := srv.Close(); err != nil && runErr == nil {
-		runErr = err
-	}
-	stopGC()
-	wg.Wait()
-	if errors.Is(runErr, ktserver.ErrServerClosed) {
-		runErr = nil
-	}
-	logger.Log(ctx, LevelSystem, "ktd stopped")
 	return runErr
 }

@@ -51,44 +51,12 @@ type sim struct {
 // start, a bad config); a run whose checks fail returns a report with
 // Verification.OK false and a nil error.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
-	if err := cfg.Validate(); err != nil {
+	s, cleanup, err := newSim(cfg)
+	if err != nil {
 		return nil, err
 	}
-	bin := "ktd in-process (ktserver.New)"
-	if !cfg.InProcess {
-		var err error
-		if bin, err = kit.FindBinary(cfg.KTD); err != nil {
-			return nil, err
-		}
-	}
-	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
-		return nil, err
-	}
-	nodesDir := filepath.Join(cfg.OutDir, "nodes")
-	if err := os.RemoveAll(nodesDir); err != nil {
-		return nil, err
-	}
-	s := &sim{cfg: cfg, bin: bin, byName: map[string]*node{}, streams: map[string]*stream{},
-		late: map[string]bool{}, lag: map[string][][2]float64{}, maxLag: map[string]time.Duration{}}
-	defer s.shutdown()
-	if cfg.TLS {
-		files, err := tlsfiles.New()
-		if err != nil {
-			return nil, err
-		}
-		defer files.Remove()
-		s.tls = files
-	}
-	if err := s.build(nodesDir); err != nil {
-		return nil, err
-	}
-	for _, ev := range cfg.Scenario.Events {
-		if ev.Kind == KindStartLate {
-			s.late[ev.Target] = true
-		}
-	}
-	s.windows = cfg.Scenario.Windows()
-	cfg.Logger.Info("starting servers", "nodes", len(s.nodes), "topology", cfg.Topology, "bin", bin)
+	defer cleanup()
+	cfg.Logger.Info("starting servers", "nodes", len(s.nodes), "topology", cfg.Topology, "bin", s.bin)
 	s.setPhase("start")
 	if err := s.startAll(ctx); err != nil {
 		return nil, err
@@ -101,28 +69,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 
-	runCtx, stopRun := context.WithCancel(ctx)
-	defer stopRun()
-	s.writeStart = s.reg.now()
-	wallStart := time.Now()
-	s.wl = &workload{
-		addr: s.master.addr, tls: s.master.clientTLS(), reg: s.reg, writers: cfg.Writers, rateAt: s.rateAt, maxRate: s.maxRate(),
-		dur: cfg.Duration, wallEnd: wallStart.Add(cfg.Duration), seed: cfg.Seed,
-	}
-	var bg sync.WaitGroup
-	bg.Go(func() { s.schedule(runCtx) })
-	bg.Go(func() { s.sample(runCtx) })
-	s.setPhase("steady")
-	s.wl.run(ctx)
-	writeEnd := s.reg.now()
-
-	s.setPhase("drain")
-	drained := s.drain(ctx)
-	stopRun()
-	bg.Wait()
-	for _, n := range s.nodes {
-		n.sample()
-	}
+	writeEnd, drained := s.storm(ctx)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -131,18 +78,97 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.Logger.Info("verifying")
 	ver := s.verify(ctx, drained)
 	stopObs()
+	return s.finish(s.report(writeEnd, ver))
+}
 
-	rep := s.report(writeEnd, ver)
+// newSim checks cfg, finds the server binary, prepares the output
+// directory and TLS files, and builds the topology's nodes (not started).
+// cleanup stops whatever runs and removes the TLS files.
+func newSim(cfg Config) (s *sim, cleanup func(), err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, err
+	}
+	bin := "ktd in-process (ktserver.New)"
+	if !cfg.InProcess {
+		if bin, err = kit.FindBinary(cfg.KTD); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
+		return nil, nil, err
+	}
+	nodesDir := filepath.Join(cfg.OutDir, "nodes")
+	if err := os.RemoveAll(nodesDir); err != nil {
+		return nil, nil, err
+	}
+	s = &sim{cfg: cfg, bin: bin, byName: map[string]*node{}, streams: map[string]*stream{},
+		late: map[string]bool{}, lag: map[string][][2]float64{}, maxLag: map[string]time.Duration{}}
+	cleanup = s.shutdown
+	if cfg.TLS {
+		files, err := tlsfiles.New()
+		if err != nil {
+			return nil, nil, err
+		}
+		s.tls = files
+		cleanup = func() { s.shutdown(); files.Remove() }
+	}
+	if err := s.build(nodesDir); err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	for _, ev := range cfg.Scenario.Events {
+		if ev.Kind == KindStartLate {
+			s.late[ev.Target] = true
+		}
+	}
+	s.windows = cfg.Scenario.Windows()
+	return s, cleanup, nil
+}
+
+// storm runs the write workload for the configured duration, with the
+// scenario's events and the lag sampler beside it, then waits for the
+// replicas to drain. It returns when the writes ended (run clock) and
+// whether everything drained.
+func (s *sim) storm(ctx context.Context) (writeEnd int64, drained bool) {
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	s.writeStart = s.reg.now()
+	wallStart := time.Now()
+	s.wl = &workload{
+		addr: s.master.addr, tls: s.master.clientTLS(), reg: s.reg, writers: s.cfg.Writers, rateAt: s.rateAt, maxRate: s.maxRate(),
+		dur: s.cfg.Duration, wallEnd: wallStart.Add(s.cfg.Duration), seed: s.cfg.Seed,
+	}
+	var bg sync.WaitGroup
+	bg.Go(func() { s.schedule(runCtx) })
+	bg.Go(func() { s.sample(runCtx) })
+	s.setPhase("steady")
+	s.wl.run(ctx)
+	writeEnd = s.reg.now()
+
+	s.setPhase("drain")
+	drained = s.drain(ctx)
+	stopRun()
+	bg.Wait()
+	for _, n := range s.nodes {
+		n.sample()
+	}
+	return writeEnd, drained
+}
+
+// finish writes the report (JSON, HTML, the summary) and, after a clean
+// verification, stops the servers and removes their databases unless
+// KeepData is set.
+func (s *sim) finish(rep *Report) (*Report, error) {
 	if err := rep.writeJSON(s.jsonPath()); err != nil {
 		return rep, err
 	}
 	if err := WriteHTMLFile(htmlPath(s.jsonPath()), []*Report{rep}, nil); err != nil {
 		return rep, err
 	}
-	if cfg.Summary != nil {
-		rep.writeSummary(cfg.Summary, s.jsonPath())
+	if s.cfg.Summary != nil {
+		rep.writeSummary(s.cfg.Summary, s.jsonPath())
 	}
-	if rep.Verification.OK && !cfg.KeepData {
+	if rep.Verification.OK && !s.cfg.KeepData {
 		var wg sync.WaitGroup
 		for _, n := range s.nodes {
 			wg.Go(func() {
