@@ -87,11 +87,21 @@ func (n *node) start(ctx context.Context) error {
 	if err := os.MkdirAll(filepath.Join(n.dir, "db"), 0o755); err != nil {
 		return err
 	}
+	n.mu.Lock()
 	if n.proc == nil {
 		n.proc = &kit.Node{Name: n.name, Bin: n.bin, Dir: n.dir, Addr: n.addr, Args: n.args(), TLS: n.clientTLS()}
 	}
-	_, err := n.proc.Start(ctx, startupTimeout)
+	proc := n.proc
+	n.mu.Unlock()
+	_, err := proc.Start(ctx, startupTimeout)
 	return err
+}
+
+// child returns the node's process, nil before its first start.
+func (n *node) child() *kit.Node {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.proc
 }
 
 // kill sends SIGKILL to the node's process group (or closes the in-process
@@ -100,8 +110,8 @@ func (n *node) start(ctx context.Context) error {
 func (n *node) kill() {
 	if n.inproc {
 		n.closeInProc()
-	} else if n.proc != nil {
-		n.proc.Kill()
+	} else if p := n.child(); p != nil {
+		p.Kill()
 	}
 }
 
@@ -109,31 +119,32 @@ func (n *node) kill() {
 func (n *node) stop() {
 	if n.inproc {
 		n.closeInProc()
-	} else if n.proc != nil {
-		n.proc.Stop(5 * time.Second)
+	} else if p := n.child(); p != nil {
+		p.Stop(5 * time.Second)
 	}
 }
 
 // sample reads the CPU time and peak RSS of the running process from /proc.
 func (n *node) sample() {
-	if n.proc != nil {
-		n.proc.Sample()
+	if p := n.child(); p != nil {
+		p.Sample()
 	}
 }
 
 // usage returns the CPU seconds of every incarnation so far and the peak
 // RSS (zero in process: the harness line has the whole process's).
 func (n *node) usage() (cpu float64, rss int64) {
-	if n.proc == nil {
+	p := n.child()
+	if p == nil {
 		return 0, 0
 	}
-	return n.proc.Usage()
+	return p.Usage()
 }
 
 // epoch returns how many times the node has started.
 func (n *node) epoch() int {
-	if n.proc != nil {
-		return n.proc.Epoch()
+	if p := n.child(); p != nil {
+		return p.Epoch()
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
