@@ -3,14 +3,11 @@ package pipeline
 import (
 	"context"
 	"crypto/tls"
-	"errors"
-	"fmt"
 	"net"
 	"strconv"
 	"time"
 
 	"github.com/ktdproject/ktd/harness/kit"
-	"github.com/ktdproject/ktd/internal/ktproto"
 )
 
 // ktNode is one KT-compatible server run as a child process (kit.Node)
@@ -57,30 +54,6 @@ func startKT(ctx context.Context, bin, name, dir string, tlsCfg *tls.Config, arg
 // stop asks the server's process group to terminate, and kills it after
 // five seconds. It is safe to call more than once.
 func (n *ktNode) stop() { n.Stop(5 * time.Second) }
-
-// errRPC reports a KT RPC answer other than 200.
-var errRPC = errors.New("pipeline: KT RPC failed")
-
-// rpc calls KT's HTTP RPC procedure proc of node n with TSV input on a
-// connection of its own and returns the decoded output. Every call is
-// bounded by ctx and by 30 s.
-func rpc(ctx context.Context, n *ktNode, proc string, in []ktproto.KV) (map[string]string, error) {
-	c, err := kit.Dial(ctx, n.addr, 30*time.Second, n.tls)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.Close() })
-	defer stop()
-	code, out, err := c.CallKV(proc, in)
-	if err != nil {
-		return nil, err
-	}
-	if code != 200 {
-		return out, fmt.Errorf("%w: %s on %s answered %d: %s", errRPC, proc, n.addr, code, out["ERROR"])
-	}
-	return out, nil
-}
 
 // scanAll returns the value of every record of database 0 of node n
 // (kit.Scan).

@@ -87,21 +87,8 @@ func (n *node) start(ctx context.Context) error {
 	if err := os.MkdirAll(filepath.Join(n.dir, "db"), 0o755); err != nil {
 		return err
 	}
-	n.mu.Lock()
-	if n.proc == nil {
-		n.proc = &kit.Node{Name: n.name, Bin: n.bin, Dir: n.dir, Addr: n.addr, Args: n.args(), TLS: n.clientTLS()}
-	}
-	proc := n.proc
-	n.mu.Unlock()
-	_, err := proc.Start(ctx, startupTimeout)
+	_, err := n.proc.Start(ctx, startupTimeout)
 	return err
-}
-
-// child returns the node's process, nil before its first start.
-func (n *node) child() *kit.Node {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.proc
 }
 
 // kill sends SIGKILL to the node's process group (or closes the in-process
@@ -110,8 +97,8 @@ func (n *node) child() *kit.Node {
 func (n *node) kill() {
 	if n.inproc {
 		n.closeInProc()
-	} else if p := n.child(); p != nil {
-		p.Kill()
+	} else {
+		n.proc.Kill()
 	}
 }
 
@@ -119,32 +106,31 @@ func (n *node) kill() {
 func (n *node) stop() {
 	if n.inproc {
 		n.closeInProc()
-	} else if p := n.child(); p != nil {
-		p.Stop(5 * time.Second)
+	} else {
+		n.proc.Stop(5 * time.Second)
 	}
 }
 
 // sample reads the CPU time and peak RSS of the running process from /proc.
 func (n *node) sample() {
-	if p := n.child(); p != nil {
-		p.Sample()
+	if n.proc != nil {
+		n.proc.Sample()
 	}
 }
 
 // usage returns the CPU seconds of every incarnation so far and the peak
 // RSS (zero in process: the harness line has the whole process's).
 func (n *node) usage() (cpu float64, rss int64) {
-	p := n.child()
-	if p == nil {
+	if n.proc == nil {
 		return 0, 0
 	}
-	return p.Usage()
+	return n.proc.Usage()
 }
 
 // epoch returns how many times the node has started.
 func (n *node) epoch() int {
-	if p := n.child(); p != nil {
-		return p.Epoch()
+	if n.proc != nil {
+		return n.proc.Epoch()
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()

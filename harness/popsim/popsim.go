@@ -227,6 +227,9 @@ func (s *sim) build(dir string) error {
 				return nil, err
 			}
 		}
+		if !n.inproc {
+			n.proc = &kit.Node{Name: name, Bin: n.bin, Dir: n.dir, Addr: n.addr, Args: n.args(), TLS: n.clientTLS()}
+		}
 		s.nodes = append(s.nodes, n)
 		s.byName[name] = n
 		return n, nil
