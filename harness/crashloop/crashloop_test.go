@@ -26,7 +26,7 @@ func TestCrashLoopShort(t *testing.T) {
 	}
 	var log strings.Builder
 	rep, err := Run(ctx, Config{
-		KTD: bin, Dir: dir, Rounds: 3, Replicas: 1, Writers: 3, Keys: 50, Seed: 7,
+		Work: kit.Work{KTD: bin, Dir: dir}, Rounds: 3, Replicas: 1, Writers: 3, Keys: 50, Seed: 7,
 		MinRun: 200 * time.Millisecond, MaxRun: 700 * time.Millisecond,
 		MaxDown: 100 * time.Millisecond, MaxAfter: 600 * time.Millisecond,
 		Converge: 20 * time.Second, Log: &log, Preload: 5000,
@@ -64,7 +64,7 @@ func TestCrashLoopCatchesLoss(t *testing.T) {
 	}
 	removed := 0
 	rep, err := Run(ctx, Config{
-		KTD: bin, Dir: dir, Rounds: 1, Replicas: 0, Writers: 2, Keys: 30, Seed: 3,
+		Work: kit.Work{KTD: bin, Dir: dir}, Rounds: 1, Replicas: 0, Writers: 2, Keys: 30, Seed: 3,
 		MinRun: 200 * time.Millisecond, MaxRun: 400 * time.Millisecond, MaxDown: -1, MaxAfter: 400 * time.Millisecond,
 		BeforeCheck: func(round int, master string) {
 			c, err := kit.Dial(ctx, master, 10*time.Second, nil)

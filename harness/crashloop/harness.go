@@ -2,7 +2,6 @@ package crashloop
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -21,8 +20,7 @@ import (
 
 // Config is one crash-loop run.
 type Config struct {
-	KTD      string // the ktd binary
-	Dir      string // working directory: one subdirectory per server
+	kit.Work        // the ktd binary and the work directory (one subdirectory per server)
 	Rounds   int    // kill rounds
 	Replicas int    // replica processes
 	Writers  int    // writer connections
@@ -166,17 +164,8 @@ type run struct {
 // report lists them) or when the harness itself fails.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.defaults()
-	if cfg.KTD == "" || cfg.Dir == "" {
-		return &Report{}, errors.New("crashloop: Config.KTD and Config.Dir are required")
-	}
-	// Each server runs in its own directory: a relative path would not
-	// resolve from there.
-	var err error
-	if cfg.KTD, err = filepath.Abs(cfg.KTD); err != nil {
-		return &Report{}, err
-	}
-	if cfg.Dir, err = filepath.Abs(cfg.Dir); err != nil {
-		return &Report{}, err
+	if err := cfg.Work.Abs(); err != nil {
+		return &Report{}, fmt.Errorf("crashloop: %w", err)
 	}
 	r := &run{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x6b746372617368)), ledger: newLedger(), report: &Report{}, counted: map[string]verifyCount{}}
 	defer r.stopAll()

@@ -2,6 +2,7 @@ package kit
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -66,6 +67,46 @@ func (c *Conn) Do(req []byte) (int, []byte, error) {
 	}
 	return ktproto.ReadResponse(c.br)
 }
+
+// Response is one HTTP answer with its headers, for tests that check
+// exactly what the server sent.
+type Response struct {
+	Code   int
+	Header map[string]string // names in lower case
+	Body   string
+}
+
+// TSV decodes the body as plain TSV (no column decoding).
+func (r *Response) TSV() map[string]string { return TSV([]byte(r.Body)) }
+
+// ReadResponse reads one Content-Length framed answer from br with every
+// header; head says it answers a HEAD request (no body follows).
+func ReadResponse(br *bufio.Reader, head bool) (*Response, error) {
+	r := &Response{Header: map[string]string{}}
+	code, body, err := ktproto.ReadResponseHeaders(br, head, func(name, value []byte) {
+		r.Header[strings.ToLower(string(name))] = string(value)
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.Code, r.Body = code, string(body)
+	return r, nil
+}
+
+// Exchange writes one raw request and reads its answer with every header.
+func (c *Conn) Exchange(req []byte) (*Response, error) {
+	if err := c.Send(req); err != nil {
+		return nil, err
+	}
+	return ReadResponse(c.br, bytes.HasPrefix(req, []byte("HEAD ")))
+}
+
+// NetConn returns the connection, for requests written by hand.
+func (c *Conn) NetConn() net.Conn { return c.nc }
+
+// Reader returns the connection's buffered reader: answers to requests
+// written by hand are read from it.
+func (c *Conn) Reader() *bufio.Reader { return c.br }
 
 // Get calls RPC procedure proc with params (name, value pairs) in the query
 // string of a GET.

@@ -9,6 +9,8 @@ package kit
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -98,24 +100,68 @@ func FindBinary(path string) (string, error) {
 	return abs, nil
 }
 
-// Prepare readies the work of a harness command: dir, or a new temporary
-// directory named after prog when dir is empty (temp reports which, so
-// that the caller removes it after a successful run), and bin, or ktd built
-// into that directory when bin is empty.
-func Prepare(ctx context.Context, prog, dir, bin string) (workDir, ktd string, temp bool, err error) {
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", prog+"-"); err != nil {
-			return "", "", false, err
+// Work is what a harness command works in: a directory for its servers
+// and the ktd binary they run. Its command registers Flags, calls Prepare
+// after parsing them, and Done after a successful run.
+type Work struct {
+	Prog string // the command's name: the temporary directory's prefix
+	Dir  string // -dir: the work directory, kept ("": a temporary one)
+	KTD  string // -ktd: the ktd binary ("": built into Dir)
+	temp bool
+}
+
+// Flags registers -ktd and -dir on fs.
+func (w *Work) Flags(fs *flag.FlagSet) {
+	fs.StringVar(&w.KTD, "ktd", w.KTD, "ktd binary (default: go build github.com/ktdproject/ktd/cmd/ktd into the work directory)")
+	fs.StringVar(&w.Dir, "dir", w.Dir, "work directory, kept (default: a temporary one, removed on success)")
+}
+
+// Prepare makes a temporary directory when Dir is empty and builds ktd
+// into Dir when KTD is empty.
+func (w *Work) Prepare(ctx context.Context) error {
+	if w.Dir == "" {
+		dir, err := os.MkdirTemp("", w.Prog+"-")
+		if err != nil {
+			return err
 		}
-		temp = true
+		w.Dir, w.temp = dir, true
 	}
-	if bin == "" {
-		if bin, err = BuildKTD(ctx, dir); err != nil {
-			if temp {
-				os.RemoveAll(dir)
-			}
-			return "", "", false, err
+	if w.KTD == "" {
+		bin, err := BuildKTD(ctx, w.Dir)
+		if err != nil {
+			w.Done()
+			return err
 		}
+		w.KTD = bin
 	}
-	return dir, bin, temp, nil
+	return nil
+}
+
+// Abs checks that both Dir and KTD are set and makes them absolute: each
+// server runs in a directory of its own, where a relative path would not
+// resolve.
+func (w *Work) Abs() error {
+	if w.KTD == "" || w.Dir == "" {
+		return errors.New("the ktd binary and the work directory are required")
+	}
+	var err error
+	if w.KTD, err = filepath.Abs(w.KTD); err != nil {
+		return err
+	}
+	w.Dir, err = filepath.Abs(w.Dir)
+	return err
+}
+
+// Done removes the work directory if Prepare made it; after a failure it is
+// left for its logs.
+func (w *Work) Done() {
+	if w.temp {
+		os.RemoveAll(w.Dir)
+	}
+}
+
+// Exit prints "<prog>: " and the message to stderr and exits with code.
+func Exit(prog string, code int, format string, args ...any) {
+	fmt.Fprintf(os.Stderr, prog+": "+format+"\n", args...)
+	os.Exit(code)
 }

@@ -292,3 +292,31 @@ func TestSleep(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestWork(t *testing.T) {
+	// A given binary is kept; a temporary directory is made and removed.
+	w := kit.Work{Prog: "kittest", KTD: "/bin/true"}
+	if err := w.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if w.KTD != "/bin/true" || !strings.Contains(filepath.Base(w.Dir), "kittest-") {
+		t.Fatalf("Prepare: KTD %q, Dir %q", w.KTD, w.Dir)
+	}
+	if _, err := os.Stat(w.Dir); err != nil {
+		t.Fatal(err)
+	}
+	w.Done()
+	if _, err := os.Stat(w.Dir); !os.IsNotExist(err) {
+		t.Errorf("Done left %s: %v", w.Dir, err)
+	}
+	// A given directory is never removed.
+	dir := t.TempDir()
+	w = kit.Work{Prog: "kittest", Dir: dir, KTD: "/bin/true"}
+	if err := w.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	w.Done()
+	if _, err := os.Stat(dir); err != nil {
+		t.Errorf("Done removed the given directory: %v", err)
+	}
+}

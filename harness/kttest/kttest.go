@@ -1,23 +1,24 @@
 // Package kttest has test helpers: an in-process ktd on a loopback port and
-// a tiny raw HTTP client that shows exactly what the server sent.
+// a raw HTTP client (over the harness kit's connection) that shows exactly
+// what the server sent and fails the test on any error.
 package kttest
 
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/url"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ktdproject/ktd/harness/kit"
 	"github.com/ktdproject/ktd/ktserver"
 )
 
@@ -37,6 +38,21 @@ func StartServer(t testing.TB, cfg ktserver.Config) (*ktserver.Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	Serve(t, srv, ln)
+	// Return once Serve has registered the listener, so that srv.Addr()
+	// answers (connections are accepted from Listen on anyway).
+	for deadline := time.Now().Add(10 * time.Second); srv.Addr() == nil; time.Sleep(50 * time.Microsecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Serve did not start")
+		}
+	}
+	return srv, ln.Addr().String()
+}
+
+// Serve serves srv on ln in a goroutine and closes it when the test ends,
+// reporting (not failing at once) an error of Close or Serve. Unlike
+// t.Fatal, it may be called from any goroutine.
+func Serve(t testing.TB, srv *ktserver.Server, ln net.Listener) {
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {
@@ -47,14 +63,6 @@ func StartServer(t testing.TB, cfg ktserver.Config) (*ktserver.Server, string) {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	// Return once Serve has registered the listener, so that srv.Addr()
-	// answers (connections are accepted from Listen on anyway).
-	for deadline := time.Now().Add(10 * time.Second); srv.Addr() == nil; time.Sleep(50 * time.Microsecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("Serve did not start")
-		}
-	}
-	return srv, ln.Addr().String()
 }
 
 // WaitFor polls cond every 10 ms until it holds or timeout passes.
@@ -69,63 +77,47 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// Client is a minimal keep-alive HTTP client for KT RPCs.
+// Client is a keep-alive connection for KT RPCs in tests: a kit.Conn that
+// fails the test on any error and shows every header of each answer.
 type Client struct {
-	t  testing.TB
-	nc net.Conn
-	br *bufio.Reader
+	t testing.TB
+	c *kit.Conn
 }
 
 // Dial connects a Client to addr; the connection closes when the test ends.
 func Dial(t testing.TB, addr string) *Client {
 	t.Helper()
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	return &Client{t: t, nc: nc, br: bufio.NewReader(nc)}
+	return dial(t, addr, nil)
 }
 
 // DialTLS connects a Client to addr over TLS with cfg, completing the
 // handshake; the connection closes when the test ends.
 func DialTLS(t testing.TB, addr string, cfg *tls.Config) *Client {
 	t.Helper()
-	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: cfg}
-	nc, err := d.Dial("tcp", addr)
+	return dial(t, addr, cfg)
+}
+
+func dial(t testing.TB, addr string, cfg *tls.Config) *Client {
+	t.Helper()
+	c, err := kit.Dial(context.Background(), addr, 10*time.Second, cfg)
 	if err != nil {
-		t.Fatalf("TLS dial %s: %v", addr, err)
+		t.Fatalf("dial %s: %v", addr, err)
 	}
-	t.Cleanup(func() { nc.Close() })
-	return &Client{t: t, nc: nc, br: bufio.NewReader(nc)}
+	t.Cleanup(func() { c.Close() })
+	return &Client{t: t, c: c}
 }
 
 // Conn returns the underlying connection.
-func (c *Client) Conn() net.Conn { return c.nc }
+func (c *Client) Conn() net.Conn { return c.c.NetConn() }
 
 // Reader returns the buffered reader of the connection.
-func (c *Client) Reader() *bufio.Reader { return c.br }
+func (c *Client) Reader() *bufio.Reader { return c.c.Reader() }
 
 // Response is a parsed HTTP response.
-type Response struct {
-	Code   int
-	Header map[string]string // lower-case names
-	Body   string
-}
+type Response = kit.Response
 
-// TSV parses the body as a TSV map without colenc decoding.
-func (r *Response) TSV() map[string]string {
-	m := make(map[string]string)
-	for line := range strings.SplitSeq(r.Body, "\n") {
-		if k, v, ok := strings.Cut(line, "\t"); ok {
-			m[k] = v
-		}
-	}
-	return m
-}
-
-// RPC calls procedure name with params as a form body and returns the
-// response.
+// RPC calls procedure name with params (name, value pairs) as a form body
+// and returns the response.
 func (c *Client) RPC(name string, params ...string) *Response {
 	c.t.Helper()
 	form := url.Values{}
@@ -139,56 +131,18 @@ func (c *Client) RPC(name string, params ...string) *Response {
 // Do writes a raw request and reads one response.
 func (c *Client) Do(raw string) *Response {
 	c.t.Helper()
-	c.nc.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c.nc, raw); err != nil {
-		c.t.Fatalf("write: %v", err)
-	}
-	resp, err := ReadResponse(c.br, strings.HasPrefix(raw, "HEAD "))
+	resp, err := c.c.Exchange([]byte(raw))
 	if err != nil {
-		c.t.Fatalf("read response to %q: %v", firstLine(raw), err)
+		line, _, _ := strings.Cut(raw, "\r\n")
+		c.t.Fatalf("%q: %v", line, err)
 	}
 	return resp
 }
 
-func firstLine(s string) string {
-	line, _, _ := strings.Cut(s, "\r\n")
-	return line
-}
-
-// ReadResponse reads one HTTP response (Content-Length framed).
+// ReadResponse reads one HTTP response (Content-Length framed); head says
+// it answers a HEAD request.
 func ReadResponse(br *bufio.Reader, head bool) (*Response, error) {
-	status, err := br.ReadString('\n')
-	if err != nil {
-		return nil, err
-	}
-	f := strings.Fields(status)
-	if len(f) < 2 {
-		return nil, fmt.Errorf("bad status line %q", status)
-	}
-	code, _ := strconv.Atoi(f[1])
-	resp := &Response{Code: code, Header: make(map[string]string)}
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			return nil, err
-		}
-		line = strings.TrimRight(line, "\r\n")
-		if line == "" {
-			break
-		}
-		k, v, _ := strings.Cut(line, ":")
-		resp.Header[strings.ToLower(k)] = strings.TrimSpace(v)
-	}
-	if head {
-		return resp, nil
-	}
-	n, _ := strconv.Atoi(resp.Header["content-length"])
-	body := make([]byte, n)
-	if _, err := io.ReadFull(br, body); err != nil {
-		return nil, err
-	}
-	resp.Body = string(body)
-	return resp, nil
+	return kit.ReadResponse(br, head)
 }
 
 // Digest summarizes every database of srv: each live record's key, value

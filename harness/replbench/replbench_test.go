@@ -125,16 +125,7 @@ func TestMeasureCatchup(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		done := make(chan error, 1)
-		go func() { done <- srv.Serve(ln) }()
-		t.Cleanup(func() {
-			if err := srv.Close(); err != nil {
-				t.Errorf("Close: %v", err)
-			}
-			if err := <-done; err != nil && err != ktserver.ErrServerClosed {
-				t.Errorf("Serve: %v", err)
-			}
-		})
+		kttest.Serve(t, srv, ln)
 		slave = srv
 		return nil
 	}

@@ -10,7 +10,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -28,9 +27,8 @@ import (
 
 // Config is one soak run.
 type Config struct {
-	KTD string // the ktd binary
-	Dir string // working directory: one subdirectory per server
-	Out string // where report.json and summary.txt go ("" = nowhere)
+	kit.Work        // the ktd binary and the work directory (one subdirectory per server)
+	Out      string // where report.json and summary.txt go ("" = nowhere)
 
 	Duration  time.Duration // the paced load run (default 10 min)
 	Replicas  int           // replica processes (default 2; negative = none)
@@ -151,15 +149,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep := &Report{Start: time.Now().UTC(), CPUs: runtime.NumCPU(), Duration: cfg.Duration.Seconds(),
 		Replicas: cfg.Replicas, Keys: cfg.Keys, Conns: cfg.Conns, ChurnRate: cfg.ChurnRate,
 		SampleSecs: cfg.Sample.Seconds(), Thresholds: cfg.Thresholds}
-	if cfg.KTD == "" || cfg.Dir == "" {
-		return rep, errors.New("soak: Config.KTD and Config.Dir are required")
-	}
-	var err error
-	if cfg.KTD, err = filepath.Abs(cfg.KTD); err != nil {
-		return rep, err
-	}
-	if cfg.Dir, err = filepath.Abs(cfg.Dir); err != nil {
-		return rep, err
+	if err := cfg.Work.Abs(); err != nil {
+		return rep, fmt.Errorf("soak: %w", err)
 	}
 	tr := &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}
 	defer tr.CloseIdleConnections()

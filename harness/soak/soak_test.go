@@ -73,7 +73,7 @@ func TestSoakShort(t *testing.T) {
 	const duration = 60 * time.Second
 	start := time.Now()
 	rep, err := Run(ctx, Config{
-		KTD: bin, Dir: dir, Out: out,
+		Work: kit.Work{KTD: bin, Dir: dir}, Out: out,
 		Duration: duration, Replicas: 2, Fraction: 0.5,
 		Calibrate: 4 * time.Second, CalConns: 6, Conns: 12, ChurnRate: 20,
 		Sample: 2 * time.Second, Keys: 20000, Seed: 1,
@@ -140,7 +140,7 @@ func TestSoakCatchesLeak(t *testing.T) {
 	th := ciThresholds()
 	th.Warmup, th.Span = time.Second, 3*time.Second
 	rep, err := Run(ctx, Config{
-		KTD: bin, Dir: t.TempDir(),
+		Work:     kit.Work{KTD: bin, Dir: t.TempDir()},
 		Duration: 8 * time.Second, Replicas: -1, Rate: 200, Conns: 4, ChurnRate: 30,
 		Sample: time.Second, Keys: 1000, Settle: 2 * time.Second, Seed: 2,
 		Thresholds: th, leak: true,

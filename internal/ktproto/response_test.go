@@ -27,3 +27,19 @@ func TestReadResponse(t *testing.T) {
 		}
 	}
 }
+
+func TestReadResponseHeaders(t *testing.T) {
+	// A HEAD answer's Content-Length describes a body that does not follow:
+	// the next answer on the connection starts right after its headers.
+	br := bufio.NewReader(strings.NewReader("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Kt-Xt: 7\r\n\r\n" +
+		"HTTP/1.1 200 OK\r\nContent-Type: text/tab-separated-values; colenc=B\r\nContent-Length: 2\r\n\r\nab"))
+	got := map[string]string{}
+	code, body, err := ReadResponseHeaders(br, true, func(k, v []byte) { got[string(k)] = string(v) })
+	if err != nil || code != 200 || body != nil || got["X-Kt-Xt"] != "7" || got["Content-Length"] != "5" {
+		t.Fatalf("HEAD: %d %q %v %v", code, body, err, got)
+	}
+	code, ctype, body, err := ReadResponseType(br)
+	if err != nil || code != 200 || string(body) != "ab" || ctype != "text/tab-separated-values; colenc=B" {
+		t.Fatalf("after HEAD: %d %q %q %v", code, ctype, body, err)
+	}
+}

@@ -18,8 +18,8 @@ import (
 
 func main() {
 	var cfg crashloop.Config
-	flag.StringVar(&cfg.KTD, "ktd", "", "ktd binary (default: go build github.com/ktdproject/ktd/cmd/ktd into the work directory)")
-	flag.StringVar(&cfg.Dir, "dir", "", "work directory, kept (default: a temporary one, removed on success)")
+	cfg.Work = kit.Work{Prog: "ktcrash"}
+	cfg.Work.Flags(flag.CommandLine)
 	flag.IntVar(&cfg.Rounds, "rounds", 50, "kill rounds")
 	flag.IntVar(&cfg.Replicas, "replicas", 2, "replica processes")
 	flag.IntVar(&cfg.Writers, "writers", 4, "writer connections")
@@ -30,25 +30,16 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	fail := func(code int, format string, args ...any) {
-		fmt.Fprintf(os.Stderr, "ktcrash: "+format+"\n", args...)
-		stop()
-		os.Exit(code)
-	}
-	var temp bool
-	var err error
-	if cfg.Dir, cfg.KTD, temp, err = kit.Prepare(ctx, "ktcrash", cfg.Dir, cfg.KTD); err != nil {
-		fail(2, "%v", err)
+	if err := cfg.Work.Prepare(ctx); err != nil {
+		kit.Exit(cfg.Prog, 2, "%v", err)
 	}
 	cfg.Log = os.Stdout
 	fmt.Printf("ktcrash: seed %d, %d rounds, %d replicas, %d writers, in %s\n", cfg.Seed, cfg.Rounds, cfg.Replicas, cfg.Writers, cfg.Dir)
 	rep, err := crashloop.Run(ctx, cfg)
 	fmt.Print(rep)
 	if err != nil {
-		fail(1, "FAIL (seed %d; the servers' logs are under %s): %v", cfg.Seed, cfg.Dir, err)
+		kit.Exit(cfg.Prog, 1, "FAIL (seed %d; the servers' logs are under %s): %v", cfg.Seed, cfg.Dir, err)
 	}
-	if temp {
-		os.RemoveAll(cfg.Dir)
-	}
+	cfg.Work.Done()
 	fmt.Println("ktcrash: OK")
 }

@@ -23,8 +23,8 @@ import (
 func main() {
 	cfg := soak.Config{Thresholds: soak.DefaultThresholds()}
 	th := &cfg.Thresholds
-	flag.StringVar(&cfg.KTD, "ktd", "", "ktd binary (default: go build github.com/ktdproject/ktd/cmd/ktd into the work directory)")
-	flag.StringVar(&cfg.Dir, "dir", "", "work directory, kept (default: a temporary one, removed on success)")
+	cfg.Work = kit.Work{Prog: "ktsoak"}
+	cfg.Work.Flags(flag.CommandLine)
 	flag.StringVar(&cfg.Out, "out", "soak-out", "directory for report.json and summary.txt (empty: none)")
 	flag.DurationVar(&cfg.Duration, "duration", 10*time.Minute, "paced load run")
 	flag.IntVar(&cfg.Replicas, "replicas", 2, "replica processes")
@@ -48,15 +48,8 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	fail := func(code int, format string, args ...any) {
-		fmt.Fprintf(os.Stderr, "ktsoak: "+format+"\n", args...)
-		stop()
-		os.Exit(code)
-	}
-	var temp bool
-	var err error
-	if cfg.Dir, cfg.KTD, temp, err = kit.Prepare(ctx, "ktsoak", cfg.Dir, cfg.KTD); err != nil {
-		fail(2, "%v", err)
+	if err := cfg.Work.Prepare(ctx); err != nil {
+		kit.Exit(cfg.Prog, 2, "%v", err)
 	}
 	cfg.Log = os.Stdout
 	fmt.Printf("ktsoak: seed %d, %v, %d replicas, in %s\n", cfg.Seed, cfg.Duration, cfg.Replicas, cfg.Dir)
@@ -66,10 +59,8 @@ func main() {
 		fmt.Printf("ktsoak: report in %s/report.json\n", cfg.Out)
 	}
 	if err != nil {
-		fail(1, "FAIL (the servers' logs are under %s): %v", cfg.Dir, err)
+		kit.Exit(cfg.Prog, 1, "FAIL (the servers' logs are under %s): %v", cfg.Dir, err)
 	}
-	if temp {
-		os.RemoveAll(cfg.Dir)
-	}
+	cfg.Work.Done()
 	fmt.Println("ktsoak: OK")
 }
