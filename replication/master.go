@@ -78,11 +78,27 @@ func (m *Master) Slaves() int64 { return m.slaves.Load() }
 const snapshotEnd = 0xFFFF
 
 // coalesceBelow and coalesceDelay: after sending fewer records than
-// coalesceBelow, the streamer waits coalesceDelay before reading again.
+// coalesceBelow, the streamer waits coalesceDelay (or, serving many slaves,
+// coalescePerSlave for each, up to coalesceMax) before reading again.
 const (
-	coalesceBelow = 64
-	coalesceDelay = 2 * time.Millisecond
+	coalesceBelow    = 64
+	coalesceDelay    = 2 * time.Millisecond
+	coalescePerSlave = time.Millisecond
+	coalesceMax      = 20 * time.Millisecond
 )
+
+// coalesceFor is the wait after a trickle when the master serves slaves
+// slaves. Every round costs the master a read of the log, a frame, a write
+// and a wake-up on the slave, and the slave a batch; a master with one or
+// two slaves waits coalesceDelay, one with more spaces each slave's rounds
+// so that all of them together make at most about 1 000 rounds a second:
+// 23 slaves at 2 000 writes/s get frames of ~40 records every 20 ms rather
+// than of ~4 every 2 ms (the PoP simulation: 1 515 → 1 836 acknowledged
+// writes/s, a replica's CPU per write 37 → 25 µs). The first commit after a
+// quiet spell still goes at once: only the rounds after it wait.
+func coalesceFor(slaves int64) time.Duration {
+	return min(max(coalesceDelay, time.Duration(slaves)*coalescePerSlave), coalesceMax)
+}
 
 // batchLimit bounds the records read from one database per round.
 const batchLimit = 1024
@@ -311,8 +327,8 @@ func (s *masterSession) sendRecords(recs []record) error {
 		// A trickle of commits: wait a moment so that the next
 		// round carries several. Under load this turns one Pebble
 		// read, one write and one wake-up per commit and slave into
-		// one per batch, for at most coalesceDelay of extra lag.
-		s.coalesce.Reset(coalesceDelay)
+		// one per batch, for at most coalesceFor of extra lag.
+		s.coalesce.Reset(coalesceFor(s.m.slaves.Load()))
 		select {
 		case <-s.ctx.Done():
 		case <-s.coalesce.C:
