@@ -2,9 +2,10 @@
 // fdwtest pipeline, replbench, loadgen): one KT client ([Conn], [Scan],
 // [Digest], [Ping]), one ktd child-process node ([Node]), one replication
 // observer ([Observer], [Follow]), /proc sampling ([ProcStats],
-// [ProcSample]) and quantiles ([Quantile]). It speaks nothing but KT
-// 0.9.56's own protocols, so every harness can point it at a real KT as at
-// ktd. No product package imports it.
+// [ProcSample]), quantiles ([Quantile]) and a command's work directory and
+// ktd binary ([Work]). It speaks nothing but KT 0.9.56's own protocols, so
+// every harness can point it at a real KT as at ktd. No product package
+// imports it; their tests use its client through kttest.
 package kit
 
 import (
