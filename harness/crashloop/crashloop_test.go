@@ -26,10 +26,10 @@ func TestCrashLoopShort(t *testing.T) {
 	}
 	var log strings.Builder
 	rep, err := Run(ctx, Config{
-		Work: kit.Work{KTD: bin, Dir: dir}, Rounds: 3, Replicas: 1, Writers: 3, Keys: 50, Seed: 7,
+		Work: kit.Work{KTD: bin, Dir: dir, Log: &log}, Rounds: 3, Replicas: 1, Writers: 3, Keys: 50, Seed: 7,
 		MinRun: 200 * time.Millisecond, MaxRun: 700 * time.Millisecond,
 		MaxDown: 100 * time.Millisecond, MaxAfter: 600 * time.Millisecond,
-		Converge: 20 * time.Second, Log: &log, Preload: 5000,
+		Converge: 20 * time.Second, Preload: 5000,
 	})
 	t.Logf("progress:\n%sreport:\n%v", log.String(), rep)
 	if err != nil {

@@ -3,7 +3,6 @@ package crashloop
 import (
 	"context"
 	"fmt"
-	"io"
 	"maps"
 	"math/rand/v2"
 	"path/filepath"
@@ -20,7 +19,7 @@ import (
 
 // Config is one crash-loop run.
 type Config struct {
-	kit.Work        // the ktd binary and the work directory (one subdirectory per server)
+	kit.Work        // the ktd binary, the work directory (one subdirectory per server), progress (one line per round)
 	Rounds   int    // kill rounds
 	Replicas int    // replica processes
 	Writers  int    // writer connections
@@ -33,9 +32,6 @@ type Config struct {
 	// MaxAfter the storm after its restart.
 	MinRun, MaxRun, MaxDown, MaxAfter time.Duration
 	Converge                          time.Duration // bound on replica convergence per round
-	StartTimeout                      time.Duration // bound on one start-up
-
-	Log io.Writer // progress, one line per round; nil for none
 
 	// BeforeCheck, when set, runs after each round's storm, before its
 	// checks, with the master's address: tests use it to inject a fault.
@@ -65,12 +61,6 @@ func (c *Config) defaults() {
 	}
 	if c.Converge <= 0 {
 		c.Converge = 30 * time.Second
-	}
-	if c.StartTimeout <= 0 {
-		c.StartTimeout = 60 * time.Second
-	}
-	if c.Log == nil {
-		c.Log = io.Discard
 	}
 }
 
@@ -164,7 +154,7 @@ type run struct {
 // report lists them) or when the harness itself fails.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.defaults()
-	if err := cfg.Work.Abs(); err != nil {
+	if err := cfg.Work.Check(); err != nil {
 		return &Report{}, fmt.Errorf("crashloop: %w", err)
 	}
 	r := &run{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x6b746372617368)), ledger: newLedger(), report: &Report{}, counted: map[string]verifyCount{}}

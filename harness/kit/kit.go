@@ -13,6 +13,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -108,6 +109,10 @@ type Work struct {
 	Prog string // the command's name: the temporary directory's prefix
 	Dir  string // -dir: the work directory, kept ("": a temporary one)
 	KTD  string // -ktd: the ktd binary ("": built into Dir)
+
+	Log          io.Writer     // progress lines; nil for none
+	StartTimeout time.Duration // bound on one server's start-up (default 60 s)
+
 	temp bool
 }
 
@@ -138,12 +143,18 @@ func (w *Work) Prepare(ctx context.Context) error {
 	return nil
 }
 
-// Abs checks that both Dir and KTD are set and makes them absolute: each
+// Check checks that both Dir and KTD are set and makes them absolute (each
 // server runs in a directory of its own, where a relative path would not
-// resolve.
-func (w *Work) Abs() error {
+// resolve), and fills in Log (io.Discard) and StartTimeout when unset.
+func (w *Work) Check() error {
 	if w.KTD == "" || w.Dir == "" {
 		return errors.New("the ktd binary and the work directory are required")
+	}
+	if w.Log == nil {
+		w.Log = io.Discard
+	}
+	if w.StartTimeout <= 0 {
+		w.StartTimeout = 60 * time.Second
 	}
 	var err error
 	if w.KTD, err = filepath.Abs(w.KTD); err != nil {
@@ -165,4 +176,21 @@ func (w *Work) Done() {
 func Exit(prog string, code int, format string, args ...any) {
 	fmt.Fprintf(os.Stderr, prog+": "+format+"\n", args...)
 	os.Exit(code)
+}
+
+// Every calls fn at every tick of a d ticker, with the tick's time, until
+// ctx ends or fn returns false.
+func Every(ctx context.Context, d time.Duration, fn func(now time.Time) bool) {
+	tick := time.NewTicker(d)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			if !fn(now) {
+				return
+			}
+		}
+	}
 }

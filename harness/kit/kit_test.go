@@ -320,3 +320,39 @@ func TestWork(t *testing.T) {
 		t.Errorf("Done removed the given directory: %v", err)
 	}
 }
+
+func TestEvery(t *testing.T) {
+	// fn's false ends it.
+	n := 0
+	kit.Every(context.Background(), time.Millisecond, func(time.Time) bool {
+		n++
+		return n < 3
+	})
+	if n != 3 {
+		t.Errorf("fn ran %d times, want 3", n)
+	}
+	// So does the context, without another call.
+	ctx, cancel := context.WithCancel(context.Background())
+	n = 0
+	kit.Every(ctx, time.Millisecond, func(time.Time) bool {
+		n++
+		cancel()
+		return true
+	})
+	if n != 1 {
+		t.Errorf("fn ran %d times after cancel, want 1", n)
+	}
+}
+
+func TestWorkCheck(t *testing.T) {
+	if err := (&kit.Work{Dir: "d"}).Check(); err == nil {
+		t.Error("Check without a binary succeeded")
+	}
+	w := kit.Work{Dir: "d", KTD: "bin/ktd"}
+	if err := w.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(w.Dir) || !filepath.IsAbs(w.KTD) || w.Log == nil || w.StartTimeout != time.Minute {
+		t.Errorf("Check left %+v", w)
+	}
+}

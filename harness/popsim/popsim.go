@@ -420,47 +420,46 @@ func (s *sim) setPhase(p string) {
 // sample records, once a second, every stream's lag, the write rate and
 // the processes' CPU and memory, and prints the progress line.
 func (s *sim) sample(ctx context.Context) {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
+	kit.Every(ctx, time.Second, func(time.Time) bool {
+		s.sampleOnce()
+		return true
+	})
+}
+
+// sampleOnce takes one sample.
+func (s *sim) sampleOnce() {
+	now := s.reg.now()
+	t := time.Duration(now - s.writeStart)
+	worst, worstName := time.Duration(0), "-"
+	lags := map[string]time.Duration{}
+	for name, st := range s.streams {
+		l := st.lag(now)
+		lags[name] = l
+		if l > worst {
+			worst, worstName = l, name
 		}
-		now := s.reg.now()
-		t := time.Duration(now - s.writeStart)
-		worst, worstName := time.Duration(0), "-"
-		lags := map[string]time.Duration{}
-		for name, st := range s.streams {
-			l := st.lag(now)
-			lags[name] = l
-			if l > worst {
-				worst, worstName = l, name
-			}
+	}
+	for _, n := range s.nodes {
+		n.sample()
+	}
+	acked := s.wl.acked.Load()
+	s.mu.Lock()
+	for name, l := range lags {
+		s.lag[name] = append(s.lag[name], [2]float64{round(t.Seconds(), 3), round(ms(l), 1)})
+		s.maxLag[name] = max(s.maxLag[name], l)
+	}
+	rate := float64(acked - s.lastAck)
+	s.lastAck = acked
+	s.rates = append(s.rates, [2]float64{round(t.Seconds(), 3), rate})
+	phase := s.phase
+	s.mu.Unlock()
+	if s.cfg.Progress != nil {
+		active := s.activeAt(t)
+		if len(active) > 0 {
+			phase += " [" + strings.Join(active, ", ") + "]"
 		}
-		for _, n := range s.nodes {
-			n.sample()
-		}
-		acked := s.wl.acked.Load()
-		s.mu.Lock()
-		for name, l := range lags {
-			s.lag[name] = append(s.lag[name], [2]float64{round(t.Seconds(), 3), round(ms(l), 1)})
-			s.maxLag[name] = max(s.maxLag[name], l)
-		}
-		rate := float64(acked - s.lastAck)
-		s.lastAck = acked
-		s.rates = append(s.rates, [2]float64{round(t.Seconds(), 3), rate})
-		phase := s.phase
-		s.mu.Unlock()
-		if s.cfg.Progress != nil {
-			active := s.activeAt(t)
-			if len(active) > 0 {
-				phase += " [" + strings.Join(active, ", ") + "]"
-			}
-			fmt.Fprintf(s.cfg.Progress, "popsim %5.1fs %-8s writes/s %5.0f acked %7d  worst lag %-10s %7.0f ms\n",
-				t.Seconds(), phase, rate, acked, worstName, ms(worst))
-		}
+		fmt.Fprintf(s.cfg.Progress, "popsim %5.1fs %-8s writes/s %5.0f acked %7d  worst lag %-10s %7.0f ms\n",
+			t.Seconds(), phase, rate, acked, worstName, ms(worst))
 	}
 }
 

@@ -83,30 +83,24 @@ func (w *workload) run(ctx context.Context) {
 // counted as missed: the writers (or the master) could not keep up.
 func (w *workload) pace(ctx context.Context) {
 	start := time.Now()
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
 	var allowance float64
 	last := start
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-tick.C:
-			t := now.Sub(start)
-			if t >= w.dur {
-				return
-			}
-			allowance += float64(w.rateAt(t)) * now.Sub(last).Seconds()
-			last = now
-			for ; allowance >= 1; allowance-- {
-				select {
-				case w.tokens <- struct{}{}:
-				default:
-					w.missed.Add(1)
-				}
+	kit.Every(ctx, 2*time.Millisecond, func(now time.Time) bool {
+		t := now.Sub(start)
+		if t >= w.dur {
+			return false
+		}
+		allowance += float64(w.rateAt(t)) * now.Sub(last).Seconds()
+		last = now
+		for ; allowance >= 1; allowance-- {
+			select {
+			case w.tokens <- struct{}{}:
+			default:
+				w.missed.Add(1)
 			}
 		}
-	}
+		return true
+	})
 }
 
 // keyState is what a writer knows of one of its keys.

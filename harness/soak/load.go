@@ -550,14 +550,7 @@ func (l *load) openLoop(ctx context.Context, rate float64, conns int, churnRate 
 	}
 	start := time.Now()
 	var sent, churned int64
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	kit.Every(ctx, time.Millisecond, func(time.Time) bool {
 		el := time.Since(start).Seconds()
 		var shed int64
 		for due := int64(el * rate); sent < due; sent++ {
@@ -578,5 +571,6 @@ func (l *load) openLoop(ctx context.Context, rate float64, conns int, churnRate 
 		if shed > 0 {
 			l.st.addShed(shed)
 		}
-	}
+		return true
+	})
 }

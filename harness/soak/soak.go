@@ -11,7 +11,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -27,7 +26,7 @@ import (
 
 // Config is one soak run.
 type Config struct {
-	kit.Work        // the ktd binary and the work directory (one subdirectory per server)
+	kit.Work        // the ktd binary, the work directory (one subdirectory per server), progress (one line per sample)
 	Out      string // where report.json and summary.txt go ("" = nowhere)
 
 	Duration  time.Duration // the paced load run (default 10 min)
@@ -43,10 +42,8 @@ type Config struct {
 	ULim      string        // the master's -ulim (default 32m: the log is trimmed several times a run)
 	Seed      uint64
 
-	Thresholds   Thresholds
-	StartTimeout time.Duration // bound on one server's start-up (default 60 s)
-	Settle       time.Duration // bound on the wait for idle counts to come back after the load (default 10 s)
-	Log          io.Writer     // progress, one line per sample; nil for none
+	Thresholds Thresholds
+	Settle     time.Duration // bound on the wait for idle counts to come back after the load (default 10 s)
 
 	leak bool // tests: churned connections are left open until the verdicts are in
 }
@@ -88,14 +85,8 @@ func (c *Config) defaults() {
 	if c.ULim == "" {
 		c.ULim = "32m"
 	}
-	if c.StartTimeout <= 0 {
-		c.StartTimeout = 60 * time.Second
-	}
 	if c.Settle <= 0 {
 		c.Settle = 10 * time.Second
-	}
-	if c.Log == nil {
-		c.Log = io.Discard
 	}
 	if c.Thresholds == (Thresholds{}) {
 		c.Thresholds = DefaultThresholds()
@@ -149,7 +140,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep := &Report{Start: time.Now().UTC(), CPUs: runtime.NumCPU(), Duration: cfg.Duration.Seconds(),
 		Replicas: cfg.Replicas, Keys: cfg.Keys, Conns: cfg.Conns, ChurnRate: cfg.ChurnRate,
 		SampleSecs: cfg.Sample.Seconds(), Thresholds: cfg.Thresholds}
-	if err := cfg.Work.Abs(); err != nil {
+	if err := cfg.Work.Check(); err != nil {
 		return rep, fmt.Errorf("soak: %w", err)
 	}
 	tr := &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}

@@ -73,12 +73,11 @@ func TestSoakShort(t *testing.T) {
 	const duration = 60 * time.Second
 	start := time.Now()
 	rep, err := Run(ctx, Config{
-		Work: kit.Work{KTD: bin, Dir: dir}, Out: out,
+		Work: kit.Work{KTD: bin, Dir: dir, Log: logWriter{t}}, Out: out,
 		Duration: duration, Replicas: 2, Fraction: 0.5,
 		Calibrate: 4 * time.Second, CalConns: 6, Conns: 12, ChurnRate: 20,
 		Sample: 2 * time.Second, Keys: 20000, Seed: 1,
 		Thresholds: ciThresholds(),
-		Log:        logWriter{t},
 	})
 	t.Logf("%.0f s; report:\n%v", time.Since(start).Seconds(), rep)
 	if err != nil {
