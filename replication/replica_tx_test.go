@@ -3,46 +3,15 @@ package replication
 import (
 	"bufio"
 	"context"
-	"io"
 	"net"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/ktdproject/ktd/internal/fakemaster"
 	"github.com/ktdproject/ktd/internal/ktproto"
 	"github.com/ktdproject/ktd/internal/store"
 )
-
-// fakeMaster accepts one replication session per entry of sessions, answers
-// 0xB1 and writes that session's frames, then closes the connection. It
-// returns its address and a channel of the request positions it saw.
-func fakeMaster(t *testing.T, sessions ...[]byte) (string, <-chan uint64) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	positions := make(chan uint64, len(sessions))
-	go func() {
-		for _, frames := range sessions {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			req := make([]byte, 15)
-			if _, err := io.ReadFull(nc, req); err != nil {
-				nc.Close()
-				return
-			}
-			positions <- uint64(req[5])<<56 | uint64(req[6])<<48 | uint64(req[7])<<40 | uint64(req[8])<<32 |
-				uint64(req[9])<<24 | uint64(req[10])<<16 | uint64(req[11])<<8 | uint64(req[12])
-			nc.Write(append([]byte{ktproto.MagicReplication}, frames...))
-			nc.Close()
-		}
-	}()
-	return ln.Addr().String(), positions
-}
 
 func msgFrame(ts uint64, m Message) []byte { return AppendDataFrame(nil, ts, m.Append(nil)) }
 
@@ -92,7 +61,7 @@ func TestReplica_TransactionAppliedWhole(t *testing.T) {
 		msgFrame(14, Message{SID: 1, Op: OpRemove, Key: []byte("before")}),
 		msgFrame(15, setMsg("after")),
 	)
-	addr, positions := fakeMaster(t, txn, rest)
+	addr, positions := fakemaster.Start(t, txn, rest)
 	log := NewLog(2, 0, time.Now)
 	db := openMem(t, log)
 	r := &Replica{Master: addr, SID: 2, DBs: []*store.DB{db}, Timeout: 5 * time.Second}

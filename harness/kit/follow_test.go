@@ -3,45 +3,12 @@ package kit
 import (
 	"context"
 	"errors"
-	"io"
-	"net"
 	"slices"
 	"testing"
 
-	"github.com/ktdproject/ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/fakemaster"
 	"github.com/ktdproject/ktd/replication"
 )
-
-// fakeMaster accepts one replication session per entry of sessions, answers
-// 0xB1 and writes that session's frames, then closes the connection. It
-// returns its address and a channel of the request positions it saw.
-func fakeMaster(t *testing.T, sessions ...[]byte) (string, <-chan uint64) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	positions := make(chan uint64, len(sessions))
-	go func() {
-		for _, frames := range sessions {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			req := make([]byte, 15)
-			if _, err := io.ReadFull(nc, req); err != nil {
-				nc.Close()
-				return
-			}
-			positions <- uint64(req[5])<<56 | uint64(req[6])<<48 | uint64(req[7])<<40 | uint64(req[8])<<32 |
-				uint64(req[9])<<24 | uint64(req[10])<<16 | uint64(req[11])<<8 | uint64(req[12])
-			nc.Write(append([]byte{ktproto.MagicReplication}, frames...))
-			nc.Close()
-		}
-	}()
-	return ln.Addr().String(), positions
-}
 
 func msgFrame(ts uint64, m replication.Message) []byte {
 	return replication.AppendDataFrame(nil, ts, m.Append(nil))
@@ -60,7 +27,7 @@ func TestFollow(t *testing.T) {
 		msgFrame(7, replication.Message{SID: 1, Op: replication.OpRemove, Key: []byte("a")}),
 		replication.AppendDataFrame(nil, 8, []byte{0, 1}), // too short to decode
 	)
-	addr, positions := fakeMaster(t, frames)
+	addr, positions := fakemaster.Start(t, frames)
 	accepted := 0
 	var got []string
 	var pos []uint64
