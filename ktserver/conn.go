@@ -27,6 +27,11 @@ type conn struct {
 	// die with the connection, as in KT.
 	cursors map[int64]*cursor
 
+	// reqs holds the HTTP request being answered; rpc is what RPC calls
+	// reuse (rpc.go). Both are overwritten by the next request.
+	reqs ktproto.RequestReader
+	rpc  rpcScratch
+
 	// tx is the connection's open transaction, if any (txn.go).
 	tx *connTx
 
@@ -43,6 +48,11 @@ type conn struct {
 
 	mu      sync.Mutex // guards closing and the read deadline
 	closing bool       // set by shutdown: finish the current request, then close
+
+	// rdl and wdl are the read and write deadlines last set on nc (zero: none).
+	// Setting a deadline updates a runtime timer; a request re-arms one only when
+	// the armed one is not already within its last tenth of -tout (armed).
+	rdl, wdl time.Time
 }
 
 // cursor is an RPC cursor bound to the database it was created on.
@@ -98,7 +108,23 @@ func (c *conn) setReadDeadline(t time.Time) bool {
 		return false
 	}
 	c.nc.SetReadDeadline(t)
+	c.rdl = t
 	return true
+}
+
+// armed reports whether the deadline dl, last set, already bounds an operation
+// starting at now by -tout: it is at most -tout away and at least nine tenths of it.
+// A connection answering request after request then updates its timers about once
+// per -tout/10 instead of twice a request.
+func armed(dl, now time.Time, tout time.Duration) bool {
+	left := dl.Sub(now)
+	return !dl.IsZero() && left <= tout && left >= tout-tout/10
+}
+
+// isTimeout reports whether err is a deadline's expiry.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func (c *conn) close() {
@@ -134,18 +160,33 @@ func (c *conn) serve() {
 		readerPool.Put(c.br)
 	}()
 	tout := c.s.cfg.Timeout
+	// The connection starts idle, with no deadline unless one applies (a
+	// TLS handshake leaves its own).
+	if !c.setReadDeadline(c.waitDeadline()) {
+		return
+	}
 	for {
 		if c.br.Buffered() == 0 {
 			if !c.flush() {
 				return
 			}
 			// Idle: wait for the next request with no deadline, unless a
-			// transaction is open or Config.IdleTimeout is set.
-			if !c.setReadDeadline(c.waitDeadline()) {
+			// transaction is open or Config.IdleTimeout is set. Without
+			// one, the last request's deadline is left armed, and cleared
+			// below if it passes before the next request starts.
+			if wd := c.waitDeadline(); !wd.IsZero() && !c.setReadDeadline(wd) {
 				return
 			}
 		}
 		first, err := c.br.Peek(1)
+		if err != nil && c.br.Buffered() == 0 && isTimeout(err) && c.waitDeadline().IsZero() && !c.isClosing() {
+			// The previous request's deadline, not an idle bound: KT never
+			// closes an idle keep-alive connection. Wait on without one.
+			if !c.setReadDeadline(time.Time{}) {
+				return
+			}
+			first, err = c.br.Peek(1)
+		}
 		if err != nil {
 			c.flush()
 			c.idleTimedOut(err)
@@ -154,7 +195,7 @@ func (c *conn) serve() {
 		}
 		// From the first byte on, the whole request must arrive within
 		// -tout: the deadline is not moved while it trickles in.
-		if !c.setReadDeadline(time.Now().Add(tout)) {
+		if now := time.Now(); !armed(c.rdl, now, tout) && !c.setReadDeadline(now.Add(tout)) {
 			c.flush()
 			return
 		}
@@ -187,7 +228,10 @@ func (c *conn) flush() bool {
 	if len(c.out) == 0 {
 		return true
 	}
-	c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.Timeout))
+	if now := time.Now(); !armed(c.wdl, now, c.s.cfg.Timeout) {
+		c.wdl = now.Add(c.s.cfg.Timeout)
+		c.nc.SetWriteDeadline(c.wdl)
+	}
 	_, err := c.nc.Write(c.out)
 	if cap(c.out) > 1<<20 {
 		c.out = nil // don't pin a huge buffer on an idle connection
@@ -200,7 +244,7 @@ func (c *conn) flush() bool {
 // serveHTTP reads and answers one HTTP request. It reports whether the
 // connection stays open.
 func (c *conn) serveHTTP() bool {
-	req, err := ktproto.ReadRequestLimited(c.br, &c.lim)
+	req, err := c.reqs.Read(c.br, &c.lim)
 	if err != nil {
 		var se *ktproto.StatusError
 		if errors.As(err, &se) {

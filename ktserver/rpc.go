@@ -159,8 +159,14 @@ func init() {
 func (c *conn) handleRPC(req *ktproto.Request) *ktproto.Response {
 	s := c.s
 	start := time.Now()
+	sc := &c.rpc
+	if sc.in == nil {
+		sc.in = make(map[string]string, 8)
+	}
 	name := ktproto.URLDecode(req.Path[5:])
-	r := &call{c: c, s: s, name: name, in: ktproto.ParseInput(req.Query, req.Header["content-type"], req.Body)}
+	r := &sc.call
+	*r = call{c: c, s: s, name: name, out: sc.out[:0],
+		in: ktproto.ParseInputInto(sc.in, req.Query, req.Header["content-type"], req.Body)}
 
 	err := r.run()
 
@@ -171,13 +177,49 @@ func (c *conn) handleRPC(req *ktproto.Request) *ktproto.Response {
 		r.set("ERROR", msg)
 	}
 	s.metrics.observe(name, code, time.Since(start))
-	body, ctype := ktproto.AppendTSV(nil, r.out)
-	return &ktproto.Response{
+	body, ctype := ktproto.AppendTSV(sc.body[:0], r.out)
+	sc.hdr[0] = ktproto.Header{Name: "Content-Type", Value: ctype}
+	sc.resp = ktproto.Response{
 		Code:          code,
-		Headers:       []ktproto.Header{{Name: "Content-Type", Value: ctype}},
+		Headers:       sc.hdr[:],
 		Body:          body,
 		ContentLength: -1, // HEAD on an RPC path carries no Content-Length in KT
 	}
+	sc.keep(r.out, body)
+	*r = call{}
+	return &sc.resp
+}
+
+// rpcScratch is what a connection's RPC calls reuse from one call to the next: the call,
+// its input map and output list, the response and its body. The response is copied into
+// the connection's output before the next call begins.
+type rpcScratch struct {
+	call call
+	in   map[string]string
+	out  []ktproto.KV
+	body []byte
+	resp ktproto.Response
+	hdr  [1]ktproto.Header
+}
+
+// keep holds on to the call's buffers for the next call, unless a large call grew them:
+// an idle connection does not pin what one big request needed.
+func (sc *rpcScratch) keep(out []ktproto.KV, body []byte) {
+	const maxKept = 64
+	if len(sc.in) > maxKept {
+		sc.in = nil
+	} else {
+		clear(sc.in)
+	}
+	if cap(out) > maxKept {
+		out = nil
+	}
+	clear(out)
+	sc.out = out[:0]
+	if cap(body) > 64<<10 {
+		body = nil
+	}
+	sc.body = body[:0]
 }
 
 func (r *call) run() error {
@@ -264,7 +306,10 @@ func (r *call) needKeyValue() (*store.DB, []byte, []byte, error) {
 	if !ok {
 		return nil, nil, nil, errInvalid
 	}
-	return db, []byte(k), []byte(v), nil
+	kv := make([]byte, len(k)+len(v)) // one allocation for both
+	copy(kv, k)
+	copy(kv[len(k):], v)
+	return db, kv[:len(k):len(k)], kv[len(k):], nil
 }
 
 func (r *call) needKey() (*store.DB, []byte, error) {

@@ -70,6 +70,14 @@ const (
 	benchScriptGet = "GET /rpc/play_script?name=get&_key=k123 HTTP/1.1\r\nHost: x\r\n\r\n"
 )
 
+// benchSet is what wrk's set load sends (bench/kt.lua): a TSV body of a key and a
+// 100-byte value.
+var benchSet = func() string {
+	body := "key\tk123\nvalue\t" + strings.Repeat("v", 100) + "\n"
+	return "POST /rpc/set HTTP/1.1\r\nHost: x\r\nContent-Type: text/tab-separated-values\r\n" +
+		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+}()
+
 // BenchmarkPlayScriptGet is play_script of a one-get procedure; BenchmarkRPCGet is
 // ktd's own get of the same record, for comparison in the same run.
 func BenchmarkPlayScriptGet(b *testing.B) {
@@ -81,5 +89,13 @@ func BenchmarkPlayScriptGet(b *testing.B) {
 func BenchmarkRPCGet(b *testing.B) {
 	for _, p := range []int{1, 8} {
 		b.Run(fmt.Sprintf("p=%d", p), func(b *testing.B) { benchRequests(b, p, benchGet) })
+	}
+}
+
+// BenchmarkRPCSet is an RPC set as the wrk load sends it; its allocations per
+// operation include the benchmark client's own (a constant few).
+func BenchmarkRPCSet(b *testing.B) {
+	for _, p := range []int{1, 8} {
+		b.Run(fmt.Sprintf("p=%d", p), func(b *testing.B) { benchRequests(b, p, benchSet) })
 	}
 }

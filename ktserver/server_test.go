@@ -1,6 +1,7 @@
 package ktserver_test
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -148,6 +149,34 @@ func TestServer_IdleConnectionStaysOpen(t *testing.T) {
 	time.Sleep(400 * time.Millisecond) // idle well past -tout
 	if r := c.RPC("void"); r.Code != 200 {
 		t.Fatalf("after idle: %d", r.Code)
+	}
+}
+
+// A request's -tout runs from its own first byte, not from the previous
+// request's, although the server leaves that deadline armed while idle.
+func TestServer_RequestDeadlineRunsFromItsFirstByte(t *testing.T) {
+	cfg := memConfig()
+	cfg.Timeout = 400 * time.Millisecond
+	_, addr := kttest.StartServer(t, cfg)
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(nc)
+	io.WriteString(nc, "GET /rpc/void HTTP/1.1\r\n\r\n")
+	if r, err := kttest.ReadResponse(br, false); err != nil || r.Code != 200 {
+		t.Fatalf("first request: %v %v", r, err)
+	}
+	// 250 ms later, 150 ms of the first request's deadline are left; the
+	// second request trickles in over 250 ms, within its own 400.
+	time.Sleep(250 * time.Millisecond)
+	io.WriteString(nc, "GET /rpc/void HTTP/1.1\r\n")
+	time.Sleep(250 * time.Millisecond)
+	io.WriteString(nc, "\r\n")
+	if r, err := kttest.ReadResponse(br, false); err != nil || r.Code != 200 {
+		t.Fatalf("second request, started late in the first one's deadline: %v %v", r, err)
 	}
 }
 

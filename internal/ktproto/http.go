@@ -172,10 +172,44 @@ func cutNUL(b []byte) []byte {
 // the next line); for a request line this always leaves it without a valid
 // version, so the request is dropped.
 func ReadRequest(br *bufio.Reader, maxBody int64) (*Request, error) {
-	return readRequest(br, maxBody, DefaultMaxHeader, nil)
+	return readRequest(br, maxBody, DefaultMaxHeader, nil, nil, nil)
 }
 
-func readRequest(br *bufio.Reader, maxBody, maxHeader int64, reserve func(int64) error) (*Request, error) {
+// A RequestReader reads one connection's requests into storage it reuses: each
+// Read returns a Request that stays valid only until the next Read. Strings equal
+// to the previous request's (the target, most header values: clients repeat
+// them) are shared with it instead of allocated again. A body is never reused:
+// what is parsed from it may share its bytes (ParseInputInto). The zero value
+// is ready.
+type RequestReader struct {
+	reqs [2]Request
+	next int
+}
+
+// maxKeptHeaders bounds the header map a RequestReader keeps for the next request.
+const maxKeptHeaders = 32
+
+// Read is ReadRequestLimited into the reader's storage.
+func (rr *RequestReader) Read(br *bufio.Reader, lim *Limits) (*Request, error) {
+	req, prev := &rr.reqs[rr.next], &rr.reqs[1-rr.next]
+	h := req.Header
+	if len(h) > maxKeptHeaders {
+		h = nil
+	} else {
+		clear(h)
+	}
+	*req = Request{Header: h}
+	got, err := readRequest(br, lim.maxBody(), lim.maxHeader(), lim.reserveFunc(), req, prev)
+	if err != nil {
+		return nil, err
+	}
+	rr.next = 1 - rr.next
+	return got, nil
+}
+
+// readRequest reads one request into req (nil: a new one), sharing strings with
+// prev (nil: none) where they are equal.
+func readRequest(br *bufio.Reader, maxBody, maxHeader int64, reserve func(int64) error, req, prev *Request) (*Request, error) {
 	lr := lineReader{br: br}
 	line, err := lr.readLine()
 	if err != nil {
@@ -216,12 +250,17 @@ func readRequest(br *bufio.Reader, maxBody, maxHeader int64, reserve func(int64)
 		// is dropped as well.
 		return nil, ErrDrop
 	}
-	req := &Request{
-		Method:    internMethod(line[:sp1]),
-		Minor:     minor,
-		KeepAlive: minor >= 1,
+	if req == nil {
+		req = &Request{}
 	}
-	req.Target = string(target)
+	req.Method = internMethod(line[:sp1])
+	req.Minor = minor
+	req.KeepAlive = minor >= 1
+	if prev != nil && prev.Target == string(target) {
+		req.Target = prev.Target
+	} else {
+		req.Target = string(target)
+	}
 	req.Path = req.Target[:len(path)]
 	if hasQuery {
 		req.Query = req.Target[len(path)+1:]
@@ -275,7 +314,11 @@ func readRequest(br *bufio.Reader, maxBody, maxHeader int64, reserve func(int64)
 		if req.Header == nil {
 			req.Header = make(map[string]string, 4)
 		}
-		req.Header[name] = string(v)
+		if pv, ok := prev.header(name); ok && pv == string(v) {
+			req.Header[name] = pv
+		} else {
+			req.Header[name] = string(v)
+		}
 	}
 	if req.Header == nil {
 		req.Header = map[string]string{}
@@ -304,6 +347,15 @@ func readRequest(br *bufio.Reader, maxBody, maxHeader int64, reserve func(int64)
 		req.Body = body
 	}
 	return req, nil
+}
+
+// header returns the value of the header name, if r is not nil and has it.
+func (r *Request) header(name string) (string, bool) {
+	if r == nil {
+		return "", false
+	}
+	v, ok := r.Header[name]
+	return v, ok
 }
 
 // recvErr maps a failure while reading a body to KT's 400 "receiving data

@@ -111,7 +111,7 @@ func appendFull(dst []byte, r io.Reader, n int64, reserve func(int64) error) ([]
 // head over lim.MaxHeader with 413 "request header too large"; an error
 // from lim.Reserve is returned as is.
 func ReadRequestLimited(br *bufio.Reader, lim *Limits) (*Request, error) {
-	return readRequest(br, lim.maxBody(), lim.maxHeader(), lim.reserveFunc())
+	return readRequest(br, lim.maxBody(), lim.maxHeader(), lim.reserveFunc(), nil, nil)
 }
 
 // ReadSetBulkLimited is ReadSetBulk under lim (nil: KT's bounds).

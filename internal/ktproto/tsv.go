@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"slices"
 	"strings"
+	"unsafe"
 )
 
 // The only three Content-Type values KT puts on TSV-RPC responses. Clients
@@ -131,15 +132,18 @@ func ColEncOf(contentType string) byte {
 // same. Decoding works on C strings: a field ends at its first NUL.
 func ParseTSV(body []byte, colenc byte, m map[string]string) {
 	if colenc == 0 {
-		parseTSVRaw(body, m)
+		parseTSVRaw(body, m, false)
 		return
 	}
 	raw := make(map[string]string)
-	parseTSVRaw(body, raw)
+	parseTSVRaw(body, raw, false)
 	decodeMapInto(raw, colenc, m)
 }
 
-func parseTSVRaw(body []byte, m map[string]string) {
+// parseTSVRaw adds body's "name TAB value" lines to m. With alias, the values
+// are not copied: they share body's bytes, which must not change afterwards.
+// Common names are never copied.
+func parseTSVRaw(body []byte, m map[string]string, alias bool) {
 	for len(body) > 0 {
 		var line []byte
 		if i := indexByte(body, '\n'); i >= 0 {
@@ -151,9 +155,36 @@ func parseTSVRaw(body []byte, m map[string]string) {
 			line = line[:len(line)-1]
 		}
 		if tab := indexByte(line, '\t'); tab >= 0 {
-			m[string(line[:tab])] = string(line[tab+1:])
+			v := line[tab+1:]
+			if alias && len(v) > 0 {
+				m[internParam(line[:tab])] = unsafe.String(&v[0], len(v))
+			} else {
+				m[internParam(line[:tab])] = string(v)
+			}
 		}
 	}
+}
+
+// internParam returns name as a string, without allocating for the parameter
+// names of the common procedures.
+func internParam(name []byte) string {
+	switch string(name) {
+	case "key":
+		return "key"
+	case "value":
+		return "value"
+	case "xt":
+		return "xt"
+	case "DB":
+		return "DB"
+	case "num":
+		return "num"
+	case "orig":
+		return "orig"
+	case "CUR":
+		return "CUR"
+	}
+	return string(name)
 }
 
 // decodeField decodes one TSV field with colenc.
@@ -191,7 +222,18 @@ func decodeMapInto(src map[string]string, colenc byte, dst map[string]string) {
 // were added, so with a colenc the query parameters are decoded a second
 // time; this is reproduced.
 func ParseInput(query string, contentType string, body []byte) map[string]string {
-	m := make(map[string]string, 8)
+	return parseInput(make(map[string]string, 8), query, contentType, body, false)
+}
+
+// ParseInputInto is ParseInput adding to m, which should be empty, for a caller
+// that reuses one map from call to call. It returns the input map: m, or a new
+// one when a colenc is decoded. The values of a raw TSV body share its bytes:
+// the caller must not modify body afterwards.
+func ParseInputInto(m map[string]string, query string, contentType string, body []byte) map[string]string {
+	return parseInput(m, query, contentType, body, true)
+}
+
+func parseInput(m map[string]string, query string, contentType string, body []byte, alias bool) map[string]string {
 	if query != "" {
 		parseForm(query, m)
 	}
@@ -199,7 +241,7 @@ func ParseInput(query string, contentType string, body []byte) map[string]string
 	case hasPrefixFold(contentType, ContentTypeForm):
 		parseForm(body, m)
 	case hasPrefixFold(contentType, ContentTypeTSV):
-		parseTSVRaw(body, m)
+		parseTSVRaw(body, m, alias)
 		if enc := ColEncOf(contentType); enc != 0 {
 			raw := m
 			m = make(map[string]string, len(raw))

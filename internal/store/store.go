@@ -613,12 +613,20 @@ func (t *txn) undoKD() {
 }
 
 func (db *DB) newTxn(bulk bool) *txn {
-	t := &txn{db: db, b: db.pdb.NewBatch()}
+	t := txnPool.Get().(*txn)
+	t.db, t.b = db, db.pdb.NewBatch()
 	if bulk && db.tx != nil {
 		t.seen = map[string][]byte{}
 	}
 	return t
 }
+
+// txnPool recycles txns and the room of their lists: a single-key write then
+// allocates none of them. close puts a txn back.
+var txnPool = sync.Pool{New: func() any { return new(txn) }}
+
+// maxPooledTxnList bounds the lists a pooled txn keeps (a bulk write's are dropped).
+const maxPooledTxnList = 64
 
 // oldMeta returns what the database holds under key as this transaction sees it — whether
 // a record exists, the length of its stored form and its absolute expiry — without
@@ -713,7 +721,32 @@ func (t *txn) del(key []byte, oldLen int, logged bool) error {
 }
 
 // close releases the batch.
-func (t *txn) close() { t.b.Close() }
+func (t *txn) close() {
+	t.b.Close()
+	changes, undo, touched, removed, dkey := t.changes, t.undo, t.touched, t.removed, t.dkey
+	clear(changes) // the caller's keys and values: not kept alive by the pool
+	clear(touched)
+	clear(removed)
+	*t = txn{
+		changes: keepList(changes),
+		undo:    keepList(undo),
+		touched: keepList(touched),
+		removed: keepList(removed),
+		dkey:    dkey[:0],
+	}
+	if cap(dkey) > 1<<10 {
+		t.dkey = nil
+	}
+	txnPool.Put(t)
+}
+
+// keepList returns l emptied for reuse, or nil when it grew large.
+func keepList[T any](l []T) []T {
+	if cap(l) > maxPooledTxnList {
+		return nil
+	}
+	return l[:0]
+}
 
 // abandon reverts the key-directory changes made for t unless its batch committed. Every
 // writer defers it while it still holds the keys' locks, so that any path that gives up
