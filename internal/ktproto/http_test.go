@@ -365,3 +365,63 @@ func TestAppendHTTPDate(t *testing.T) {
 		}
 	}
 }
+
+// A RequestReader's requests carry only their own headers, target and body, though
+// its storage is reused from one to the next.
+func TestRequestReader(t *testing.T) {
+	in := "POST /rpc/set HTTP/1.1\r\nHost: a\r\nX-Only-First: 1\r\nContent-Type: text/tab-separated-values\r\nContent-Length: 3\r\n\r\nabc" +
+		"GET /rpc/void?x=1 HTTP/1.0\r\nHost: a\r\n\r\n" +
+		"POST /rpc/set HTTP/1.1\r\nHost: b\r\nContent-Length: 2\r\n\r\nde"
+	br := bufio.NewReader(strings.NewReader(in))
+	var rr RequestReader
+	type want struct {
+		method, target, path, query, body string
+		header                            map[string]string
+		keep                              bool
+	}
+	wants := []want{
+		{"POST", "/rpc/set", "/rpc/set", "", "abc", map[string]string{"host": "a", "x-only-first": "1", "content-type": "text/tab-separated-values", "content-length": "3"}, true},
+		{"GET", "/rpc/void?x=1", "/rpc/void", "x=1", "", map[string]string{"host": "a"}, false},
+		{"POST", "/rpc/set", "/rpc/set", "", "de", map[string]string{"host": "b", "content-length": "2"}, true},
+	}
+	var bodies [][]byte
+	for i, w := range wants {
+		req, err := rr.Read(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if req.Method != w.method || req.Target != w.target || req.Path != w.path || req.Query != w.query ||
+			string(req.Body) != w.body || req.KeepAlive != w.keep || !maps.Equal(req.Header, w.header) {
+			t.Errorf("request %d = %+v, want %+v", i, *req, w)
+		}
+		bodies = append(bodies, req.Body)
+	}
+	// Bodies are never reused: what was parsed from one stays as it was.
+	if string(bodies[0]) != "abc" || string(bodies[2]) != "de" {
+		t.Errorf("bodies changed by later requests: %q %q", bodies[0], bodies[2])
+	}
+	if _, err := rr.Read(br, nil); err != io.EOF {
+		t.Errorf("after the last request: %v, want EOF", err)
+	}
+}
+
+// The values ParseInputInto takes from a raw TSV body share its bytes; with a
+// colenc they are decoded copies; the map passed in is reused.
+func TestParseInputInto(t *testing.T) {
+	m := map[string]string{}
+	body := []byte("key\tk1\nvalue\tv1\n")
+	got := ParseInputInto(m, "DB=d", ContentTypeTSV, body)
+	if !maps.Equal(got, map[string]string{"key": "k1", "value": "v1", "DB": "d"}) {
+		t.Fatalf("got %v", got)
+	}
+	if len(m) != 3 {
+		t.Errorf("the map passed in was not filled: %v", m)
+	}
+	if !maps.Equal(ParseInput("DB=d", ContentTypeTSV, body), got) {
+		t.Errorf("ParseInput and ParseInputInto differ")
+	}
+	got = ParseInputInto(map[string]string{}, "", ContentTypeTSVB, []byte("a2V5\tazE=\n"))
+	if !maps.Equal(got, map[string]string{"key": "k1"}) {
+		t.Errorf("colenc=B: got %v", got)
+	}
+}
