@@ -82,8 +82,21 @@ func FuzzReadRequest(f *testing.F) {
 	f.Add([]byte("POST /rpc/set HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"), []byte{1})
 	f.Fuzz(func(t *testing.T, data, sizes []byte) {
 		br := bufio.NewReaderSize(&chunkReader{data: data, sizes: sizes}, 16)
+		// A RequestReader over the same input reads the same requests.
+		br2 := bufio.NewReaderSize(&chunkReader{data: data, sizes: sizes}, 16)
+		var rr RequestReader
+		lim := &Limits{MaxBody: 1 << 16}
 		for range 100 {
 			req, err := ReadRequest(br, 1<<16)
+			req2, err2 := rr.Read(br2, lim)
+			if (err == nil) != (err2 == nil) || err != nil && err.Error() != err2.Error() {
+				t.Fatalf("ReadRequest: %v, RequestReader: %v", err, err2)
+			}
+			if err == nil && (req.Method != req2.Method || req.Target != req2.Target || req.Path != req2.Path ||
+				req.Query != req2.Query || req.Minor != req2.Minor || req.KeepAlive != req2.KeepAlive ||
+				!bytes.Equal(req.Body, req2.Body) || !maps.Equal(req.Header, req2.Header)) {
+				t.Fatalf("ReadRequest: %+v, RequestReader: %+v", *req, *req2)
+			}
 			if err != nil {
 				var se *StatusError
 				if err != io.EOF && !errors.Is(err, ErrDrop) && !errors.As(err, &se) {
