@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/ktdproject/ktd/internal/ktproto"
 	"github.com/ktdproject/ktd/internal/store"
@@ -448,9 +449,18 @@ func procGet(r *call) error {
 	if err := r.countGet(err); err != nil {
 		return err
 	}
-	r.set("value", string(v))
+	r.set("value", ownedString(v))
 	r.setXT(xt)
 	return nil
+}
+
+// ownedString returns b as a string without copying it. b must be the caller's
+// own (a value the store returned) and never be modified afterwards.
+func ownedString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 func procCheck(r *call) error {
@@ -555,7 +565,7 @@ func procGetBulk(r *call) error {
 	}
 	r.s.stats.getMiss.Add(int64(len(keys) - len(recs)))
 	for _, rec := range recs {
-		r.set("_"+string(rec.Key), string(rec.Value))
+		r.set("_"+string(rec.Key), ownedString(rec.Value))
 	}
 	r.setInt("num", int64(len(recs)))
 	return nil
