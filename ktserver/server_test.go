@@ -1,7 +1,6 @@
 package ktserver_test
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -158,25 +157,17 @@ func TestServer_RequestDeadlineRunsFromItsFirstByte(t *testing.T) {
 	cfg := memConfig()
 	cfg.Timeout = 400 * time.Millisecond
 	_, addr := kttest.StartServer(t, cfg)
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(nc)
-	io.WriteString(nc, "GET /rpc/void HTTP/1.1\r\n\r\n")
-	if r, err := kttest.ReadResponse(br, false); err != nil || r.Code != 200 {
-		t.Fatalf("first request: %v %v", r, err)
+	c := kttest.Dial(t, addr)
+	if r := c.RPC("void"); r.Code != 200 {
+		t.Fatalf("first request: %d", r.Code)
 	}
 	// 250 ms later, 150 ms of the first request's deadline are left; the
 	// second request trickles in over 250 ms, within its own 400.
 	time.Sleep(250 * time.Millisecond)
-	io.WriteString(nc, "GET /rpc/void HTTP/1.1\r\n")
+	io.WriteString(c.Conn(), "GET /rpc/void HTTP/1.1\r\n")
 	time.Sleep(250 * time.Millisecond)
-	io.WriteString(nc, "\r\n")
-	if r, err := kttest.ReadResponse(br, false); err != nil || r.Code != 200 {
-		t.Fatalf("second request, started late in the first one's deadline: %v %v", r, err)
+	if r := c.Do("\r\n"); r.Code != 200 {
+		t.Fatalf("second request, started late in the first one's deadline: %d", r.Code)
 	}
 }
 
