@@ -301,8 +301,7 @@ func (c *conn) waitDeadline() time.Time {
 
 // idleClosed counts and logs a connection closed by Config.IdleTimeout.
 func (c *conn) idleClosed(err error) {
-	var ne net.Error
-	if c.s.cfg.IdleTimeout > 0 && errors.As(err, &ne) && ne.Timeout() && !c.isClosing() {
+	if c.s.cfg.IdleTimeout > 0 && isTimeout(err) && !c.isClosing() {
 		c.s.lim.idleClosed.Add(1)
 		c.s.logger.Debug("idle connection closed", "remote", c.remote(), "idle", c.s.cfg.IdleTimeout)
 	}

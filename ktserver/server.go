@@ -225,8 +225,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			if s.isClosed() {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) || isTemporary(err) {
+			if isTimeout(err) || errors.Is(err, os.ErrDeadlineExceeded) || isTemporary(err) {
 				// Out of file descriptors and the like: back off rather than
 				// spin, as net/http does.
 				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)

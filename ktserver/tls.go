@@ -126,8 +126,7 @@ func (c *conn) handshake() bool {
 		// look.
 		level := slog.LevelInfo
 		var rhe tls.RecordHeaderError
-		var ne net.Error
-		if errors.As(err, &rhe) || errors.Is(err, io.EOF) || errors.As(err, &ne) && ne.Timeout() {
+		if errors.As(err, &rhe) || errors.Is(err, io.EOF) || isTimeout(err) {
 			level = slog.LevelDebug
 		}
 		c.s.logger.Log(context.Background(), level, "TLS handshake failed; closing", "remote", c.remote(), "err", err)

@@ -2,7 +2,6 @@ package ktserver
 
 import (
 	"errors"
-	"net"
 	"time"
 
 	"github.com/ktdproject/ktd/internal/store"
@@ -150,8 +149,7 @@ func (c *conn) idleDeadline() time.Time {
 // idleTimedOut logs the abort of a transaction whose connection waited past its idle
 // deadline (the connection is closed next, which aborts it).
 func (c *conn) idleTimedOut(err error) {
-	var ne net.Error
-	if c.tx != nil && errors.As(err, &ne) && ne.Timeout() && !c.isClosing() {
+	if c.tx != nil && isTimeout(err) && !c.isClosing() {
 		c.abortTx("idle for " + c.s.cfg.TxIdleTimeout.String())
 	}
 }

@@ -189,7 +189,10 @@ type RequestReader struct {
 // maxKeptHeaders bounds the header map a RequestReader keeps for the next request.
 const maxKeptHeaders = 32
 
-// Read is ReadRequestLimited into the reader's storage.
+// Read is ReadRequest under lim (nil: KT's bounds), into the reader's storage.
+// A body over lim.MaxBody is refused with KT's 413 before any of it is read; a
+// head over lim.MaxHeader with 413 "request header too large"; an error from
+// lim.Reserve is returned as is.
 func (rr *RequestReader) Read(br *bufio.Reader, lim *Limits) (*Request, error) {
 	req, prev := &rr.reqs[rr.next], &rr.reqs[1-rr.next]
 	h := req.Header

@@ -106,14 +106,6 @@ func appendFull(dst []byte, r io.Reader, n int64, reserve func(int64) error) ([]
 	return dst, nil
 }
 
-// ReadRequestLimited is ReadRequest under lim (nil: KT's bounds). A body
-// over lim.MaxBody is refused with KT's 413 before any of it is read; a
-// head over lim.MaxHeader with 413 "request header too large"; an error
-// from lim.Reserve is returned as is.
-func ReadRequestLimited(br *bufio.Reader, lim *Limits) (*Request, error) {
-	return readRequest(br, lim.maxBody(), lim.maxHeader(), lim.reserveFunc(), nil, nil)
-}
-
 // ReadSetBulkLimited is ReadSetBulk under lim (nil: KT's bounds).
 func ReadSetBulkLimited(br *bufio.Reader, lim *Limits) (flags uint32, recs []BulkRecord, err error) {
 	return readSetBulk(newFrameReader(br, lim))

@@ -92,10 +92,10 @@ func TestLimitsRandomSizes(t *testing.T) {
 }
 
 // TestLimitsHTTP checks the head and body bounds and the reserve hook of
-// ReadRequestLimited.
+// RequestReader.Read.
 func TestLimitsHTTP(t *testing.T) {
 	read := func(in string, lim *Limits) error {
-		_, err := ReadRequestLimited(bufio.NewReader(strings.NewReader(in)), lim)
+		_, err := new(RequestReader).Read(bufio.NewReader(strings.NewReader(in)), lim)
 		return err
 	}
 	if err := read("POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\nhello world", &Limits{MaxBody: 10}); !errors.Is(err, errTooLarge) {
