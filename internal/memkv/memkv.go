@@ -1,0 +1,274 @@
+// Package memkv is an ordered in-memory key-value store shaped like the part of
+// Pebble the store uses: point reads, bounded iterators, write batches applied
+// atomically, indexed batches that read their own writes over the store, and
+// point-in-time snapshots. The on-memory database types keep their records in
+// it instead of in Pebble on an in-memory file system: a B-tree insert in place
+// of a memtable skiplist insert, and no flushes or compactions of data that
+// never reaches a disk.
+//
+// Concurrency: a DB is safe for concurrent use. A write batch is applied under
+// the DB's write lock, so readers see all of it or none of it. Reads and
+// iterator steps take the read lock for one tree lookup each; an iterator
+// re-seeks from its current key on every step, so it sees writes committed
+// after it was created (Pebble's iterators are point-in-time: use a Snapshot
+// for that). A Snapshot is a copy-on-write copy of the tree: taking one costs
+// O(1), and the writes after it copy the tree nodes they change once.
+// Batches, iterators and snapshots are each for one goroutine at a time.
+//
+// Keys and values passed in are copied; slices handed out (Get, Key, Value)
+// stay valid and unchanged for as long as the caller holds them, because
+// stored slices are never written to after they are stored.
+package memkv
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/tidwall/btree"
+)
+
+// ErrNotFound is returned by Get for an absent key: Pebble's, so callers check
+// one error whichever store they read.
+var ErrNotFound = pebble.ErrNotFound
+
+// ErrClosed is returned by operations on a closed DB.
+var ErrClosed = errors.New("memkv: closed")
+
+// entry is one record: its key and value in one slice, the key first, and the
+// key's first 16 bytes as two numbers, which order most pairs of keys without
+// reading either key's bytes (a cache miss each): all pairs of keys of up to
+// 16 bytes. An entry is 48 bytes in the tree's nodes and holds one pointer
+// for the garbage collector to follow.
+type entry struct {
+	kv     []byte
+	hi, lo uint64
+	klen   uint32
+}
+
+// prefixLen is the length of the key prefix an entry holds as numbers.
+const prefixLen = 16
+
+// word returns 8 bytes of key from off, big-endian, padded with zeros.
+func word(key []byte, off int) uint64 {
+	if len(key) >= off+8 {
+		return binary.BigEndian.Uint64(key[off:])
+	}
+	var w uint64
+	for i := off; i < off+8; i++ {
+		w <<= 8
+		if i < len(key) {
+			w |= uint64(key[i])
+		}
+	}
+	return w
+}
+
+func probe(key []byte) entry {
+	return entry{kv: key, hi: word(key, 0), lo: word(key, 8), klen: uint32(len(key))}
+}
+
+func (e entry) key() []byte   { return e.kv[:e.klen:e.klen] }
+func (e entry) value() []byte { return e.kv[e.klen:] }
+
+// less orders entries as bytes.Compare orders their keys. The padded prefixes
+// order keys that differ in their first 16 bytes; two keys whose padded
+// prefixes are equal and of which one is at most 16 bytes long differ only by
+// zero bytes at the end of the longer, the smaller.
+func less(a, b entry) bool {
+	switch {
+	case a.hi != b.hi:
+		return a.hi < b.hi
+	case a.lo != b.lo:
+		return a.lo < b.lo
+	case a.klen <= prefixLen || b.klen <= prefixLen:
+		return a.klen < b.klen
+	}
+	return bytes.Compare(a.kv[prefixLen:a.klen], b.kv[prefixLen:b.klen]) < 0
+}
+
+// degree is the B-tree's degree: nodes of up to 2×degree-1 entries.
+const degree = 32
+
+func newTree() *btree.BTreeG[entry] {
+	return btree.NewBTreeGOptions(less, btree.Options{Degree: degree, NoLocks: true})
+}
+
+// DB is an ordered in-memory key-value store.
+type DB struct {
+	mu     sync.RWMutex
+	tree   *btree.BTreeG[entry]
+	bytes  int64 // sum of the stored keys' and values' lengths
+	closed bool
+}
+
+// New returns an empty DB.
+func New() *DB { return &DB{tree: newTree()} }
+
+type nopCloser struct{}
+
+func (nopCloser) Close() error { return nil }
+
+// Get returns the value of key, or ErrNotFound. The value stays valid after
+// the closer is closed (the closer exists for Pebble's signature).
+func (db *DB) Get(key []byte) ([]byte, io.Closer, error) {
+	db.mu.RLock()
+	if db.closed {
+		db.mu.RUnlock()
+		return nil, nil, ErrClosed
+	}
+	e, ok := db.tree.Get(probe(key))
+	db.mu.RUnlock()
+	if !ok {
+		return nil, nil, ErrNotFound
+	}
+	return e.value(), nopCloser{}, nil
+}
+
+// Set stores key with value (a batch of one).
+func (db *DB) Set(key, value []byte, _ *pebble.WriteOptions) error {
+	b := db.NewBatch()
+	if err := b.Set(key, value, nil); err != nil {
+		return err
+	}
+	return b.Commit(nil)
+}
+
+// Delete removes key (a batch of one).
+func (db *DB) Delete(key []byte, _ *pebble.WriteOptions) error {
+	b := db.NewBatch()
+	if err := b.Delete(key, nil); err != nil {
+		return err
+	}
+	return b.Commit(nil)
+}
+
+// Len returns the number of records.
+func (db *DB) Len() int {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	return db.tree.Len()
+}
+
+// Bytes returns the sum of the records' key and value lengths.
+func (db *DB) Bytes() int64 {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	return db.bytes
+}
+
+// RangeBytes returns the sum of the key and value lengths of the records in
+// [start, end).
+func (db *DB) RangeBytes(start, end []byte) int64 {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	var n int64
+	db.tree.Ascend(probe(start), func(e entry) bool {
+		if bytes.Compare(e.key(), end) >= 0 {
+			return false
+		}
+		n += int64(len(e.kv))
+		return true
+	})
+	return n
+}
+
+// Close releases the records; every later operation fails with ErrClosed.
+func (db *DB) Close() error {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.closed {
+		return ErrClosed
+	}
+	db.closed = true
+	db.tree = newTree()
+	db.bytes = 0
+	return nil
+}
+
+// apply applies ops in order. The caller holds db.mu for writing.
+func (db *DB) apply(ops []op) {
+	for i := range ops {
+		o := &ops[i]
+		switch o.kind {
+		case opSet:
+			// One allocation holds the key and the value, so that a record
+			// pins nothing of the batch it came from.
+			buf := make([]byte, len(o.key)+len(o.value))
+			copy(buf, o.key)
+			copy(buf[len(o.key):], o.value)
+			e := probe(o.key)
+			e.kv = buf
+			if old, ok := db.tree.Set(e); ok {
+				db.bytes -= int64(len(old.kv))
+			}
+			db.bytes += int64(len(e.kv))
+		case opDelete:
+			if old, ok := db.tree.Delete(probe(o.key)); ok {
+				db.bytes -= int64(len(old.kv))
+			}
+		case opDeleteRange:
+			db.deleteRange(o.key, o.value)
+		}
+	}
+}
+
+// deleteRange removes the records in [start, end).
+func (db *DB) deleteRange(start, end []byte) {
+	var doomed []entry
+	db.tree.Ascend(probe(start), func(e entry) bool {
+		if bytes.Compare(e.key(), end) >= 0 {
+			return false
+		}
+		doomed = append(doomed, e)
+		return true
+	})
+	for _, e := range doomed {
+		db.tree.Delete(e)
+		db.bytes -= int64(len(e.kv))
+	}
+}
+
+// NewSnapshot returns a point-in-time view of the DB.
+func (db *DB) NewSnapshot() *Snapshot {
+	db.mu.Lock() // Copy marks the tree's nodes shared
+	defer db.mu.Unlock()
+	return &Snapshot{tree: db.tree.Copy()}
+}
+
+// Snapshot is a read-only point-in-time view of a DB.
+type Snapshot struct {
+	tree *btree.BTreeG[entry]
+}
+
+// Get returns the value key had when the snapshot was taken.
+func (s *Snapshot) Get(key []byte) ([]byte, io.Closer, error) {
+	e, ok := s.tree.Get(probe(key))
+	if !ok {
+		return nil, nil, ErrNotFound
+	}
+	return e.value(), nopCloser{}, nil
+}
+
+// NewIter returns an iterator over the snapshot within o's bounds.
+func (s *Snapshot) NewIter(o *pebble.IterOptions) (*Iter, error) {
+	it := &Iter{src: treeSource{tree: s.tree}}
+	it.setBounds(o)
+	return it, nil
+}
+
+// Close releases the snapshot.
+func (s *Snapshot) Close() error {
+	s.tree = nil
+	return nil
+}
+
+// NewIter returns an iterator over the DB within o's bounds.
+func (db *DB) NewIter(o *pebble.IterOptions) (*Iter, error) {
+	it := &Iter{src: treeSource{tree: nil, db: db}}
+	it.setBounds(o)
+	return it, nil
+}
