@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"testing"
 )
@@ -37,6 +38,40 @@ func benchSet(b *testing.B, kind string) {
 			b.Fatal(err)
 		}
 		i++
+	}
+}
+
+// BenchmarkSetRandom_Mem and BenchmarkGetRandom_Mem are the on-memory set and
+// get at 100 000 keys in random order, as under wrk: each lookup misses the
+// CPU's caches, where the sequential keys above mostly hit them.
+func BenchmarkSetRandom_Mem(b *testing.B) { benchRandom(b, false) }
+func BenchmarkGetRandom_Mem(b *testing.B) { benchRandom(b, true) }
+
+func benchRandom(b *testing.B, get bool) {
+	db := benchDB(b, "mem")
+	value := make([]byte, 100)
+	const n = 100000
+	recs := make([]Record, n)
+	for i := range recs {
+		recs[i] = Record{Key: benchKey(nil, i), Value: value, XT: NoXT}
+	}
+	if _, err := db.SetBulk(recs, true); err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	var kbuf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		kbuf = benchKey(kbuf, rng.IntN(n))
+		var err error
+		if get {
+			_, _, err = db.Get(kbuf)
+		} else {
+			err = db.Set(kbuf, value, NoXT)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

@@ -3,8 +3,6 @@ package store
 import (
 	"errors"
 	"slices"
-
-	"github.com/cockroachdb/pebble/v2"
 )
 
 // Cursor walks the records in key order with KC tree-DB cursor semantics. It remembers
@@ -98,7 +96,7 @@ func (db *DB) seek(from []byte, inclusive, forward bool) (key []byte, found bool
 	return key, found, nil
 }
 
-func step(it *pebble.Iterator, forward bool) bool {
+func step(it kvIter, forward bool) bool {
 	if forward {
 		return it.Next()
 	}

@@ -156,7 +156,7 @@ func (db *DB) SnapshotDigest(liveAfter int64) (SnapshotDigest, error) {
 // (replication takes them while no commit is in flight) and digest them afterwards.
 type DigestView struct {
 	db   *DB
-	snap *pebble.Snapshot
+	snap kvSnapshot
 }
 
 // NewDigestView takes a snapshot of the database now. Close releases it.

@@ -9,7 +9,16 @@ func (db *DB) EngineMetrics() map[string]float64 {
 		return nil
 	}
 	defer db.mu.RUnlock()
-	m := db.pdb.Metrics()
+	p := db.pebbleDB()
+	if p == nil {
+		m := db.memDB()
+		return map[string]float64{
+			// The bytes of the keys and values held, as DiskUsage.
+			"disk_usage_bytes": float64(m.Bytes()),
+			"keys":             float64(m.Len()),
+		}
+	}
+	m := p.Metrics()
 	return map[string]float64{
 		"disk_usage_bytes":     float64(m.DiskSpaceUsage()),
 		"memtable_bytes":       float64(m.MemTable.Size),

@@ -7,11 +7,6 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// reader is what lookupMany reads from: the DB or a snapshot of it.
-type reader interface {
-	NewIter(o *pebble.IterOptions) (*pebble.Iterator, error)
-}
-
 // lookupMany reads the stored forms of many keys with one iterator, seeking
 // them in ascending order so that each seek continues from the last one
 // (Pebble then steps instead of searching from the top). That is several

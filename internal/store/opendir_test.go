@@ -100,7 +100,7 @@ func buildStore(t *testing.T) (builtStore, error) {
 	if err := errors.Join(db.TrimULog(5000), db.SetReplPosition(22222), db.Synchronize(false)); err != nil {
 		return builtStore{}, err
 	}
-	keys, err := dumpPebble(db.pdb)
+	keys, err := dumpPebble(db.pebbleDB())
 	if err = errors.Join(err, db.Close()); err != nil {
 		return builtStore{}, err
 	}
@@ -129,7 +129,7 @@ func dumpDir(t *testing.T, dir string) map[string]string {
 		t.Fatalf("open %s: %v", dir, err)
 	}
 	defer db.Close()
-	m, err := dumpPebble(db.pdb)
+	m, err := dumpPebble(db.pebbleDB())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -218,7 +218,7 @@ func TestRecover_CrashedStore(t *testing.T) {
 	}
 
 	db := openFile(t, path, false) // Pebble's own recovery of the crashed store
-	want, err := dumpPebble(db.pdb)
+	want, err := dumpPebble(db.pebbleDB())
 	if err = errors.Join(err, db.Close()); err != nil {
 		t.Fatal(err)
 	}

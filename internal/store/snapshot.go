@@ -13,7 +13,7 @@ import (
 // A snapshot of a database is a Pebble directory on disk holding everything the database
 // holds (records, update log, meta keys such as the replication position) as of one
 // instant. File databases produce one with a Pebble checkpoint; on-memory databases copy a
-// Pebble snapshot of their keys into a new directory. Either kind can be opened as a file
+// memkv snapshot of their keys into a new Pebble directory. Either kind can be opened as a file
 // database or loaded into an on-memory one.
 
 // snapshotBatchBytes bounds one batch when copying keys into or out of a snapshot.
@@ -89,7 +89,7 @@ func (db *DB) Snapshot(dir string) error {
 		out.Close()
 		return sysErr("iterator", err)
 	}
-	err = copyKeys(it, out, pebble.NoSync)
+	err = copyKeys(it, pebbleKV{out}, pebble.NoSync)
 	err = errors.Join(err, it.Close())
 	if err == nil {
 		err = out.Flush()
@@ -104,7 +104,7 @@ func (db *DB) Snapshot(dir string) error {
 }
 
 // copyKeys copies every key of it into dst in bounded batches.
-func copyKeys(it *pebble.Iterator, dst *pebble.DB, opts *pebble.WriteOptions) error {
+func copyKeys(it kvIter, dst kvStore, opts *pebble.WriteOptions) error {
 	b := dst.NewBatch()
 	for it.First(); it.Valid(); it.Next() {
 		v, err := it.ValueAndErr()
@@ -212,7 +212,7 @@ func (db *DB) LoadSnapshot(dir string) error {
 		return err
 	}
 	defer src.Close()
-	it, err := src.NewIter(nil)
+	it, err := pebbleKV{src}.NewIter(nil)
 	if err != nil {
 		return sysErr("iterator", err)
 	}

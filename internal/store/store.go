@@ -32,8 +32,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
-	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/ktdproject/ktd/internal/memkv"
 )
 
 // Key prefixes inside Pebble.
@@ -45,21 +45,14 @@ const (
 	prefixULogEnd byte = 0x03 // first byte after the update log
 )
 
-// Default Pebble tuning. On-memory databases get a large memtable: their
-// data is in memory anyway, and small memtables make writers stall behind
-// flushes (p99 of sets on '*' went from 24 ms to 7 ms at 4 MiB -> 64 MiB).
-//
-// A file database's block cache is 64 MiB, KC's default msiz (mapped region)
-// and pccap (page cache), unless its argument sets either or the server's
-// Config.CacheSize says otherwise. An on-memory database's sstables are in
-// memory already: a small cache of decompressed blocks is enough, and its
-// blocks are not compressed.
+// Default Pebble tuning of a file database: its block cache is 64 MiB, KC's
+// default msiz (mapped region) and pccap (page cache), unless its argument
+// sets either or the server's Config.CacheSize says otherwise. (On-memory
+// databases are not in Pebble: memkv.)
 const (
-	defaultCacheSize   = 64 << 20
-	memoryCacheSize    = 4 << 20
-	fileMemTableSize   = 32 << 20
-	memoryMemTableSize = 64 << 20
-	numStripes         = 1024
+	defaultCacheSize = 64 << 20
+	fileMemTableSize = 32 << 20
+	numStripes       = 1024
 )
 
 // Config configures Open.
@@ -72,7 +65,7 @@ type Config struct {
 	ReadOnly  bool             // -ord: every write returns ErrNoPermission
 	Now       func() time.Time // clock for expiry; nil = time.Now
 	Logger    *slog.Logger     // nil = discard
-	FS        vfs.FS           // nil = vfs.Default for file DBs; in-memory DBs always use vfs.NewMem()
+	FS        vfs.FS           // nil = vfs.Default; file DBs only (in-memory DBs are in memkv)
 	CacheSize int64            // Pebble block cache bytes of a file DB, unless Spec.CacheSize is set; 0 = 64 MiB
 	ULog      ULog             // update-log hook; nil: no update log
 	DBID      uint16           // this database's index, stamped on its ulog messages
@@ -104,7 +97,7 @@ func (db *DB) Unsynced() *DB {
 // core is the state of one database shared by the DB and its transactional views.
 type core struct {
 	spec     Spec
-	pdb      *pebble.DB
+	pdb      kvStore      // Pebble (file databases) or memkv (on-memory ones)
 	lock     *pebble.Lock // the directory lock when Open took it (nil: Pebble holds its own)
 	now      func() time.Time
 	log      *slog.Logger
@@ -148,9 +141,9 @@ type core struct {
 // created; any other must be a complete, consistent Pebble store, or Open returns a
 // *DamageError (errors.Is ErrDamaged) and leaves every file as it was (see opendir.go).
 // With ReadOnly, a file DB is opened in Pebble's read-only mode, which writes nothing
-// (so a read-only directory can be served), and must exist. In-memory types live on a
-// private in-memory file system. Open starts no goroutines of its own; Count and Size
-// are computed by a scan.
+// (so a read-only directory can be served), and must exist. In-memory types live in a
+// memkv B-tree of their own, empty at open. Open starts no goroutines of its own; Count
+// and Size are computed by a scan.
 func Open(cfg Config) (*DB, error) {
 	spec := cfg.Spec
 	if spec.Type == 0 {
@@ -178,45 +171,31 @@ func Open(cfg Config) (*DB, error) {
 		db.lru = newLRU()
 	}
 
+	if spec.InMemory {
+		db.pdb = memKV{memkv.New()}
+		return db, nil
+	}
 	cacheSize := cfg.CacheSize
 	switch {
-	case spec.InMemory:
-		cacheSize = memoryCacheSize
 	case spec.CacheSize > 0:
 		cacheSize = spec.CacheSize
 	case cacheSize <= 0:
 		cacheSize = defaultCacheSize
 	}
 	memTableSize := uint64(fileMemTableSize)
-	if spec.InMemory {
-		memTableSize = memoryMemTableSize
-	}
 	cache := pebble.NewCache(cacheSize + memTableCharge(memTableSize))
 	defer cache.Unref() // the DB holds its own reference
 	opts := pebbleOptions(cache, logger, spec.Path)
 	opts.MemTableSize = memTableSize
-	var pdb *pebble.DB
-	var err error
-	if spec.InMemory {
-		opts.FS = vfs.NewMem()
-		opts.DisableWAL = true // nothing survives the process anyway
-		for i := range opts.Levels {
-			opts.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
-		}
-		pdb, err = pebble.Open("db", opts)
-		if err != nil {
-			return nil, fmt.Errorf("store: open %s: %w", spec.Path, err)
-		}
-	} else {
-		opts.FS = cfg.FS
-		if opts.FS == nil {
-			opts.FS = vfs.Default
-		}
-		if pdb, db.lock, err = openStoreDir(spec.Path, opts, cfg.ReadOnly, logger); err != nil {
-			return nil, err
-		}
+	opts.FS = cfg.FS
+	if opts.FS == nil {
+		opts.FS = vfs.Default
 	}
-	db.pdb = pdb
+	pdb, lock, err := openStoreDir(spec.Path, opts, cfg.ReadOnly, logger)
+	if err != nil {
+		return nil, err
+	}
+	db.pdb, db.lock = pebbleKV{pdb}, lock
 	if err := db.recount(); err != nil {
 		pdb.Close()
 		db.closeLock()
@@ -358,11 +337,11 @@ func (db *DB) Synchronize(hard bool) error {
 		return nil
 	}
 	// An empty LogData with Sync syncs the WAL up to everything committed before it.
-	if err := db.pdb.LogData(nil, pebble.Sync); err != nil {
+	if err := db.pebbleDB().LogData(nil, pebble.Sync); err != nil {
 		return sysErr("sync", err)
 	}
 	if hard {
-		if err := db.pdb.Flush(); err != nil {
+		if err := db.pebbleDB().Flush(); err != nil {
 			return sysErr("flush", err)
 		}
 	}
@@ -375,17 +354,25 @@ func (db *DB) PebbleMetrics() string {
 		return ""
 	}
 	defer db.mu.RUnlock()
-	return db.pdb.Metrics().String()
+	p := db.pebbleDB()
+	if p == nil {
+		return fmt.Sprintf("in-memory B-tree (memkv): %d keys, %d bytes of keys and values\n", db.memDB().Len(), db.memDB().Bytes())
+	}
+	return p.Metrics().String()
 }
 
 // DiskUsage returns the bytes Pebble uses on its file system (sstables, WAL, manifests;
-// for in-memory databases the bytes held by the in-memory file system).
+// for in-memory databases the bytes of the keys and values held).
 func (db *DB) DiskUsage() uint64 {
 	if err := db.rlock(); err != nil {
 		return 0
 	}
 	defer db.mu.RUnlock()
-	return db.pdb.Metrics().DiskSpaceUsage()
+	p := db.pebbleDB()
+	if p == nil {
+		return uint64(db.memDB().Bytes())
+	}
+	return p.Metrics().DiskSpaceUsage()
 }
 
 // rlock takes db.mu shared and fails if the database is closed (or, on a transactional
@@ -517,7 +504,7 @@ func closeQuietly(c io.Closer) error {
 // exactly.
 type txn struct {
 	db      *DB
-	b       *pebble.Batch
+	b       kvBatch
 	changes []Change
 	dCount  int64
 	dSize   int64
@@ -802,7 +789,7 @@ func (db *DB) writeOpts() *pebble.WriteOptions {
 // capacity evictions, which KT does not log); they are logged under this server's sid.
 // After a successful commit the count/size deltas are applied; callers hold the locks of
 // every key in b, so the deltas are exact.
-func (db *DB) commit(b *pebble.Batch, changes []Change, dCount, dSize int64, opts *pebble.WriteOptions) error {
+func (db *DB) commit(b kvBatch, changes []Change, dCount, dSize int64, opts *pebble.WriteOptions) error {
 	return db.commitAs(b, changes, db.ulogSID(), dCount, dSize, opts)
 }
 
@@ -810,7 +797,7 @@ func (db *DB) commit(b *pebble.Batch, changes []Change, dCount, dSize int64, opt
 // replicated change under its origin's sid). With a ULog and changes, it encodes one
 // message per change, reserves the timestamps as late as possible, adds the records to b
 // and commits data and log together; done always learns whether the commit succeeded.
-func (db *DB) commitAs(b *pebble.Batch, changes []Change, sid uint16, dCount, dSize int64, opts *pebble.WriteOptions) (err error) {
+func (db *DB) commitAs(b kvBatch, changes []Change, sid uint16, dCount, dSize int64, opts *pebble.WriteOptions) (err error) {
 	if db.ulog != nil && len(changes) > 0 {
 		msgs, ends := db.encodeChanges(changes, sid)
 		first, done := db.ulog.Reserve(len(changes), db.spec.InMemory || opts.GetSync())

@@ -5,8 +5,6 @@ import (
 	"hash/maphash"
 	"slices"
 	"strconv"
-
-	"github.com/cockroachdb/pebble/v2"
 )
 
 // Tx is an open transaction on one database: the writes made through its view (Tx.DB)
@@ -19,9 +17,9 @@ import (
 // transaction first read it (first committer wins). A Tx belongs to one goroutine at
 // a time (ktd: one client connection).
 type Tx struct {
-	base    *DB           // the database itself (autocommit)
-	view    *DB           // base's core with tx set
-	ib      *pebble.Batch // indexed: the writes so far, readable merged with the database
+	base    *DB            // the database itself (autocommit)
+	view    *DB            // base's core with tx set
+	ib      kvIndexedBatch // indexed: the writes so far, readable merged with the database
 	keys    map[string]*txKey
 	changes []Change // logical changes in order, logged at commit
 	bytes   int      // payload bytes in changes
@@ -244,7 +242,7 @@ func (tx *Tx) absorb(t *txn) error {
 	if tx.done {
 		return ErrTxDone
 	}
-	if len(tx.changes)+len(t.changes) > maxTxChanges || tx.bytes+len(t.b.Repr()) > maxTxBytes {
+	if len(tx.changes)+len(t.changes) > maxTxChanges || tx.bytes+t.b.Len() > maxTxBytes {
 		return ErrTxTooLarge
 	}
 	for _, c := range t.changes {
@@ -252,7 +250,7 @@ func (tx *Tx) absorb(t *txn) error {
 			return ErrTxUnsupported
 		}
 	}
-	if err := tx.ib.Apply(t.b, nil); err != nil {
+	if err := tx.ib.Apply(t.b); err != nil {
 		tx.broken = sysErr("transaction batch", err)
 		return tx.broken
 	}

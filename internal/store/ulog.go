@@ -214,7 +214,11 @@ func (db *DB) ULogSize() (uint64, error) {
 		return 0, err
 	}
 	defer db.mu.RUnlock()
-	n, err := db.pdb.EstimateDiskUsage([]byte{prefixULog}, []byte{prefixULogEnd})
+	p := db.pebbleDB()
+	if p == nil {
+		return uint64(db.memDB().RangeBytes([]byte{prefixULog}, []byte{prefixULogEnd})), nil
+	}
+	n, err := p.EstimateDiskUsage([]byte{prefixULog}, []byte{prefixULogEnd})
 	if err != nil {
 		return 0, sysErr("estimate ulog size", err)
 	}
@@ -433,7 +437,7 @@ func (db *DB) Checkpoint(dir string) error {
 	if db.spec.InMemory {
 		return &Error{Code: CodeNoImpl, Message: "checkpoint of an in-memory database is not supported"}
 	}
-	if err := db.pdb.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
+	if err := db.pebbleDB().Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
 		return sysErr("checkpoint", err)
 	}
 	return nil
