@@ -189,8 +189,11 @@ func (db *DB) Close() error {
 	return nil
 }
 
-// apply applies ops in order. The caller holds db.mu for writing.
+// apply applies ops in order. The caller holds db.mu for writing. A path
+// hint carries each op's place in the tree to the next, so that a batch of
+// neighbouring keys (a bulk load in key order) searches the tree once.
 func (db *DB) apply(ops []op) {
+	var hint btree.PathHint
 	for i := range ops {
 		o := &ops[i]
 		switch o.kind {
@@ -202,12 +205,12 @@ func (db *DB) apply(ops []op) {
 			copy(buf[len(o.key):], o.value)
 			e := probe(o.key)
 			e.kv = buf
-			if old, ok := db.tree.Set(e); ok {
+			if old, ok := db.tree.SetHint(e, &hint); ok {
 				db.bytes -= int64(len(old.kv))
 			}
 			db.bytes += int64(len(e.kv))
 		case opDelete:
-			if old, ok := db.tree.Delete(probe(o.key)); ok {
+			if old, ok := db.tree.DeleteHint(probe(o.key), &hint); ok {
 				db.bytes -= int64(len(old.kv))
 			}
 		case opDeleteRange:
@@ -216,20 +219,50 @@ func (db *DB) apply(ops []op) {
 	}
 }
 
-// deleteRange removes the records in [start, end).
+// deleteRange removes the records in [start, end): one by one when they are
+// at most half the tree, else by building a new tree of the others (so that a
+// Clear of a large database costs what it keeps, not n log n).
 func (db *DB) deleteRange(start, end []byte) {
-	var doomed []entry
+	limit := db.tree.Len() / 2
+	n := 0
 	db.tree.Ascend(probe(start), func(e entry) bool {
-		if bytes.Compare(e.key(), end) >= 0 {
+		if bytes.Compare(e.key(), end) >= 0 || n > limit {
 			return false
 		}
-		doomed = append(doomed, e)
+		n++
 		return true
 	})
-	for _, e := range doomed {
-		db.tree.Delete(e)
-		db.bytes -= int64(len(e.kv))
+	if n == 0 {
+		return
 	}
+	if n <= limit {
+		doomed := make([]entry, 0, n)
+		db.tree.Ascend(probe(start), func(e entry) bool {
+			if bytes.Compare(e.key(), end) >= 0 {
+				return false
+			}
+			doomed = append(doomed, e)
+			return true
+		})
+		var hint btree.PathHint
+		for _, e := range doomed {
+			db.tree.DeleteHint(e, &hint)
+			db.bytes -= int64(len(e.kv))
+		}
+		return
+	}
+	kept := newTree()
+	var keptBytes int64
+	keep := func(e entry) bool {
+		kept.Load(e)
+		keptBytes += int64(len(e.kv))
+		return true
+	}
+	db.tree.Scan(func(e entry) bool {
+		return bytes.Compare(e.key(), start) < 0 && keep(e)
+	})
+	db.tree.Ascend(probe(end), keep)
+	db.tree, db.bytes = kept, keptBytes
 }
 
 // NewSnapshot returns a point-in-time view of the DB.
