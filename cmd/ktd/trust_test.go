@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -158,9 +159,27 @@ func TestMain_BindsBeforeCreatingDatabases(t *testing.T) {
 // TestMain_LockedDatabase checks the message for a database another ktd holds.
 func TestMain_LockedDatabase(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "held.kct")
-	startChild(t, db)
+	_, addr := startChild(t, db)
+	// ktd listens before it opens its databases: the child holds the lock only once
+	// it answers a request.
+	client := &http.Client{Timeout: 2 * time.Second}
+	kttest.WaitFor(t, 30*time.Second, "the child to answer", func() bool {
+		resp, err := client.Get("http://" + addr + "/rpc/void")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 	var out, errOut bytes.Buffer
-	code := Main([]string{"-port", fmt.Sprint(freePort(t)), "-lz", db}, &out, &errOut)
+	done := make(chan int, 1)
+	go func() { done <- Main([]string{"-port", fmt.Sprint(freePort(t)), "-lz", db}, &out, &errOut) }()
+	var code int
+	select {
+	case code = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("a second ktd opened the held database and is serving it")
+	}
 	msg := strings.TrimSpace(errOut.String())
 	if code != 1 || !strings.Contains(msg, "locked by another process") || !strings.Contains(msg, filepath.Join(db, "LOCK")) ||
 		strings.Contains(msg, "\n") {
