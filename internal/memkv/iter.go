@@ -133,7 +133,6 @@ type Iter struct {
 	// off) or after the last one; Next and Prev come back from there as
 	// Pebble's do.
 	before bool
-	closed bool
 }
 
 func (it *Iter) setBounds(o *pebble.IterOptions) {
@@ -230,6 +229,6 @@ func (it *Iter) Error() error { return nil }
 
 // Close releases the iterator.
 func (it *Iter) Close() error {
-	it.closed, it.valid, it.cur = true, false, pair{}
+	it.valid, it.cur = false, pair{}
 	return nil
 }
