@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"math"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -83,8 +84,14 @@ func uvarintLen(n int) int {
 	return binary.PutUvarint(buf[:], uint64(n))
 }
 
+// ErrTooLarge is returned by Set for a record of 4 GiB or more.
+var ErrTooLarge = errors.New("memkv: record of 4 GiB or more")
+
 // Set adds a write of key with value.
 func (b *Batch) Set(key, value []byte, _ *pebble.WriteOptions) error {
+	if uint64(len(key))+uint64(len(value)) > math.MaxUint32 {
+		return ErrTooLarge
+	}
 	o := op{kind: opSet, key: b.own(key), value: b.own(value)}
 	b.ops = append(b.ops, o)
 	b.size += 1 + uvarintLen(len(key)) + len(key) + uvarintLen(len(value)) + len(value)

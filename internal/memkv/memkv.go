@@ -26,6 +26,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/tidwall/btree"
@@ -41,12 +42,19 @@ var ErrClosed = errors.New("memkv: closed")
 // entry is one record: its key and value in one slice, the key first, and the
 // key's first 16 bytes as two numbers, which order most pairs of keys without
 // reading either key's bytes (a cache miss each): all pairs of keys of up to
-// 16 bytes. An entry is 48 bytes in the tree's nodes and holds one pointer
-// for the garbage collector to follow.
+// 16 bytes. An entry is 32 bytes in the tree's nodes (a slice header would
+// make it 48) and holds one pointer for the garbage collector to follow.
 type entry struct {
-	kv     []byte
+	p      *byte  // the key's and value's bytes (nil when both are empty)
+	n      uint32 // their length
+	klen   uint32 // the key's length
 	hi, lo uint64
-	klen   uint32
+}
+
+// mkEntry returns the entry of kv, whose first klen bytes are the key.
+func mkEntry(kv []byte, klen int) entry {
+	return entry{p: unsafe.SliceData(kv), n: uint32(len(kv)), klen: uint32(klen),
+		hi: word(kv[:klen], 0), lo: word(kv[:klen], 8)}
 }
 
 // prefixLen is the length of the key prefix an entry holds as numbers.
@@ -67,12 +75,12 @@ func word(key []byte, off int) uint64 {
 	return w
 }
 
-func probe(key []byte) entry {
-	return entry{kv: key, hi: word(key, 0), lo: word(key, 8), klen: uint32(len(key))}
-}
+func probe(key []byte) entry { return mkEntry(key, len(key)) }
 
-func (e entry) key() []byte   { return e.kv[:e.klen:e.klen] }
-func (e entry) value() []byte { return e.kv[e.klen:] }
+// kv returns the entry's key and value, the key first.
+func (e entry) kv() []byte    { return unsafe.Slice(e.p, e.n) }
+func (e entry) key() []byte   { return unsafe.Slice(e.p, e.klen) }
+func (e entry) value() []byte { return e.kv()[e.klen:] }
 
 // less orders entries as bytes.Compare orders their keys. The padded prefixes
 // order keys that differ in their first 16 bytes; two keys whose padded
@@ -87,7 +95,7 @@ func less(a, b entry) bool {
 	case a.klen <= prefixLen || b.klen <= prefixLen:
 		return a.klen < b.klen
 	}
-	return bytes.Compare(a.kv[prefixLen:a.klen], b.kv[prefixLen:b.klen]) < 0
+	return bytes.Compare(a.key()[prefixLen:], b.key()[prefixLen:]) < 0
 }
 
 // degree is the B-tree's degree: nodes of up to 2×degree-1 entries.
@@ -170,7 +178,7 @@ func (db *DB) RangeBytes(start, end []byte) int64 {
 		if bytes.Compare(e.key(), end) >= 0 {
 			return false
 		}
-		n += int64(len(e.kv))
+		n += int64(e.n)
 		return true
 	})
 	return n
@@ -203,15 +211,14 @@ func (db *DB) apply(ops []op) {
 			buf := make([]byte, len(o.key)+len(o.value))
 			copy(buf, o.key)
 			copy(buf[len(o.key):], o.value)
-			e := probe(o.key)
-			e.kv = buf
+			e := mkEntry(buf, len(o.key))
 			if old, ok := db.tree.SetHint(e, &hint); ok {
-				db.bytes -= int64(len(old.kv))
+				db.bytes -= int64(old.n)
 			}
-			db.bytes += int64(len(e.kv))
+			db.bytes += int64(e.n)
 		case opDelete:
 			if old, ok := db.tree.DeleteHint(probe(o.key), &hint); ok {
-				db.bytes -= int64(len(old.kv))
+				db.bytes -= int64(old.n)
 			}
 		case opDeleteRange:
 			db.deleteRange(o.key, o.value)
@@ -247,7 +254,7 @@ func (db *DB) deleteRange(start, end []byte) {
 		var hint btree.PathHint
 		for _, e := range doomed {
 			db.tree.DeleteHint(e, &hint)
-			db.bytes -= int64(len(e.kv))
+			db.bytes -= int64(e.n)
 		}
 		return
 	}
@@ -255,7 +262,7 @@ func (db *DB) deleteRange(start, end []byte) {
 	var keptBytes int64
 	keep := func(e entry) bool {
 		kept.Load(e)
-		keptBytes += int64(len(e.kv))
+		keptBytes += int64(e.n)
 		return true
 	}
 	db.tree.Scan(func(e entry) bool {

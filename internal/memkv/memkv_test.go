@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -396,5 +397,13 @@ func TestOrderWithPrefixes(t *testing.T) {
 		if got, want := less(probe(a), probe(b)), bytes.Compare(a, b) < 0; got != want {
 			t.Fatalf("less(%x, %x) = %v, want %v", a, b, got, want)
 		}
+	}
+}
+
+// TestEntrySize: an entry is 32 bytes in the tree's nodes (docs/design.md counts on it
+// for the memory per record).
+func TestEntrySize(t *testing.T) {
+	if got := unsafe.Sizeof(entry{}); got != 32 {
+		t.Fatalf("entry is %d bytes, want 32", got)
 	}
 }
