@@ -542,7 +542,11 @@ func (t *txn) clear() error {
 	t.dSize = -db.size.Load()
 	t.changes = append(t.changes, Change{Op: OpClear})
 	t.undo = append(t.undo, kdUndo{reset: true})
-	db.kd.reset()
+	if db.kd != nil {
+		db.kd.reset()
+	}
+	clear(t.pend)
+	t.pend, t.pendIdx, t.cleared = t.pend[:0], nil, true
 	t.hentry = false
 	t.touched, t.removed = nil, nil
 	if db.lru != nil {

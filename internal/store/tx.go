@@ -150,9 +150,11 @@ func (tx *Tx) Commit() error {
 		return err
 	}
 	for _, k := range written {
-		if st := tx.keys[string(k)]; st.finalFound {
+		switch st := tx.keys[string(k)]; {
+		case db.kd == nil: // on-memory: the store is the directory
+		case st.finalFound:
 			db.kd.put(db.seed, k, db.entryOf(st.final))
-		} else {
+		default:
 			db.kd.del(db.seed, k)
 		}
 	}
