@@ -14,12 +14,15 @@ func TestPercent(t *testing.T) {
 		want int
 	}{
 		{0, 800},
-		{4 * mb, 800},    // a tiny heap: spaced out as far as allowed
-		{10 * mb, 540},   // grows to about 64 MiB
-		{32 * mb, 100},   // half the floor: the default
-		{1024 * mb, 100}, // a big heap: never below the default
-		{60 * mb, 100},
-		{16 * mb, 300},
+		{4 * mb, 800},   // a tiny heap: spaced out as far as allowed
+		{10 * mb, 540},  // grows to about 64 MiB
+		{32 * mb, 100},  // half the floor: the default
+		{60 * mb, 100},  // up to 64 MiB: the default
+		{16 * mb, 300},  // grows to about 64 MiB
+		{96 * mb, 66},   // grows by 64 MiB
+		{128 * mb, 50},  // grows by half
+		{200 * mb, 50},  // an on-memory database of 1 M records
+		{1024 * mb, 50}, // never below half
 	} {
 		if got := Percent(tc.live, 64*mb, 800); got != tc.want {
 			t.Errorf("Percent(%d MiB) = %d, want %d", tc.live/mb, got, tc.want)
