@@ -271,3 +271,30 @@ func TestKeydir_FailedBatchLeavesItUnchanged(t *testing.T) {
 		}
 	}
 }
+
+// TestPendingCollisions: keys of a batch whose hashes collide are still told apart
+// (pendIdx chains them), for an on-memory database, which has no key directory.
+func TestPendingCollisions(t *testing.T) {
+	pendHash = func(_ maphash.Seed, key []byte) uint64 { return uint64(len(key) % 3) }
+	defer func() { pendHash = maphash.Bytes }()
+	db := openTest(t, "*", nil)
+	rng := rand.New(rand.NewPCG(7, 7))
+	for round := range 50 {
+		var recs []Record
+		for range 1 + rng.IntN(80) {
+			k := fmt.Sprintf("k%d", rng.IntN(30+round))
+			recs = append(recs, Record{Key: []byte(k), Value: make([]byte, rng.IntN(20)), XT: NoXT})
+		}
+		if _, err := db.SetBulk(recs, true); err != nil {
+			t.Fatal(err)
+		}
+		var ks [][]byte
+		for range rng.IntN(40) {
+			ks = append(ks, fmt.Appendf(nil, "k%d", rng.IntN(30+round)))
+		}
+		if _, err := db.RemoveBulk(ks, true); err != nil {
+			t.Fatal(err)
+		}
+		checkCounts(t, db)
+	}
+}

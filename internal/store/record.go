@@ -380,11 +380,19 @@ func (db *DB) SetBulk(recs []Record, atomic bool) (int, error) {
 	}
 	t := db.newTxn(true)
 	defer t.close()
+	t.grow(len(recs))
 	err := func() error {
 		unlock := db.lockKeys(keys)
 		defer unlock()
 		defer t.abandon()
 		now := db.nowUnix()
+		// The stored forms in one buffer: one allocation, not one per record (the batch
+		// and the update log copy them; a buffer is never reused).
+		n := 0
+		for _, r := range recs {
+			n += db.storedLen(r.Value)
+		}
+		buf := make([]byte, 0, n)
 		for _, r := range recs {
 			found, size, _, err := t.oldMeta(r.Key)
 			if err != nil {
@@ -394,7 +402,9 @@ func (db *DB) SetBulk(recs []Record, atomic bool) (int, error) {
 			if found {
 				oldLen = size
 			}
-			if err := t.set(r.Key, db.encodeStored(r.Value, absXT(r.XT, now)), oldLen); err != nil {
+			n := len(buf)
+			buf = db.appendStored(buf, r.Value, absXT(r.XT, now))
+			if err := t.set(r.Key, buf[n:len(buf):len(buf)], oldLen); err != nil {
 				return err
 			}
 		}
@@ -420,6 +430,7 @@ func (db *DB) RemoveBulk(keys [][]byte, atomic bool) (int, error) {
 	defer db.mu.RUnlock()
 	t := db.newTxn(true)
 	defer t.close()
+	t.grow(len(keys))
 	n := 0
 	err := func() error {
 		unlock := db.lockKeys(keys)
@@ -546,7 +557,8 @@ func (t *txn) clear() error {
 		db.kd.reset()
 	}
 	clear(t.pend)
-	t.pend, t.pendIdx, t.cleared = t.pend[:0], nil, true
+	clear(t.pendIdx)
+	t.pend, t.cleared = t.pend[:0], true
 	t.hentry = false
 	t.touched, t.removed = nil, nil
 	if db.lru != nil {

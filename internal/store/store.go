@@ -535,10 +535,11 @@ type txn struct {
 
 	// A database without a key directory (on-memory: memkv answers a lookup as fast)
 	// reads what a write replaces from the store; pend holds what this batch wrote
-	// before, newest last (pendIdx indexes it once it grows), so that a key written twice
-	// in one batch is accounted exactly; cleared says the batch clears the database.
+	// before (pendIdx indexes it by a hash of the key once it grows), so that a key
+	// written twice in one batch is accounted exactly; cleared says the batch clears the
+	// database.
 	pend    []kdPending
-	pendIdx map[string]int
+	pendIdx map[uint64]int32
 	cleared bool
 }
 
@@ -547,6 +548,7 @@ type kdPending struct {
 	key   []byte
 	entry kdEntry
 	had   bool
+	next  int32 // the previous pending key of the same hash in pendIdx, or -1
 }
 
 // pendIndexAt is the number of pending keys from which a batch indexes them.
@@ -611,14 +613,20 @@ func (t *txn) lookupStore(key []byte) (kdEntry, bool) {
 
 // pending returns the index in t.pend of key's latest state.
 func (t *txn) pending(key []byte) (int, bool) {
-	if t.pendIdx != nil {
-		i, ok := t.pendIdx[string(key)]
-		return i, ok
-	}
-	for i := len(t.pend) - 1; i >= 0; i-- {
-		if bytes.Equal(t.pend[i].key, key) {
-			return i, true
+	if len(t.pend) <= pendIndexAt {
+		for i := len(t.pend) - 1; i >= 0; i-- {
+			if bytes.Equal(t.pend[i].key, key) {
+				return i, true
+			}
 		}
+		return 0, false
+	}
+	i, ok := t.pendIdx[pendHash(t.db.seed, key)]
+	for ok && i >= 0 {
+		if bytes.Equal(t.pend[i].key, key) {
+			return int(i), true
+		}
+		i = t.pend[i].next
 	}
 	return 0, false
 }
@@ -629,15 +637,38 @@ func (t *txn) setPending(key []byte, e kdEntry, had bool) {
 		t.pend[i].entry, t.pend[i].had = e, had
 		return
 	}
-	t.pend = append(t.pend, kdPending{key: key, entry: e, had: had})
+	t.pend = append(t.pend, kdPending{key: key, entry: e, had: had, next: -1})
 	switch {
-	case t.pendIdx != nil:
-		t.pendIdx[string(key)] = len(t.pend) - 1
-	case len(t.pend) >= pendIndexAt:
-		t.pendIdx = make(map[string]int, 2*len(t.pend))
-		for i, p := range t.pend {
-			t.pendIdx[string(p.key)] = i
+	case len(t.pend) <= pendIndexAt: // searched in order
+	case len(t.pend) == pendIndexAt+1:
+		if t.pendIdx == nil {
+			t.pendIdx = make(map[uint64]int32, 4*pendIndexAt)
 		}
+		for i := range t.pend {
+			t.indexPending(i)
+		}
+	default:
+		t.indexPending(len(t.pend) - 1)
+	}
+}
+
+// pendHash is the hash pendIdx indexes keys by (a test makes it collide).
+var pendHash = maphash.Bytes
+
+// indexPending adds t.pend[i] to pendIdx (a pooled txn keeps its map, emptied).
+func (t *txn) indexPending(i int) {
+	h := pendHash(t.db.seed, t.pend[i].key)
+	if j, ok := t.pendIdx[h]; ok {
+		t.pend[i].next = j
+	}
+	t.pendIdx[h] = int32(i)
+}
+
+// grow makes room in t for n more writes, as a bulk write knows how many it has.
+func (t *txn) grow(n int) {
+	t.changes = slices.Grow(t.changes, n)
+	if t.db.kd == nil && t.db.tx == nil {
+		t.pend = slices.Grow(t.pend, n)
 	}
 }
 
@@ -705,8 +736,9 @@ func (db *DB) newTxn(bulk bool) *txn {
 // allocates none of them. close puts a txn back.
 var txnPool = sync.Pool{New: func() any { return new(txn) }}
 
-// maxPooledTxnList bounds the lists a pooled txn keeps (a bulk write's are dropped).
-const maxPooledTxnList = 64
+// maxPooledTxnList bounds the lists a pooled txn keeps (a large bulk write's are
+// dropped): KT's clients send bulk writes of a hundred records or so.
+const maxPooledTxnList = 1024
 
 // oldMeta returns what the database holds under key as this transaction sees it — whether
 // a record exists, the length of its stored form and its absolute expiry — without
@@ -803,17 +835,22 @@ func (t *txn) del(key []byte, oldLen int, logged bool) error {
 // close releases the batch.
 func (t *txn) close() {
 	t.b.Close()
-	changes, undo, touched, removed, dkey, pend := t.changes, t.undo, t.touched, t.removed, t.dkey, t.pend
+	changes, undo, touched, removed, dkey, pend, pendIdx := t.changes, t.undo, t.touched, t.removed, t.dkey, t.pend, t.pendIdx
 	clear(changes) // the caller's keys and values: not kept alive by the pool
 	clear(touched)
 	clear(removed)
 	clear(pend)
+	if len(pendIdx) > maxPooledTxnList {
+		pendIdx = nil
+	}
+	clear(pendIdx)
 	*t = txn{
 		changes: keepList(changes),
 		undo:    keepList(undo),
 		touched: keepList(touched),
 		removed: keepList(removed),
 		pend:    keepList(pend),
+		pendIdx: pendIdx,
 		dkey:    dkey[:0],
 	}
 	if cap(dkey) > 1<<10 {

@@ -41,13 +41,30 @@ func expired(xt, now int64) bool { return now > xt }
 // encodeStored builds the stored form of a record: the 5-byte BE absolute xt followed by
 // the user value, or the value alone on a persistent (ktopts=p) database.
 func (db *DB) encodeStored(value []byte, xt int64) []byte {
-	if db.spec.Persistent {
-		return append([]byte{}, value...) // never nil: a nil stored form means "removed" in a batch
+	return db.appendStored(nil, value, xt)
+}
+
+// appendStored appends the stored form of value to dst and returns it, never nil (a nil
+// stored form means "removed" in a batch): a bulk write encodes its records in one buffer.
+func (db *DB) appendStored(dst, value []byte, xt int64) []byte {
+	if dst == nil {
+		dst = make([]byte, 0, db.storedLen(value))
 	}
-	b := make([]byte, xtLen+len(value))
-	putXT(b, xt)
-	copy(b[xtLen:], value)
-	return b
+	if db.spec.Persistent {
+		return append(dst, value...)
+	}
+	n := len(dst)
+	dst = append(dst, make([]byte, xtLen)...)
+	putXT(dst[n:], xt)
+	return append(dst, value...)
+}
+
+// storedLen is the length of value's stored form.
+func (db *DB) storedLen(value []byte) int {
+	if db.spec.Persistent {
+		return len(value)
+	}
+	return xtLen + len(value)
 }
 
 // decodeStored splits a stored value into the absolute xt and the user value (aliasing
