@@ -33,9 +33,10 @@ const (
 
 // frameReader wraps the reading helpers; the first error sticks.
 type frameReader struct {
-	br  *bufio.Reader
-	err error
-	buf [18]byte
+	br    *bufio.Reader
+	err   error
+	buf   [18]byte
+	chunk []byte // the current chunk of small fields (see bytes)
 
 	// Limits (see Limits); the zero frameReader has none but MaxBinarySize.
 	maxKey, maxValue int64
@@ -93,10 +94,37 @@ func (r *frameReader) size() uint32 {
 	return n
 }
 
+// Keys and values of up to chunkedField bytes are read into shared chunks of
+// fieldChunk bytes: one allocation for a few hundred small records, not one per
+// key and per value. A chunk is never reused, so what a caller keeps stays
+// valid (and keeps its chunk alive).
+const (
+	chunkedField = 512
+	fieldChunk   = 8 << 10
+)
+
 // bytes reads n bytes, growing the buffer only as data arrives.
 func (r *frameReader) bytes(n uint32) []byte {
 	if r.err != nil {
 		return nil
+	}
+	if n <= chunkedField {
+		if cap(r.chunk)-len(r.chunk) < int(n) {
+			if r.reserve != nil {
+				if err := r.reserve(fieldChunk); err != nil {
+					r.err = err
+					return nil
+				}
+			}
+			r.chunk = make([]byte, 0, fieldChunk)
+		}
+		start := len(r.chunk)
+		r.chunk = r.chunk[:start+int(n)]
+		if _, err := io.ReadFull(r.br, r.chunk[start:]); err != nil {
+			r.err = eofToUnexpected(err)
+			return nil
+		}
+		return r.chunk[start : start+int(n) : start+int(n)]
 	}
 	b, err := appendFull(nil, r.br, int64(n), r.reserve)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"path/filepath"
 	"reflect"
@@ -189,4 +190,36 @@ func TestGoldenBinary(t *testing.T) {
 		t.Errorf("only %d binary frames checked", checked)
 	}
 	t.Logf("%d binary frames round-tripped", checked)
+}
+
+// TestSetBulkFieldsApart: small keys and values share chunks (frameReader.bytes), yet
+// each is a slice of its own: appending to one does not change the next, and fields
+// larger than a chunk's share or spanning chunks read right.
+func TestSetBulkFieldsApart(t *testing.T) {
+	var recs []BulkRecord
+	for i := range 300 {
+		v := bytes.Repeat([]byte{byte(i)}, i%7*100) // 0–600 bytes: some past chunkedField
+		recs = append(recs, BulkRecord{DBIdx: uint16(i % 3), Key: fmt.Appendf(nil, "key-%d", i), Value: v, XT: int64(i)})
+	}
+	req := AppendSetBulkRequest(nil, 0, recs)
+	if req[0] != MagicSetBulk {
+		t.Fatalf("magic %#x", req[0])
+	}
+	_, got, err := ReadSetBulk(bufio.NewReader(bytes.NewReader(req[1:])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(recs) {
+		t.Fatalf("%d records, want %d", len(got), len(recs))
+	}
+	for i := range got {
+		got[i].Key = append(got[i].Key, "!!!!!!!!"...)
+		got[i].Value = append(got[i].Value, "????????"...)
+	}
+	for i, r := range got {
+		if string(r.Key) != string(recs[i].Key)+"!!!!!!!!" || string(r.Value) != string(recs[i].Value)+"????????" ||
+			r.DBIdx != recs[i].DBIdx || r.XT != recs[i].XT {
+			t.Fatalf("record %d: %q=%q (db %d xt %d), want %q=%q", i, r.Key, r.Value[:min(len(r.Value), 8)], r.DBIdx, r.XT, recs[i].Key, recs[i].Value[:min(len(recs[i].Value), 8)])
+		}
+	}
 }
