@@ -22,6 +22,7 @@ DURATION=${DURATION:-8s}
 PORT=${PORT:-19790}
 KEYS=${KEYS:-100000}
 BIGKEYS=${BIGKEYS:-2000000}
+MEMKEYS=${MEMKEYS:-1000000}
 ONLY=${ONLY:-mem file repl}
 PROCS=${PROCS:-8}
 [ "${BIG:-0}" = 1 ] && ONLY="$ONLY big"
@@ -49,6 +50,7 @@ start_ktd() { # port args...: starts ktd, sets KPID
 stop_ktd() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+rss_mib() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 ms() { # wrk latency (e.g. 812.00us, 3.21ms, 1.02s) in ms
 	awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.2f", v}'
 }
@@ -100,6 +102,13 @@ on_mem() {
 	kt_bulk "$PORT"
 	row "binary bulk set on '*' (rec/s)" "$(k "$BULK")" "580–680 k" "$(ratio "$BULK" 630000)× mid, $(ratio "$BULK" 680000)× best"
 	echo "   RSS $(awk '/VmRSS/ {print $2, $3}' /proc/$pid/status)" >&2
+	stop_ktd "$pid"
+	# Memory at 1 M keys (the goal: under 300 MiB): after the load, then under random sets.
+	start_ktd "$PORT" '*'; pid=$KPID
+	"$BIN/ktload" -addr "127.0.0.1:$PORT" -preload "$MEMKEYS" -vsize 100
+	local loaded; loaded=$(rss_mib "$pid")
+	wrk -t2 -c32 -d"$DURATION" -s bench/kt.lua "http://127.0.0.1:$PORT" -- set tsv "$MEMKEYS" 100 >/dev/null 2>&1
+	row "RSS, $((MEMKEYS / 1000000)) M keys × 100 B on '*'" "${loaded} MiB after the load, $(rss_mib "$pid") MiB after $DURATION of sets" "—" "goal < 300 MiB"
 	stop_ktd "$pid"
 	[ "$PROCS" -gt 0 ] || return 0
 	# KT's figures are at its best thread count here (-th 4; its default, 16, is
