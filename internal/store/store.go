@@ -580,10 +580,6 @@ func (t *txn) hash(key []byte) (kdKey, int) {
 
 // lookup returns key's directory entry (cached for the last key hashed).
 func (t *txn) lookup(key []byte) (kdKey, int, kdEntry, bool) {
-	if t.db.kd == nil {
-		e, ok := t.lookupStore(key)
-		return kdKey{}, 0, e, ok
-	}
 	h, shard := t.hash(key)
 	if !t.hentry {
 		t.entry, t.had = t.db.kd.lookup(shard, h)
@@ -594,21 +590,22 @@ func (t *txn) lookup(key []byte) (kdKey, int, kdEntry, bool) {
 
 // lookupStore is lookup for a database without a key directory: the batch's own
 // earlier write of key, else the record in the store.
-func (t *txn) lookupStore(key []byte) (kdEntry, bool) {
+func (t *txn) lookupStore(key []byte) (kdEntry, bool, error) {
 	if i, ok := t.pending(key); ok {
-		return t.pend[i].entry, t.pend[i].had
+		return t.pend[i].entry, t.pend[i].had, nil
 	}
 	if t.cleared {
-		return kdEntry{}, false
+		return kdEntry{}, false, nil
 	}
 	v, closer, err := t.db.pdb.Get(t.dataKey(key))
+	if isNotFound(err) {
+		return kdEntry{}, false, nil
+	}
 	if err != nil {
-		// Only ErrNotFound: memkv fails no other way on an open database (db.mu is held).
-		return kdEntry{}, false
+		return kdEntry{}, false, sysErr("get", err)
 	}
 	e := t.db.entryOf(v)
-	closer.Close()
-	return e, true
+	return e, true, closeQuietly(closer)
 }
 
 // pending returns the index in t.pend of key's latest state.
@@ -743,9 +740,14 @@ const maxPooledTxnList = 1024
 // oldMeta returns what the database holds under key as this transaction sees it — whether
 // a record exists, the length of its stored form and its absolute expiry — without
 // reading the value: from the key directory, which already holds the batch's earlier
-// writes. Inside a transactional view it reads through the view (so the transaction
+// writes (on-memory: from memkv and the batch's list of what it wrote). Inside a
+// transactional view it reads through the view (so the transaction
 // observes the key).
 func (t *txn) oldMeta(key []byte) (found bool, size int, xt int64, err error) {
+	if t.db.tx == nil && t.db.kd == nil {
+		e, ok, err := t.lookupStore(key)
+		return ok, int(e.size), e.expiry(), err
+	}
 	if t.db.tx == nil {
 		_, _, e, ok := t.lookup(key)
 		return ok, int(e.size), e.expiry(), nil
