@@ -63,7 +63,13 @@ func newKeydir() *keydir {
 
 // reset empties the directory, keeping the maps' room for what comes next (a cleared
 // database is usually filled again). The caller holds db.mu exclusively.
+//
+// reset, put and del do nothing on a nil directory: an on-memory database has none (its
+// writes learn what they replace from memkv, txn.lookupStore).
 func (kd *keydir) reset() {
+	if kd == nil {
+		return
+	}
 	for i := range kd.shards {
 		sh := &kd.shards[i]
 		if sh.m == nil {
@@ -130,12 +136,18 @@ func (kd *keydir) get(seed maphash.Seed, key []byte) (kdEntry, bool) {
 
 // put records key as present with entry e. The caller holds key's stripe lock.
 func (kd *keydir) put(seed maphash.Seed, key []byte, e kdEntry) {
+	if kd == nil {
+		return
+	}
 	h, shard := kd.hash(seed, key)
 	kd.store(shard, h, e, true)
 }
 
 // del records key as absent. The caller holds key's stripe lock.
 func (kd *keydir) del(seed maphash.Seed, key []byte) {
+	if kd == nil {
+		return
+	}
 	h, shard := kd.hash(seed, key)
 	kd.store(shard, h, kdEntry{}, false)
 }

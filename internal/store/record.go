@@ -402,9 +402,9 @@ func (db *DB) SetBulk(recs []Record, atomic bool) (int, error) {
 			if found {
 				oldLen = size
 			}
-			n := len(buf)
+			at := len(buf)
 			buf = db.appendStored(buf, r.Value, absXT(r.XT, now))
-			if err := t.set(r.Key, buf[n:len(buf):len(buf)], oldLen); err != nil {
+			if err := t.set(r.Key, buf[at:len(buf):len(buf)], oldLen); err != nil {
 				return err
 			}
 		}
@@ -553,9 +553,7 @@ func (t *txn) clear() error {
 	t.dSize = -db.size.Load()
 	t.changes = append(t.changes, Change{Op: OpClear})
 	t.undo = append(t.undo, kdUndo{reset: true})
-	if db.kd != nil {
-		db.kd.reset()
-	}
+	db.kd.reset()
 	clear(t.pend)
 	clear(t.pendIdx)
 	t.pend, t.cleared = t.pend[:0], true

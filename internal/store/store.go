@@ -265,9 +265,7 @@ func (db *DB) recount() error {
 	if err != nil {
 		return err
 	}
-	if db.kd != nil {
-		db.kd.reset()
-	}
+	db.kd.reset()
 	now := db.now()
 	var n, sz int64
 	for it.First(); it.Valid(); it.Next() {
@@ -275,9 +273,7 @@ func (db *DB) recount() error {
 		n++
 		sz += int64(len(key)) + int64(len(stored))
 		e := db.entryOf(stored)
-		if db.kd != nil {
-			db.kd.put(db.seed, key, e)
-		}
+		db.kd.put(db.seed, key, e)
 		if xt := e.expiry(); xt < XTMax && !db.spec.Persistent {
 			db.expiries.add(key, xt, now) // swept when due, without a pass over the keys
 		}

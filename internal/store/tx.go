@@ -150,11 +150,9 @@ func (tx *Tx) Commit() error {
 		return err
 	}
 	for _, k := range written {
-		switch st := tx.keys[string(k)]; {
-		case db.kd == nil: // on-memory: the store is the directory
-		case st.finalFound:
+		if st := tx.keys[string(k)]; st.finalFound {
 			db.kd.put(db.seed, k, db.entryOf(st.final))
-		default:
+		} else {
 			db.kd.del(db.seed, k)
 		}
 	}
