@@ -14,7 +14,7 @@ type source interface {
 	find(key []byte, inclusive, forward bool) (pair, bool)
 }
 
-// findIn is find on one tree.
+// findIn is find on a batch's view.
 func findIn[T any](tr *btree.BTreeG[T], probe func([]byte) T, keyOf func(T) []byte, key []byte, inclusive, forward bool) (T, bool) {
 	var zero T
 	iter := tr.Iter()
@@ -52,7 +52,6 @@ func findIn[T any](tr *btree.BTreeG[T], probe func([]byte) T, keyOf func(T) []by
 	return iter.Item(), true
 }
 
-func entryKey(e entry) []byte     { return e.key() }
 func ventryProbe(k []byte) ventry { return ventry{key: k} }
 func ventryKey(e ventry) []byte   { return e.key }
 
@@ -62,7 +61,7 @@ type pair struct{ key, value []byte }
 // treeSource walks a snapshot's tree, or with db set the DB's live tree,
 // under its read lock for each step.
 type treeSource struct {
-	tree *btree.BTreeG[entry]
+	tree *tree
 	db   *DB
 }
 
@@ -73,8 +72,20 @@ func (s treeSource) find(key []byte, inclusive, forward bool) (pair, bool) {
 		defer s.db.mu.RUnlock()
 		tr = s.db.tree
 	}
-	e, ok := findIn(tr, probe, entryKey, key, inclusive, forward)
-	return pair{e.key(), e.value()}, ok
+	var e entry
+	var ok bool
+	switch {
+	case key != nil:
+		e, ok = tr.seek(probe(key), inclusive, forward)
+	case forward:
+		e, ok = tr.first()
+	default:
+		e, ok = tr.last()
+	}
+	if !ok {
+		return pair{}, false
+	}
+	return pair{e.key(), e.value()}, true
 }
 
 // mergedSource walks an indexed batch's view of its DB: the batch's point

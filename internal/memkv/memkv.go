@@ -29,7 +29,6 @@ import (
 	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/tidwall/btree"
 )
 
 // ErrNotFound is returned by Get for an absent key: Pebble's, so callers check
@@ -98,17 +97,13 @@ func less(a, b entry) bool {
 	return bytes.Compare(a.key()[prefixLen:], b.key()[prefixLen:]) < 0
 }
 
-// degree is the B-tree's degree: nodes of up to 2×degree-1 entries.
+// degree is the B-trees' degree: nodes of up to 2×degree-1 entries.
 const degree = 32
-
-func newTree() *btree.BTreeG[entry] {
-	return btree.NewBTreeGOptions(less, btree.Options{Degree: degree, NoLocks: true})
-}
 
 // DB is an ordered in-memory key-value store.
 type DB struct {
 	mu     sync.RWMutex
-	tree   *btree.BTreeG[entry]
+	tree   *tree
 	bytes  int64 // sum of the stored keys' and values' lengths
 	closed bool
 }
@@ -128,7 +123,7 @@ func (db *DB) Get(key []byte) ([]byte, io.Closer, error) {
 		db.mu.RUnlock()
 		return nil, nil, ErrClosed
 	}
-	e, ok := db.tree.Get(probe(key))
+	e, ok := db.tree.get(probe(key))
 	db.mu.RUnlock()
 	if !ok {
 		return nil, nil, ErrNotFound
@@ -174,7 +169,7 @@ func (db *DB) RangeBytes(start, end []byte) int64 {
 	db.mu.RLock()
 	defer db.mu.RUnlock()
 	var n int64
-	db.tree.Ascend(probe(start), func(e entry) bool {
+	db.tree.ascend(probe(start), false, func(e entry) bool {
 		if bytes.Compare(e.key(), end) >= 0 {
 			return false
 		}
@@ -197,11 +192,8 @@ func (db *DB) Close() error {
 	return nil
 }
 
-// apply applies ops in order. The caller holds db.mu for writing. A path
-// hint carries each op's place in the tree to the next, so that a batch of
-// neighbouring keys (a bulk load in key order) searches the tree once.
+// apply applies ops in order. The caller holds db.mu for writing.
 func (db *DB) apply(ops []op) {
-	var hint btree.PathHint
 	for i := range ops {
 		o := &ops[i]
 		switch o.kind {
@@ -212,12 +204,12 @@ func (db *DB) apply(ops []op) {
 			copy(buf, o.key)
 			copy(buf[len(o.key):], o.value)
 			e := mkEntry(buf, len(o.key))
-			if old, ok := db.tree.SetHint(e, &hint); ok {
+			if old, ok := db.tree.set(e); ok {
 				db.bytes -= int64(old.n)
 			}
 			db.bytes += int64(e.n)
 		case opDelete:
-			if old, ok := db.tree.DeleteHint(probe(o.key), &hint); ok {
+			if old, ok := db.tree.delete(probe(o.key)); ok {
 				db.bytes -= int64(old.n)
 			}
 		case opDeleteRange:
@@ -232,7 +224,7 @@ func (db *DB) apply(ops []op) {
 func (db *DB) deleteRange(start, end []byte) {
 	limit := db.tree.Len() / 2
 	n := 0
-	db.tree.Ascend(probe(start), func(e entry) bool {
+	db.tree.ascend(probe(start), false, func(e entry) bool {
 		if bytes.Compare(e.key(), end) >= 0 || n > limit {
 			return false
 		}
@@ -244,16 +236,15 @@ func (db *DB) deleteRange(start, end []byte) {
 	}
 	if n <= limit {
 		doomed := make([]entry, 0, n)
-		db.tree.Ascend(probe(start), func(e entry) bool {
+		db.tree.ascend(probe(start), false, func(e entry) bool {
 			if bytes.Compare(e.key(), end) >= 0 {
 				return false
 			}
 			doomed = append(doomed, e)
 			return true
 		})
-		var hint btree.PathHint
 		for _, e := range doomed {
-			db.tree.DeleteHint(e, &hint)
+			db.tree.delete(e)
 			db.bytes -= int64(e.n)
 		}
 		return
@@ -261,32 +252,32 @@ func (db *DB) deleteRange(start, end []byte) {
 	kept := newTree()
 	var keptBytes int64
 	keep := func(e entry) bool {
-		kept.Load(e)
+		kept.set(e) // in key order: the nodes fill up
 		keptBytes += int64(e.n)
 		return true
 	}
-	db.tree.Scan(func(e entry) bool {
+	db.tree.ascend(entry{}, true, func(e entry) bool {
 		return bytes.Compare(e.key(), start) < 0 && keep(e)
 	})
-	db.tree.Ascend(probe(end), keep)
+	db.tree.ascend(probe(end), false, keep)
 	db.tree, db.bytes = kept, keptBytes
 }
 
 // NewSnapshot returns a point-in-time view of the DB.
 func (db *DB) NewSnapshot() *Snapshot {
-	db.mu.Lock() // Copy marks the tree's nodes shared
+	db.mu.Lock() // clone changes the tree's generation
 	defer db.mu.Unlock()
-	return &Snapshot{tree: db.tree.Copy()}
+	return &Snapshot{tree: db.tree.clone()}
 }
 
 // Snapshot is a read-only point-in-time view of a DB.
 type Snapshot struct {
-	tree *btree.BTreeG[entry]
+	tree *tree
 }
 
 // Get returns the value key had when the snapshot was taken.
 func (s *Snapshot) Get(key []byte) ([]byte, io.Closer, error) {
-	e, ok := s.tree.Get(probe(key))
+	e, ok := s.tree.get(probe(key))
 	if !ok {
 		return nil, nil, ErrNotFound
 	}
