@@ -77,7 +77,11 @@ func (db *DB) visitWith(key []byte, needValue bool, fn func(cur *current) (actio
 	defer db.mu.RUnlock()
 	t := db.newTxn(false)
 	defer t.close()
+	t.lateSync = true
 	act, err := db.visitLocked(t, key, needValue, fn)
+	if err == nil {
+		err = t.durable() // after the key's lock: see txn.lateSync
+	}
 	if err != nil {
 		return err
 	}
@@ -381,6 +385,7 @@ func (db *DB) SetBulk(recs []Record, atomic bool) (int, error) {
 	t := db.newTxn(true)
 	defer t.close()
 	t.grow(len(recs))
+	t.lateSync = true
 	err := func() error {
 		unlock := db.lockKeys(keys)
 		defer unlock()
@@ -410,6 +415,9 @@ func (db *DB) SetBulk(recs []Record, atomic bool) (int, error) {
 		}
 		return t.commit()
 	}()
+	if err == nil {
+		err = t.durable() // after the keys' locks: see txn.lateSync
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -431,6 +439,7 @@ func (db *DB) RemoveBulk(keys [][]byte, atomic bool) (int, error) {
 	t := db.newTxn(true)
 	defer t.close()
 	t.grow(len(keys))
+	t.lateSync = true
 	n := 0
 	err := func() error {
 		unlock := db.lockKeys(keys)
@@ -455,6 +464,9 @@ func (db *DB) RemoveBulk(keys [][]byte, atomic bool) (int, error) {
 		}
 		return t.commit()
 	}()
+	if err == nil {
+		err = t.durable() // after the keys' locks: see txn.lateSync
+	}
 	if err != nil {
 		return 0, err
 	}

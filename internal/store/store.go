@@ -520,6 +520,13 @@ type txn struct {
 	done    bool              // the batch committed (or went into the transaction)
 	dkey    []byte            // scratch for the Pebble key of a record
 
+	// A synced commit of a caller that set lateSync returns once the batch is applied
+	// and visible, and leaves the wait for the WAL sync to durable, which the caller
+	// calls after releasing its key locks: a writer of the same key then joins the next
+	// sync instead of waiting for this one to end (one fsync for both, not one each).
+	lateSync bool
+	syncWait func() error
+
 	// hkey is the key last hashed for the directory, h and shard its hash, and entry/had
 	// its directory entry when known (hentry): a write hashes and looks up its key once.
 	hkey   []byte
@@ -832,6 +839,9 @@ func (t *txn) del(key []byte, oldLen int, logged bool) error {
 
 // close releases the batch.
 func (t *txn) close() {
+	if t.syncWait != nil {
+		t.durable() // Pebble's batch must not be closed before its sync is waited for
+	}
 	t.b.Close()
 	changes, undo, touched, removed, dkey, pend, pendIdx := t.changes, t.undo, t.touched, t.removed, t.dkey, t.pend, t.pendIdx
 	clear(changes) // the caller's keys and values: not kept alive by the pool
@@ -890,11 +900,26 @@ func (t *txn) commit() error {
 
 // commitWith commits t's batch logging changes under sid.
 func (t *txn) commitWith(changes []Change, sid uint16, opts *pebble.WriteOptions) error {
-	if err := t.db.commitAs(t.b, changes, sid, t.dCount, t.dSize, opts); err != nil {
+	var later *func() error
+	if t.lateSync {
+		later = &t.syncWait
+	}
+	if err := t.db.commitAs(t.b, changes, sid, t.dCount, t.dSize, opts, later); err != nil {
 		return err
 	}
 	t.done = true
 	return nil
+}
+
+// durable waits until t's commit is durable: at once unless the commit left its WAL
+// sync for later (lateSync). A write is acknowledged only after it.
+func (t *txn) durable() error {
+	w := t.syncWait
+	if w == nil {
+		return nil
+	}
+	t.syncWait = nil
+	return w()
 }
 
 // ulogSID is the server id stamped on changes that originate here.
@@ -920,22 +945,33 @@ func (db *DB) writeOpts() *pebble.WriteOptions {
 // After a successful commit the count/size deltas are applied; callers hold the locks of
 // every key in b, so the deltas are exact.
 func (db *DB) commit(b kvBatch, changes []Change, dCount, dSize int64, opts *pebble.WriteOptions) error {
-	return db.commitAs(b, changes, db.ulogSID(), dCount, dSize, opts)
+	return db.commitAs(b, changes, db.ulogSID(), dCount, dSize, opts, nil)
 }
 
 // commitAs is commit with the origin sid stamped on the log records (a replica relays a
 // replicated change under its origin's sid). With a ULog and changes, it encodes one
 // message per change, reserves the timestamps as late as possible, adds the records to b
 // and commits data and log together; done always learns whether the commit succeeded.
-func (db *DB) commitAs(b kvBatch, changes []Change, sid uint16, dCount, dSize int64, opts *pebble.WriteOptions) (err error) {
+//
+// With later set, a synced commit to Pebble returns once the batch is applied and
+// visible (as Pebble makes every commit visible before its sync) and sets *later to the
+// wait for the sync; the update log learns of the records only after that wait, so a
+// replica is never sent a change the master could still lose.
+func (db *DB) commitAs(b kvBatch, changes []Change, sid uint16, dCount, dSize int64, opts *pebble.WriteOptions, later *func() error) (err error) {
+	var logged func(ok bool) // the update log's completion, nil once handed to *later
 	if db.ulog != nil && len(changes) > 0 {
 		msgs, ends := db.encodeChanges(changes, sid)
 		first, done := db.ulog.Reserve(len(changes), db.spec.InMemory || opts.GetSync())
-		defer func() {
-			if tail, ok := db.ulog.(ULogTail); ok && err == nil {
+		logged = func(ok bool) {
+			if tail, isTail := db.ulog.(ULogTail); isTail && ok {
 				tail.Committed(first, msgs, ends)
 			}
-			done(err == nil)
+			done(ok)
+		}
+		defer func() {
+			if logged != nil {
+				logged(err == nil)
+			}
 		}()
 		start := 0
 		for i, end := range ends {
@@ -950,6 +986,28 @@ func (db *DB) commitAs(b kvBatch, changes []Change, sid uint16, dCount, dSize in
 		db.count.Add(dCount)
 		db.size.Add(dSize)
 		return nil
+	}
+	if pb, ok := b.(*pebble.Batch); ok && later != nil && opts.GetSync() {
+		if pk, ok := db.pdb.(pebbleKV); ok {
+			if err := pk.ApplyNoSyncWait(pb, opts); err != nil {
+				return sysErr("commit", err)
+			}
+			db.count.Add(dCount)
+			db.size.Add(dSize)
+			done := logged
+			logged = nil
+			*later = func() error {
+				err := pb.SyncWait()
+				if done != nil {
+					done(err == nil)
+				}
+				if err != nil {
+					return sysErr("commit", err)
+				}
+				return nil
+			}
+			return nil
+		}
 	}
 	if err := b.Commit(opts); err != nil {
 		return sysErr("commit", err)
