@@ -46,7 +46,11 @@ type Log struct {
 	// durable.
 	unsynced, covered uint64
 	durable           uint64
-	kick              chan struct{} // signalled when an unsynced commit finishes
+	kick              chan struct{} // signalled when an unsynced commit finishes or a stream starts
+	// streams counts the slaves' streams reading the log: only they wait for
+	// unsynced records to become durable, so RunSyncer syncs only while there
+	// is one (a replica without slaves of its own makes no fsyncs for its log).
+	streams int
 }
 
 // Bounds of the in-memory tail of the log.
@@ -230,6 +234,36 @@ func (l *Log) Unsynced() bool {
 	return l.unsynced != l.covered
 }
 
+// Stream notes a stream reading the log (a slave's session) until the
+// returned function is called; RunSyncer syncs unsynced commits only while
+// one is. Without streams the horizon may stay behind unsynced commits, which
+// only makes what reads it (a snapshot's manifest, ulog_remove) cautious.
+func (l *Log) Stream() (done func()) {
+	l.mu.Lock()
+	l.streams++
+	l.mu.Unlock()
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Lock()
+			l.streams--
+			l.mu.Unlock()
+		})
+	}
+}
+
+// syncWanted reports whether unsynced commits have finished and a stream may
+// be waiting for them.
+func (l *Log) syncWanted() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.unsynced != l.covered && l.streams > 0
+}
+
 // Sync makes the records of unsynced commits streamable: it notes the
 // commits finished so far, calls sync (which must sync every database's
 // write-ahead log, as store.DB.Synchronize does) unless none of them was
@@ -258,12 +292,13 @@ func (l *Log) Sync(sync func() error) error {
 }
 
 // RunSyncer runs Sync rounds until ctx ends, whenever unsynced commits have
-// finished, at most one every gap: the records a replica applies without
-// sync reach its own slaves within about gap plus one fsync, and one fsync
-// covers every commit of the gap. Errors are logged by logf and retried.
+// finished while a stream reads the log (Stream), at most one every gap: the
+// records a replica applies without sync reach its own slaves within about
+// gap plus one fsync, and one fsync covers every commit of the gap. Errors
+// are logged by logf and retried.
 func (l *Log) RunSyncer(ctx context.Context, gap time.Duration, sync func() error, logf func(error)) {
 	for ctx.Err() == nil {
-		if !l.Unsynced() {
+		if !l.syncWanted() {
 			select {
 			case <-ctx.Done():
 				return

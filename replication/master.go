@@ -131,6 +131,7 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 	}
 	m.slaves.Add(1)
 	defer m.slaves.Add(-1)
+	defer m.Log.Stream()() // the log's syncer makes unsynced records streamable
 	// Cancellation (server shutdown) must interrupt a write to a slave that
 	// does not read, not wait for the write timeout.
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
