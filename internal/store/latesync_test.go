@@ -113,16 +113,8 @@ func TestDB_SyncedWritersDurableAfterCrash(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	crashed := fs.CrashClone(vfs.CrashCloneCfg{})
 	wantCount, wantSize := db.Count(), db.Size()
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db2, err := Open(Config{Spec: spec, FS: crashed})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db2.Close()
+	db2 := crashAndReopen(t, fs, spec, db)
 	if want := int64(5 + writers*rounds + writers); wantCount != want || db2.Count() != want {
 		t.Fatalf("Count = %d before the crash, %d after, want %d", wantCount, db2.Count(), want)
 	}

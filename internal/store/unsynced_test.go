@@ -106,6 +106,22 @@ func TestDB_UnsyncedVisibleBeforeSync(t *testing.T) {
 	}
 }
 
+// crashAndReopen keeps what fs has synced (a crash), closes db and opens spec on
+// what was kept; the reopened DB is closed when the test ends.
+func crashAndReopen(t *testing.T, fs *vfs.MemFS, spec Spec, db *DB) *DB {
+	t.Helper()
+	crashed := fs.CrashClone(vfs.CrashCloneCfg{})
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db2, err := Open(Config{Spec: spec, FS: crashed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db2.Close() })
+	return db2
+}
+
 // Unsynced writes become durable with the next Synchronize: after a crash that keeps
 // only synced data they are there.
 func TestDB_UnsyncedDurableAfterSynchronize(t *testing.T) {
@@ -121,15 +137,7 @@ func TestDB_UnsyncedDurableAfterSynchronize(t *testing.T) {
 	if err := db.Synchronize(false); err != nil {
 		t.Fatal(err)
 	}
-	crashed := fs.CrashClone(vfs.CrashCloneCfg{})
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db2, err := Open(Config{Spec: spec, FS: crashed})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db2.Close()
+	db2 := crashAndReopen(t, fs, spec, db)
 	wantGet(t, db2, "a", "1", XTMax)
 	if db2.Count() != 1 {
 		t.Fatalf("Count = %d after the crash, want 1", db2.Count())
