@@ -12,8 +12,9 @@ import "sync/atomic"
 //     image; any other overflow splits in the middle. A general B-tree splits in
 //     the middle always, which leaves an ordered load's nodes half full: a
 //     quarter of an on-memory database's memory at 1 M keys of 100 bytes.
-//   - Its comparison is less, inlined, where a generic tree calls a function
-//     value for every comparison.
+//   - Its search compares the entries' key prefixes in line and calls less only
+//     when they are equal, where a generic tree calls a function value for every
+//     comparison.
 //
 // Nodes that may be small (1 entry, after an uneven split) are harmless:
 // removal merges or refills any child with minItems entries or fewer before it
@@ -90,7 +91,19 @@ func search(items []entry, e entry) (int, bool) {
 	lo, hi := 0, len(items)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if less(items[m], e) {
+		it := &items[m]
+		// less, with the comparison of the key prefixes (which settles nearly
+		// every pair) written out here: less itself is too large to inline.
+		var before bool
+		switch {
+		case it.hi != e.hi:
+			before = it.hi < e.hi
+		case it.lo != e.lo:
+			before = it.lo < e.lo
+		default:
+			before = less(*it, e)
+		}
+		if before {
 			lo = m + 1
 		} else {
 			hi = m
