@@ -246,13 +246,10 @@ func (l *Log) Stream() (done func()) {
 	case l.kick <- struct{}{}:
 	default:
 	}
-	var once sync.Once
 	return func() {
-		once.Do(func() {
-			l.mu.Lock()
-			l.streams--
-			l.mu.Unlock()
-		})
+		l.mu.Lock()
+		l.streams--
+		l.mu.Unlock()
 	}
 }
 

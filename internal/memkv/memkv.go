@@ -91,7 +91,13 @@ func less(a, b entry) bool {
 		return a.hi < b.hi
 	case a.lo != b.lo:
 		return a.lo < b.lo
-	case a.klen <= prefixLen || b.klen <= prefixLen:
+	}
+	return lessPast(a, b)
+}
+
+// lessPast is less for two entries whose key prefixes are equal.
+func lessPast(a, b entry) bool {
+	if a.klen <= prefixLen || b.klen <= prefixLen {
 		return a.klen < b.klen
 	}
 	return bytes.Compare(a.key()[prefixLen:], b.key()[prefixLen:]) < 0

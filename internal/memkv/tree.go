@@ -101,7 +101,7 @@ func search(items []entry, e entry) (int, bool) {
 		case it.lo != e.lo:
 			before = it.lo < e.lo
 		default:
-			before = less(*it, e)
+			before = lessPast(*it, e)
 		}
 		if before {
 			lo = m + 1
@@ -344,15 +344,7 @@ func ascendNode(n *node, from entry, all bool, fn func(entry) bool) bool {
 				return false
 			}
 			i++
-			for ; i <= len(n.items); i++ {
-				if n.kids != nil && !ascendNode(n.kids[i], from, true, fn) {
-					return false
-				}
-				if i < len(n.items) && !fn(n.items[i]) {
-					return false
-				}
-			}
-			return true
+			all = true
 		}
 	}
 	for ; i <= len(n.items); i++ {

@@ -81,12 +81,7 @@ func TestDB_SyncedWritersOfOneKeyDoNotQueueOnTheSync(t *testing.T) {
 // Every write acknowledged by concurrent synced writers of overlapping keys is there
 // after a crash that keeps only what was synced, and count and size are exact.
 func TestDB_SyncedWritersDurableAfterCrash(t *testing.T) {
-	fs := vfs.NewCrashableMem()
-	spec, _ := ParseSpec("x.kct")
-	db, err := Open(Config{Spec: spec, FS: fs})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, fs := openCrashable(t, "x.kct")
 	const writers, rounds = 8, 50
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
@@ -114,7 +109,7 @@ func TestDB_SyncedWritersDurableAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCount, wantSize := db.Count(), db.Size()
-	db2 := crashAndReopen(t, fs, spec, db)
+	db2 := crashAndReopen(t, fs, "x.kct", db)
 	if want := int64(5 + writers*rounds + writers); wantCount != want || db2.Count() != want {
 		t.Fatalf("Count = %d before the crash, %d after, want %d", wantCount, db2.Count(), want)
 	}

@@ -988,28 +988,23 @@ func (db *DB) commitAs(b kvBatch, changes []Change, sid uint16, dCount, dSize in
 		return nil
 	}
 	if pb, ok := b.(*pebble.Batch); ok && later != nil && opts.GetSync() {
-		if pk, ok := db.pdb.(pebbleKV); ok {
-			if err := pk.ApplyNoSyncWait(pb, opts); err != nil {
-				return sysErr("commit", err)
+		// A Pebble batch comes from the Pebble store.
+		if err := db.pdb.(pebbleKV).ApplyNoSyncWait(pb, opts); err != nil {
+			return sysErr("commit", err)
+		}
+		done := logged
+		logged = nil
+		*later = func() error {
+			err := pb.SyncWait()
+			if done != nil {
+				done(err == nil)
 			}
-			db.count.Add(dCount)
-			db.size.Add(dSize)
-			done := logged
-			logged = nil
-			*later = func() error {
-				err := pb.SyncWait()
-				if done != nil {
-					done(err == nil)
-				}
-				if err != nil {
-					return sysErr("commit", err)
-				}
-				return nil
+			if err != nil {
+				return sysErr("commit", err)
 			}
 			return nil
 		}
-	}
-	if err := b.Commit(opts); err != nil {
+	} else if err := b.Commit(opts); err != nil {
 		return sysErr("commit", err)
 	}
 	db.count.Add(dCount)

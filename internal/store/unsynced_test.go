@@ -106,38 +106,35 @@ func TestDB_UnsyncedVisibleBeforeSync(t *testing.T) {
 	}
 }
 
-// crashAndReopen keeps what fs has synced (a crash), closes db and opens spec on
-// what was kept; the reopened DB is closed when the test ends.
-func crashAndReopen(t *testing.T, fs *vfs.MemFS, spec Spec, db *DB) *DB {
+// openCrashable opens arg (openTest) on a file system that can crash.
+func openCrashable(t *testing.T, arg string) (*DB, *vfs.MemFS) {
+	t.Helper()
+	fs := vfs.NewCrashableMem()
+	return openTest(t, arg, nil, func(c *Config) { c.FS = fs }), fs
+}
+
+// crashAndReopen keeps what fs has synced (a crash), closes db and opens arg on
+// what was kept (openTest).
+func crashAndReopen(t *testing.T, fs *vfs.MemFS, arg string, db *DB) *DB {
 	t.Helper()
 	crashed := fs.CrashClone(vfs.CrashCloneCfg{})
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	db2, err := Open(Config{Spec: spec, FS: crashed})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db2.Close() })
-	return db2
+	return openTest(t, arg, nil, func(c *Config) { c.FS = crashed })
 }
 
 // Unsynced writes become durable with the next Synchronize: after a crash that keeps
 // only synced data they are there.
 func TestDB_UnsyncedDurableAfterSynchronize(t *testing.T) {
-	fs := vfs.NewCrashableMem()
-	spec, _ := ParseSpec("x.kct")
-	db, err := Open(Config{Spec: spec, FS: fs})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, fs := openCrashable(t, "x.kct")
 	if _, err := db.Unsynced().SetBulk([]Record{{Key: []byte("a"), Value: []byte("1"), XT: NoXT}}, false); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Synchronize(false); err != nil {
 		t.Fatal(err)
 	}
-	db2 := crashAndReopen(t, fs, spec, db)
+	db2 := crashAndReopen(t, fs, "x.kct", db)
 	wantGet(t, db2, "a", "1", XTMax)
 	if db2.Count() != 1 {
 		t.Fatalf("Count = %d after the crash, want 1", db2.Count())
