@@ -215,6 +215,17 @@ func (l *Log) Horizon() uint64 {
 	return h
 }
 
+// VisibleHorizon returns the highest timestamp up to which every reserved
+// commit has finished, synced or not: what an observer that asked for
+// visible records (ktproto.FlagVisible) is streamed up to. Past Horizon,
+// such a record may be lost to a crash of this server and written again
+// under a later timestamp when it is replicated again.
+func (l *Log) VisibleHorizon() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.commitHorizonLocked()
+}
+
 // commitHorizonLocked returns the highest timestamp up to which every
 // reserved commit has finished. The caller holds l.mu.
 func (l *Log) commitHorizonLocked() uint64 {

@@ -2,6 +2,7 @@ package replication
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -131,7 +132,9 @@ func (m *Master) Serve(ctx context.Context, nc net.Conn, br *bufio.Reader, flags
 	}
 	m.slaves.Add(1)
 	defer m.slaves.Add(-1)
-	defer m.Log.Stream()() // the log's syncer makes unsynced records streamable
+	if !s.visible {
+		defer m.Log.Stream()() // the log's syncer makes unsynced records streamable
+	}
 	// Cancellation (server shutdown) must interrupt a write to a slave that
 	// does not read, not wait for the write timeout.
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
@@ -169,6 +172,7 @@ type masterSession struct {
 	checked   bool // a checked session (checksummed frames)
 	verify    bool // digest frames now and then
 	deferred  bool // cut frames, their digests later
+	visible   bool // records once visible, not only once durable (an observer)
 
 	// The stream.
 	pos         uint64 // the last record sent or skipped
@@ -219,12 +223,25 @@ func (m *Master) newSession(ctx context.Context, nc net.Conn, br *bufio.Reader, 
 	s.deferred = s.verify && flags&ktproto.FlagDeferredDigest != 0
 	s.white = flags&ktproto.FlagWhiteSID != 0
 	s.markers = flags&ktproto.FlagGapAware != 0
+	s.visible = flags&ktproto.FlagVisible != 0
 	s.verifyEvery = m.VerifyInterval
 	if s.verifyEvery == 0 {
 		s.verifyEvery = time.Minute
 	}
-	s.logger.Info("slave connected", "from_ts", ts, "whitesid", s.white, "bootstrap", s.bootstrap, "checked", s.checked)
+	s.logger.Info("slave connected", "from_ts", ts, "whitesid", s.white, "bootstrap", s.bootstrap, "checked", s.checked, "visible", s.visible)
 	return s, nil
+}
+
+// horizon is the last timestamp the session may stream up to: every record
+// up to it committed and durable, or, for an observer that asked for visible
+// records, committed. A slave is never sent a record its master could still
+// lose in a crash; an observer accepts that, and no longer has a sync of the
+// log waited for on its behalf (Log.Stream), so it costs a replica no fsyncs.
+func (s *masterSession) horizon() uint64 {
+	if s.visible {
+		return s.m.Log.VisibleHorizon()
+	}
+	return s.m.Log.Horizon()
 }
 
 // write sends what is buffered, within the write timeout.
@@ -251,7 +268,7 @@ func (s *masterSession) handshake() error {
 
 // sendBootstrap sends a snapshot; the stream continues from its timestamp.
 func (s *masterSession) sendBootstrap() error {
-	ts, err := s.m.sendSnapshot(s.fw, s.nc, s.timeout)
+	ts, err := s.m.sendSnapshot(s.ctx, s.fw, s.nc, s.timeout, s.horizon)
 	if err != nil {
 		return fmt.Errorf("send snapshot: %w", err)
 	}
@@ -279,7 +296,7 @@ func (s *masterSession) stream() error {
 		// Take the wake-up channel before reading, so that a commit that
 		// lands after the read is not missed.
 		changed := s.m.Log.Changed()
-		recs, err := s.m.collect(s.pos, s.m.Log.Horizon())
+		recs, err := s.m.collect(s.pos, s.horizon())
 		if err != nil {
 			return err
 		}
@@ -342,7 +359,7 @@ func (s *masterSession) sendRecords(recs []record) error {
 // gone, an idle frame after an idle interval, then a wait for a commit, the
 // next digests or the next idle frame. done reports the slave gone.
 func (s *masterSession) caughtUp(changed <-chan struct{}) (done bool, err error) {
-	if s.cut != nil && s.cut.ts <= s.m.Log.Horizon() {
+	if s.cut != nil && s.cut.ts <= s.horizon() {
 		// Every record up to the cut has been sent. (The horizon can lag
 		// the cut while unsynced commits wait for a sync: then the cut
 		// goes once they have been streamed.)
@@ -384,7 +401,7 @@ func (s *masterSession) caughtUp(changed <-chan struct{}) (done bool, err error)
 // master may still hand out, which after a restart with the clock set back
 // could be lower than now - 1 s. done reports the slave gone (EOF).
 func (s *masterSession) sendIdle() (done bool, err error) {
-	nop := min(PureClock(time.Now())-1_000_000_000, s.m.Log.Horizon())
+	nop := min(PureClock(time.Now())-1_000_000_000, s.horizon())
 	if s.pos > nop {
 		nop = s.pos
 	}
@@ -464,14 +481,21 @@ func (m *Master) trimmed() (uint64, error) {
 }
 
 // sendSnapshot sends a copy of every database and returns the timestamp
-// the stream resumes from. Every commit up to that timestamp is in the
-// copy; a copy may also hold later commits, which the stream then repeats
-// (SET and REMOVE carry whole records, so repeating them is harmless).
-func (m *Master) sendSnapshot(fw *frameWriter, nc net.Conn, timeout time.Duration) (uint64, error) {
-	ts := m.Log.Horizon()
+// the stream resumes after. The copy holds exactly the commits up to that
+// timestamp (bootstrapCut), so the stream repeats none of them.
+func (m *Master) sendSnapshot(ctx context.Context, fw *frameWriter, nc net.Conn, timeout time.Duration, horizon func() uint64) (uint64, error) {
+	ts, views, err := m.bootstrapCut(ctx, timeout, horizon)
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		for _, v := range views {
+			v.Close()
+		}
+	}()
 	fw.bootstrap(ts, m.Log.SID())
-	for i, db := range m.DBs {
-		err := db.ScanStored(func(key, stored []byte) error {
+	for i, v := range views {
+		err := v.ScanStored(func(key, stored []byte) error {
 			if err := fw.snapshotRecord(uint16(i), key, stored); err != nil {
 				return err
 			}
@@ -485,6 +509,77 @@ func (m *Master) sendSnapshot(fw *frameWriter, nc net.Conn, timeout time.Duratio
 	fw.snapshotEnd()
 	nc.SetWriteDeadline(time.Now().Add(timeout))
 	return ts, fw.bw.Flush()
+}
+
+// bootstrapCut takes a view of every database at a cut of the log (Log.Cut:
+// no commit in flight), so that the views hold exactly the commits up to
+// the cut's timestamp, and returns them once horizon has reached it (the
+// records a server committed without sync, a relay's, are durable by its
+// next sync round, which this session's stream asks for). A copy read at
+// any other moment would hold commits the stream then sends again: a key
+// written twice in between would go back to its older value on the replica
+// until the newer one came again. A log too busy to cut within timeout, or
+// a sync round that does not come, ends the session with an error; the
+// replica tries again.
+func (m *Master) bootstrapCut(ctx context.Context, timeout time.Duration, horizon func() uint64) (uint64, []*store.DigestView, error) {
+	deadline := time.Now().Add(timeout)
+	var ts uint64
+	var views []*store.DigestView
+	closeViews := func() {
+		for _, v := range views {
+			v.Close()
+		}
+		views = nil
+	}
+	for {
+		err := m.Log.Cut(cutWait, func(last uint64) error {
+			ts = last
+			for _, db := range m.DBs {
+				v, ok, err := db.TryNewDigestView()
+				if err != nil || !ok {
+					return cmp.Or(err, ErrNoCut) // !ok: a CLEAR waits for the cut to end
+				}
+				views = append(views, v)
+			}
+			return nil
+		})
+		if err == nil {
+			break
+		}
+		closeViews()
+		if !errors.Is(err, ErrNoCut) {
+			return 0, nil, err
+		}
+		if time.Now().After(deadline) {
+			return 0, nil, fmt.Errorf("no cut of the update log for a snapshot within %v", timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, nil, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	for {
+		changed := m.Log.Changed()
+		if horizon() >= ts {
+			return ts, views, nil
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			closeViews()
+			return 0, nil, fmt.Errorf("the update log was not synced up to the snapshot within %v", timeout)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-changed:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			closeViews()
+			return 0, nil, ctx.Err()
+		}
+		t.Stop()
+	}
 }
 
 // liveMargin is how far past now a digest's live_after lies: records expiring
@@ -521,9 +616,9 @@ func (m *Master) digestCut(pos uint64, every time.Duration) (*digestCut, error) 
 			if db.Evicts() {
 				continue
 			}
-			v, err := db.NewDigestView()
-			if err != nil {
-				return err
+			v, ok, err := db.TryNewDigestView()
+			if err != nil || !ok {
+				return cmp.Or(err, ErrNoCut) // !ok: a CLEAR waits for the cut to end
 			}
 			views[i] = v
 		}

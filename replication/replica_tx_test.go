@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"net"
+	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -178,4 +180,141 @@ func streamOps(t *testing.T, m *Master, flags uint32, max int) []byte {
 		}
 	}
 	return ops
+}
+
+// A record committed without sync (a replica's applied batch) reaches a
+// slave's session only once a sync covered it; an observer that asks for
+// visible records (FlagVisible) gets it at once and makes nobody sync.
+func TestMaster_VisibleSessionsNeedNoSync(t *testing.T) {
+	log := NewLog(1, 0, time.Now)
+	spec, err := store.ParseSpec(filepath.Join(t.TempDir(), "r.kct"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(store.Config{Spec: spec, ULog: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.ApplyReplicated([]store.Change{{Op: store.OpSet, Key: []byte("k"), Value: []byte{0xff, 0xff, 0xff, 0xff, 0xff, 'v'}}}, 7, 100); err != nil {
+		t.Fatal(err)
+	}
+	m := &Master{Log: log, DBs: []*store.DB{db}, IdleInterval: 10 * time.Millisecond}
+	if ops := streamOps(t, m, 0, 3); len(ops) != 0 {
+		t.Fatalf("a slave was sent % x before any sync", ops)
+	}
+	var syncs atomic.Int32
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go log.RunSyncer(ctx, time.Millisecond, func() error { syncs.Add(1); return db.Synchronize(false) }, func(err error) { t.Error(err) })
+	if ops := streamOps(t, m, ktproto.FlagVisible, 3); !slices.Equal(ops, []byte{OpSet}) {
+		t.Fatalf("visible session: ops % x, want the set", ops)
+	}
+	if n := syncs.Load(); n != 0 {
+		t.Fatalf("%d syncs for a visible session", n)
+	}
+	// A slave's session has the log synced for it; until then it gets idle
+	// frames (streamOps ends at the first).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ops := streamOps(t, m, 0, 3)
+		if slices.Equal(ops, []byte{OpSet}) {
+			break
+		}
+		if len(ops) != 0 || time.Now().After(deadline) {
+			t.Fatalf("slave session: ops % x, want the set once synced", ops)
+		}
+	}
+	if syncs.Load() == 0 {
+		t.Fatal("the slave was sent the record without a sync")
+	}
+}
+
+// A snapshot holds exactly the commits up to the timestamp its stream
+// resumes after, even on a server whose last commits wait for a sync (a
+// relay): nothing in the copy is streamed again, so no key goes back to an
+// older value on the new replica. The session's stream has them synced.
+func TestMaster_SnapshotIsExactAtItsTimestamp(t *testing.T) {
+	log := NewLog(1, 0, time.Now)
+	spec, err := store.ParseSpec(filepath.Join(t.TempDir(), "relay.kct"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(store.Config{Spec: spec, ULog: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	val := func(v string) []byte { return append([]byte{0xff, 0xff, 0xff, 0xff, 0xff}, v...) }
+	for _, v := range []string{"1", "2"} { // applied without sync, as a relay does
+		if err := db.ApplyReplicated([]store.Change{{Op: store.OpSet, Key: []byte("k"), Value: val(v)}}, 7, 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go log.RunSyncer(ctx, time.Millisecond, func() error { return db.Synchronize(false) }, func(err error) { t.Error(err) })
+	m := &Master{Log: log, DBs: []*store.DB{db}, IdleInterval: 10 * time.Millisecond}
+
+	srv, cli := net.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- m.Serve(ctx, srv, bufio.NewReader(srv), ktproto.FlagBootstrap|ktproto.FlagGapAware, 0, 9)
+		srv.Close()
+	}()
+	defer func() { cancel(); cli.Close(); <-done }()
+	cli.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(cli)
+	if b, err := br.ReadByte(); err != nil || b != ktproto.MagicReplication {
+		t.Fatalf("answer %x, %v", b, err)
+	}
+	fr := &frameReader{br: br}
+	ts, _, err := fr.bootstrapHead()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var copied []string
+	for {
+		_, ksiz, rec, end, err := fr.snapshotRecord(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if end {
+			break
+		}
+		copied = append(copied, string(rec[:ksiz])+"="+string(rec[ksiz+5:]))
+	}
+	if !slices.Equal(copied, []string{"k=2"}) {
+		t.Fatalf("snapshot %q, want k=2", copied)
+	}
+	if h := log.Horizon(); h < ts {
+		t.Fatalf("snapshot at ts %d sent before the log was durable up to it (horizon %d)", ts, h)
+	}
+	// Then a later write, and nothing of the copy again.
+	if err := db.Set([]byte("k"), []byte("3"), store.NoXT); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		f, _, err := fr.next(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Nop {
+			if _, err := cli.Write([]byte{ktproto.MagicReplication}); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if f.IsSkip() {
+			continue
+		}
+		m, err := DecodeMessage(f.Msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.TS <= ts || string(m.Value[5:]) != "3" {
+			t.Fatalf("after the snapshot at %d: ts %d %s=%q, want only the later write", ts, f.TS, m.Key, m.Value[5:])
+		}
+		return
+	}
 }

@@ -68,4 +68,5 @@ const (
 	FlagChecksum       = 0x08 // ktd: a checked session (MagicChecked, CRC-32C frames)
 	FlagVerify         = 0x10 // ktd, with FlagChecksum: digest frames now and then
 	FlagDeferredDigest = 0x20 // ktd, with FlagVerify: a cut frame first, its digests later
+	FlagVisible        = 0x40 // ktd: records once visible, before a sync made them durable (observers, never slaves)
 )

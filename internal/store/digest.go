@@ -151,9 +151,10 @@ func (db *DB) SnapshotDigest(liveAfter int64) (SnapshotDigest, error) {
 	return v.Digest(liveAfter)
 }
 
-// DigestView is a consistent Pebble snapshot of a database, taken for a digest:
+// DigestView is a consistent snapshot of a database, taken for a digest or a copy:
 // taking it is cheap, so a caller can take views of several databases at one instant
-// (replication takes them while no commit is in flight) and digest them afterwards.
+// (replication takes them while no commit is in flight) and digest or copy them
+// afterwards.
 type DigestView struct {
 	db   *DB
 	snap kvSnapshot
@@ -166,6 +167,21 @@ func (db *DB) NewDigestView() (*DigestView, error) {
 	}
 	defer db.mu.RUnlock()
 	return &DigestView{db: db, snap: db.pdb.NewSnapshot()}, nil
+}
+
+// TryNewDigestView is NewDigestView for a caller that must not wait for the
+// database's lock: replication takes views while it holds new commits back
+// (a cut of the update log), and a CLEAR holds the lock while it waits to
+// commit. ok is false when the lock is held; the caller tries again later.
+func (db *DB) TryNewDigestView() (v *DigestView, ok bool, err error) {
+	if !db.mu.TryRLock() {
+		return nil, false, nil
+	}
+	defer db.mu.RUnlock()
+	if db.closed {
+		return nil, false, ErrClosed
+	}
+	return &DigestView{db: db, snap: db.pdb.NewSnapshot()}, true, nil
 }
 
 // Close releases the view's snapshot.

@@ -250,23 +250,28 @@ func (db *DB) ULogTrimmed() (uint64, error) {
 // from one consistent Pebble snapshot: what a replica needs to start from
 // a copy of this database. key and stored are valid only during the call.
 func (db *DB) ScanStored(fn func(key, stored []byte) error) error {
-	if err := db.rlock(); err != nil {
+	v, err := db.NewDigestView()
+	if err != nil {
 		return err
 	}
-	snap := db.pdb.NewSnapshot()
-	db.mu.RUnlock()
-	defer snap.Close()
-	it, err := snap.NewIter(dataBounds(nil))
+	defer v.Close()
+	return v.ScanStored(fn)
+}
+
+// ScanStored is DB.ScanStored over the view: the records as they were when
+// the view was taken.
+func (v *DigestView) ScanStored(fn func(key, stored []byte) error) error {
+	it, err := v.snap.NewIter(dataBounds(nil))
 	if err != nil {
 		return sysErr("iterator", err)
 	}
 	for it.First(); it.Valid(); it.Next() {
-		v, err := it.ValueAndErr()
+		val, err := it.ValueAndErr()
 		if err != nil {
 			it.Close()
 			return sysErr("read value", err)
 		}
-		if err := fn(it.Key()[1:], v); err != nil {
+		if err := fn(it.Key()[1:], val); err != nil {
 			it.Close()
 			return err
 		}
