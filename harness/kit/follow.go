@@ -32,6 +32,11 @@ func Follow(ctx context.Context, addr string, sid uint16, ts uint64, accepted fu
 // FollowTLS is Follow over TLS with tlsCfg (nil: plain TCP), for a master that
 // serves TLS only.
 func FollowTLS(ctx context.Context, addr string, tlsCfg *tls.Config, sid uint16, ts uint64, accepted func(), fn func(ts uint64, m replication.Message) error, pos func(ts uint64)) error {
+	return follow(ctx, addr, tlsCfg, 0, sid, ts, accepted, fn, pos)
+}
+
+// follow is FollowTLS with the request's flags.
+func follow(ctx context.Context, addr string, tlsCfg *tls.Config, flags uint32, sid uint16, ts uint64, accepted func(), fn func(ts uint64, m replication.Message) error, pos func(ts uint64)) error {
 	d := net.Dialer{Timeout: time.Second}
 	var nc net.Conn
 	var err error
@@ -47,7 +52,7 @@ func FollowTLS(ctx context.Context, addr string, tlsCfg *tls.Config, sid uint16,
 	defer nc.Close()
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	if _, err := nc.Write(ktproto.AppendReplRequest(nil, 0, ts, sid)); err != nil {
+	if _, err := nc.Write(ktproto.AppendReplRequest(nil, flags, ts, sid)); err != nil {
 		return fmt.Errorf("send replication request: %w", err)
 	}
 	br := bufio.NewReaderSize(nc, 256<<10)
@@ -107,15 +112,20 @@ type Update struct {
 }
 
 // Observer follows the update log of one server as a replication client
-// (KT's plain 0xB1 stream, no ktd extension flags, so any KT-compatible
-// server can be observed) and hands every update of database 0 to Update,
-// in order. After a broken connection (the server was killed) it
-// reconnects from the last timestamp it saw. A replica relogs what it
-// applies, so an arrival is the moment the replica applied the write (plus
-// one loopback hop).
+// (KT's plain 0xB1 stream, so any KT-compatible server can be observed) and
+// hands every update of database 0 to Update, in order. After a broken
+// connection (the server was killed) it reconnects from the last timestamp
+// it saw. A replica relogs what it applies, so an arrival is the moment the
+// replica applied the write and, unless Visible, synced its log after it
+// (plus one loopback hop).
 type Observer struct {
 	Addr string
 	TLS  *tls.Config // nil: plain TCP
+	// Visible asks a ktd server for its records as soon as they are visible
+	// (ktproto.FlagVisible; KT ignores the flag): a replica then needs no
+	// sync of its log for the observer, but a kill of it may lose records
+	// the observer has seen, which it applies and relogs again later.
+	Visible bool
 	// Pause is the wait before reconnecting (20 ms when zero).
 	Pause time.Duration
 	// Starting, when set, runs before each session is dialled.
@@ -155,7 +165,11 @@ func (o *Observer) Once(ctx context.Context) error {
 	if o.Starting != nil {
 		o.Starting()
 	}
-	return FollowTLS(ctx, o.Addr, o.TLS, ObserverSID, o.ts, o.Accepted, func(_ uint64, m replication.Message) error {
+	var flags uint32
+	if o.Visible {
+		flags = ktproto.FlagVisible
+	}
+	return follow(ctx, o.Addr, o.TLS, flags, ObserverSID, o.ts, o.Accepted, func(_ uint64, m replication.Message) error {
 		at := time.Now()
 		if m.DBID != 0 {
 			return nil

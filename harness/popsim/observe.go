@@ -13,7 +13,9 @@ import (
 // arrival time on the run's clock, until ctx ends. connected is called on
 // each accepted session.
 func observe(ctx context.Context, addr string, tlsCfg *tls.Config, s *stream, connected func()) {
-	o := &kit.Observer{Addr: addr, TLS: tlsCfg, Accepted: connected, Update: func(u kit.Update) {
+	// Visible: an arrival is when the server applied the write, and the
+	// observer makes a PoP sync nothing (a PoP in service has no slaves).
+	o := &kit.Observer{Addr: addr, TLS: tlsCfg, Visible: true, Accepted: connected, Update: func(u kit.Update) {
 		at := s.reg.now()
 		switch u.Op {
 		case replication.OpSet:

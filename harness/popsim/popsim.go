@@ -353,8 +353,12 @@ func (s *sim) schedule(ctx context.Context) {
 		case KindKill:
 			acts = append(acts, action{ev.At, func() {
 				n.kill()
-				if n.nosync {
-					s.streams[n.name].reanchor() // a PoP: nothing is downstream
+				if st := s.streams[n.name]; st != nil {
+					// Its observer was sent records as soon as they were
+					// visible; the kill may lose the last of them, which
+					// it then applies (and relogs) again. What it streamed
+					// on to its own replicas was durable.
+					st.reanchor()
 				}
 				s.note("kill -9 %s", n.name)
 			}})

@@ -140,7 +140,7 @@ type stream struct {
 	lastSeq []int32
 	// loose[key]: the key's next record may skip sequence numbers. Set
 	// for every key by a CLEAR (a bootstrap: a snapshot holds only each
-	// key's latest value) and by an unsynced kill (reanchor); a set
+	// key's latest value) and by a kill of the replica (reanchor); a set
 	// arriving clears it.
 	loose   []bool
 	looseAt int64 // when loose was last set
@@ -301,10 +301,10 @@ func (s *stream) clear() {
 	s.mu.Unlock()
 }
 
-// reanchor notes that the replica (or one upstream of it) was killed
-// while running with -nosync: its unsynced tail is lost and will be
-// applied again, so each key's next record may repeat older sequence
-// numbers without counting as an order violation.
+// reanchor notes that the replica was killed: the observer is sent its
+// records once visible (kit.Observer.Visible), so the tail it had not yet
+// synced may be lost and applied again, and each key's next record may
+// repeat older sequence numbers without counting as an order violation.
 func (s *stream) reanchor() {
 	s.mu.Lock()
 	clear(s.lastSeq)
