@@ -488,11 +488,7 @@ func (m *Master) sendSnapshot(ctx context.Context, fw *frameWriter, nc net.Conn,
 	if err != nil {
 		return 0, err
 	}
-	defer func() {
-		for _, v := range views {
-			v.Close()
-		}
-	}()
+	defer closeAll(views)
 	fw.bootstrap(ts, m.Log.SID())
 	for i, v := range views {
 		err := v.ScanStored(func(key, stored []byte) error {
@@ -525,28 +521,16 @@ func (m *Master) bootstrapCut(ctx context.Context, timeout time.Duration, horizo
 	deadline := time.Now().Add(timeout)
 	var ts uint64
 	var views []*store.DigestView
-	closeViews := func() {
-		for _, v := range views {
-			v.Close()
-		}
-		views = nil
-	}
+	closeViews := func() { closeAll(views) }
 	for {
-		err := m.Log.Cut(cutWait, func(last uint64) error {
+		err := m.Log.Cut(cutWait, func(last uint64) (err error) {
 			ts = last
-			for _, db := range m.DBs {
-				v, ok, err := db.TryNewDigestView()
-				if err != nil || !ok {
-					return cmp.Or(err, ErrNoCut) // !ok: a CLEAR waits for the cut to end
-				}
-				views = append(views, v)
-			}
-			return nil
+			views, err = m.viewsAtCut(func(*store.DB) bool { return true })
+			return err
 		})
 		if err == nil {
 			break
 		}
-		closeViews()
 		if !errors.Is(err, ErrNoCut) {
 			return 0, nil, err
 		}
@@ -582,6 +566,36 @@ func (m *Master) bootstrapCut(ctx context.Context, timeout time.Duration, horizo
 	}
 }
 
+// viewsAtCut takes a view of each database for which want holds (nil for
+// the others), to be called inside a Log.Cut. A CLEAR holds its database's
+// lock while it waits for the cut to end, so a view is not waited for: the
+// error is then ErrNoCut (the caller tries again later), and no view is left
+// open on an error.
+func (m *Master) viewsAtCut(want func(*store.DB) bool) ([]*store.DigestView, error) {
+	views := make([]*store.DigestView, len(m.DBs))
+	for i, db := range m.DBs {
+		if !want(db) {
+			continue
+		}
+		v, ok, err := db.TryNewDigestView()
+		if err != nil || !ok {
+			closeAll(views)
+			return nil, cmp.Or(err, ErrNoCut)
+		}
+		views[i] = v
+	}
+	return views, nil
+}
+
+// closeAll closes the views that are not nil.
+func closeAll(views []*store.DigestView) {
+	for _, v := range views {
+		if v != nil {
+			v.Close()
+		}
+	}
+}
+
 // liveMargin is how far past now a digest's live_after lies: records expiring
 // before it are left out on both sides, so that neither side's expiry sweep (on
 // its own clock, within the margin of the master's) makes them differ.
@@ -601,35 +615,18 @@ func (m *Master) digestCut(pos uint64, every time.Duration) (*digestCut, error) 
 	if c := m.cut; c != nil && c.ts >= pos && time.Since(c.at) < every {
 		return c, nil
 	}
-	views := make([]*store.DigestView, len(m.DBs))
-	closeViews := func() {
-		for _, v := range views {
-			if v != nil {
-				v.Close()
-			}
-		}
-	}
+	var views []*store.DigestView
+	closeViews := func() { closeAll(views) }
 	var ts uint64
-	err := m.Log.Cut(cutWait, func(last uint64) error {
+	err := m.Log.Cut(cutWait, func(last uint64) (err error) {
 		ts = last
-		for i, db := range m.DBs {
-			if db.Evicts() {
-				continue
-			}
-			v, ok, err := db.TryNewDigestView()
-			if err != nil || !ok {
-				return cmp.Or(err, ErrNoCut) // !ok: a CLEAR waits for the cut to end
-			}
-			views[i] = v
-		}
-		return nil
+		views, err = m.viewsAtCut(func(db *store.DB) bool { return !db.Evicts() })
+		return err
 	})
 	if errors.Is(err, ErrNoCut) {
-		closeViews()
 		return nil, nil
 	}
 	if err != nil {
-		closeViews()
 		return nil, err
 	}
 	now := time.Now()

@@ -3,6 +3,8 @@ package replication
 import (
 	"bufio"
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"path/filepath"
 	"slices"
@@ -316,5 +318,45 @@ func TestMaster_SnapshotIsExactAtItsTimestamp(t *testing.T) {
 			t.Fatalf("after the snapshot at %d: ts %d %s=%q, want only the later write", ts, f.TS, m.Key, m.Value[5:])
 		}
 		return
+	}
+}
+
+// A CLEAR holds its database's lock while it waits for a cut of the log to
+// end: the views taken inside the cut must not wait for that lock.
+func TestMaster_ViewsAtCutDoNotWaitForAClear(t *testing.T) {
+	log := NewLog(1, 0, time.Now)
+	db := openMem(t, log)
+	if err := db.Set([]byte("k"), []byte("v"), store.NoXT); err != nil {
+		t.Fatal(err)
+	}
+	m := &Master{Log: log, DBs: []*store.DB{db}}
+	cleared := make(chan error, 1)
+	err := log.Cut(time.Second, func(uint64) error {
+		go func() { cleared <- db.Clear() }()
+		// Until the CLEAR holds the lock, views are taken; then none.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			views, err := m.viewsAtCut(func(*store.DB) bool { return true })
+			if errors.Is(err, ErrNoCut) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			closeAll(views)
+			if time.Now().After(deadline) {
+				return fmt.Errorf("the CLEAR never took the lock")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-cleared; err != nil {
+		t.Fatal(err)
+	}
+	if n := db.Count(); n != 0 {
+		t.Fatalf("count %d after the CLEAR", n)
 	}
 }
