@@ -25,7 +25,18 @@ func setMsg(key string) Message {
 
 func openMem(t *testing.T, ulog store.ULog) *store.DB {
 	t.Helper()
-	spec, err := store.ParseSpec("*")
+	return openSpec(t, ulog, "*")
+}
+
+// openFile opens a file database (synced writes) in a temporary directory.
+func openFile(t *testing.T, ulog store.ULog) *store.DB {
+	t.Helper()
+	return openSpec(t, ulog, filepath.Join(t.TempDir(), "db.kct"))
+}
+
+func openSpec(t *testing.T, ulog store.ULog, arg string) *store.DB {
+	t.Helper()
+	spec, err := store.ParseSpec(arg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,15 +200,7 @@ func streamOps(t *testing.T, m *Master, flags uint32, max int) []byte {
 // visible records (FlagVisible) gets it at once and makes nobody sync.
 func TestMaster_VisibleSessionsNeedNoSync(t *testing.T) {
 	log := NewLog(1, 0, time.Now)
-	spec, err := store.ParseSpec(filepath.Join(t.TempDir(), "r.kct"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := store.Open(store.Config{Spec: spec, ULog: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openFile(t, log)
 	if err := db.ApplyReplicated([]store.Change{{Op: store.OpSet, Key: []byte("k"), Value: []byte{0xff, 0xff, 0xff, 0xff, 0xff, 'v'}}}, 7, 100); err != nil {
 		t.Fatal(err)
 	}
@@ -238,15 +241,7 @@ func TestMaster_VisibleSessionsNeedNoSync(t *testing.T) {
 // older value on the new replica. The session's stream has them synced.
 func TestMaster_SnapshotIsExactAtItsTimestamp(t *testing.T) {
 	log := NewLog(1, 0, time.Now)
-	spec, err := store.ParseSpec(filepath.Join(t.TempDir(), "relay.kct"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := store.Open(store.Config{Spec: spec, ULog: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openFile(t, log)
 	val := func(v string) []byte { return append([]byte{0xff, 0xff, 0xff, 0xff, 0xff}, v...) }
 	for _, v := range []string{"1", "2"} { // applied without sync, as a relay does
 		if err := db.ApplyReplicated([]store.Change{{Op: store.OpSet, Key: []byte("k"), Value: val(v)}}, 7, 100); err != nil {
