@@ -518,10 +518,10 @@ func (m *Master) sendSnapshot(ctx context.Context, fw *frameWriter, nc net.Conn,
 // a sync round that does not come, ends the session with an error; the
 // replica tries again.
 func (m *Master) bootstrapCut(ctx context.Context, timeout time.Duration, horizon func() uint64) (uint64, []*store.DigestView, error) {
-	deadline := time.Now().Add(timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	var ts uint64
 	var views []*store.DigestView
-	closeViews := func() { closeAll(views) }
 	for {
 		err := m.Log.Cut(cutWait, func(last uint64) (err error) {
 			ts = last
@@ -534,12 +534,9 @@ func (m *Master) bootstrapCut(ctx context.Context, timeout time.Duration, horizo
 		if !errors.Is(err, ErrNoCut) {
 			return 0, nil, err
 		}
-		if time.Now().After(deadline) {
-			return 0, nil, fmt.Errorf("no cut of the update log for a snapshot within %v", timeout)
-		}
 		select {
 		case <-ctx.Done():
-			return 0, nil, ctx.Err()
+			return 0, nil, fmt.Errorf("no cut of the update log for a snapshot: %w", ctx.Err())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
@@ -548,21 +545,12 @@ func (m *Master) bootstrapCut(ctx context.Context, timeout time.Duration, horizo
 		if horizon() >= ts {
 			return ts, views, nil
 		}
-		wait := time.Until(deadline)
-		if wait <= 0 {
-			closeViews()
-			return 0, nil, fmt.Errorf("the update log was not synced up to the snapshot within %v", timeout)
-		}
-		t := time.NewTimer(wait)
 		select {
 		case <-changed:
-		case <-t.C:
 		case <-ctx.Done():
-			t.Stop()
-			closeViews()
-			return 0, nil, ctx.Err()
+			closeAll(views)
+			return 0, nil, fmt.Errorf("the update log was not synced up to the snapshot: %w", ctx.Err())
 		}
-		t.Stop()
 	}
 }
 
@@ -616,7 +604,6 @@ func (m *Master) digestCut(pos uint64, every time.Duration) (*digestCut, error) 
 		return c, nil
 	}
 	var views []*store.DigestView
-	closeViews := func() { closeAll(views) }
 	var ts uint64
 	err := m.Log.Cut(cutWait, func(last uint64) (err error) {
 		ts = last
@@ -636,7 +623,7 @@ func (m *Master) digestCut(pos uint64, every time.Duration) (*digestCut, error) 
 	go func() {
 		defer m.digesting.Done()
 		defer close(c.done)
-		defer closeViews()
+		defer closeAll(views)
 		for i, v := range views {
 			if v == nil {
 				continue

@@ -166,8 +166,11 @@ func (db *DB) NewDigestView() (*DigestView, error) {
 		return nil, err
 	}
 	defer db.mu.RUnlock()
-	return &DigestView{db: db, snap: db.pdb.NewSnapshot()}, nil
+	return db.viewLocked(), nil
 }
+
+// viewLocked takes a view; the caller holds db.mu.
+func (db *DB) viewLocked() *DigestView { return &DigestView{db: db, snap: db.pdb.NewSnapshot()} }
 
 // TryNewDigestView is NewDigestView for a caller that must not wait for the
 // database's lock: replication takes views while it holds new commits back
@@ -181,7 +184,7 @@ func (db *DB) TryNewDigestView() (v *DigestView, ok bool, err error) {
 	if db.closed {
 		return nil, false, ErrClosed
 	}
-	return &DigestView{db: db, snap: db.pdb.NewSnapshot()}, true, nil
+	return db.viewLocked(), true, nil
 }
 
 // Close releases the view's snapshot.
