@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ktdproject/ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/rawtcp"
 	"github.com/ktdproject/ktd/internal/store"
 )
 
@@ -254,7 +255,9 @@ func (c *conn) binReplication() bool {
 	if !c.flush() {
 		return false
 	}
-	if err := m.Serve(c.s.ctx, c.nc, c.br, flags, ts, sid); err != nil {
+	// The stream is written in rounds with the server otherwise often idle: with
+	// raw system calls, which do not wake the runtime's monitor (rawtcp).
+	if err := m.Serve(c.s.ctx, rawtcp.Wrap(c.nc), c.br, flags, ts, sid); err != nil {
 		c.s.logger.Info("replication stream ended", "slave", c.nc.RemoteAddr().String(), "err", err)
 	}
 	return false

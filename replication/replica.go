@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ktdproject/ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/rawtcp"
 	"github.com/ktdproject/ktd/internal/store"
 )
 
@@ -227,9 +228,18 @@ func (r *Replica) copyFromKT(ctx context.Context) error {
 // dial connects to the master, over TLS when r.TLS is set (the handshake
 // completes within timeout).
 func (r *Replica) dial(ctx context.Context, timeout time.Duration) (net.Conn, error) {
-	nd := &net.Dialer{Timeout: timeout}
+	ctx, cancel := context.WithTimeout(ctx, timeout) // the dial and a TLS handshake
+	defer cancel()
+	var nd net.Dialer
+	nc, err := nd.DialContext(ctx, "tcp", r.Master)
+	if err != nil {
+		return nil, err
+	}
+	// The stream wakes the replica for every round of records: its socket is read
+	// with raw system calls, which do not wake the runtime's monitor (rawtcp).
+	nc = rawtcp.Wrap(nc)
 	if r.TLS == nil {
-		return nd.DialContext(ctx, "tcp", r.Master)
+		return nc, nil
 	}
 	cfg := r.TLS
 	if cfg.ServerName == "" {
@@ -238,8 +248,12 @@ func (r *Replica) dial(ctx context.Context, timeout time.Duration) (net.Conn, er
 			cfg.ServerName = host
 		}
 	}
-	td := &tls.Dialer{NetDialer: nd, Config: cfg}
-	return td.DialContext(ctx, "tcp", r.Master)
+	tc := tls.Client(nc, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return tc, nil
 }
 
 func (r *Replica) logger() *slog.Logger {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ktdproject/ktd/internal/ktproto"
+	"github.com/ktdproject/ktd/internal/rawtcp"
 	"github.com/ktdproject/ktd/replication"
 )
 
@@ -49,6 +50,7 @@ func follow(ctx context.Context, addr string, tlsCfg *tls.Config, flags uint32, 
 	if err != nil {
 		return err
 	}
+	nc = rawtcp.Wrap(nc) // read as a replica reads its stream
 	defer nc.Close()
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()

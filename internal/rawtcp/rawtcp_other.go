@@ -1,0 +1,7 @@
+//go:build !linux
+
+package rawtcp
+
+import "net"
+
+func wrap(nc net.Conn) net.Conn { return nc }
