@@ -186,7 +186,8 @@ soak: build
 # bench-kt: the loads the real KT 0.9.56 was measured with here (wrk get/set
 # on '*' and on a file database, ktremotetest's binary bulk set, replica CPU
 # per applied write; BIG=1 adds 2 M keys), printed as a table beside KT's
-# recorded figures with ratios (about 4 minutes; scripts/bench-kt.sh).
+# recorded figures with ratios, after a Redis run that times the machine when
+# redis-server is installed (about 5 minutes; scripts/bench-kt.sh).
 bench-kt: build
 	./scripts/bench-kt.sh
 

@@ -5,7 +5,7 @@
 #
 #   scripts/bench-kt.sh                  # on-memory, file DB, replica (about 4 minutes)
 #   BIG=1 scripts/bench-kt.sh            # also 2 M keys on a file DB
-#   RUNS=3 DURATION=8s ONLY="mem file repl big" scripts/bench-kt.sh
+#   RUNS=3 DURATION=8s ONLY="machine mem file repl big" scripts/bench-kt.sh
 #   PROCS=8 scripts/bench-kt.sh          # on-memory get/set again at GOMAXPROCS=8
 #                                        # (PROCS=0: not at all)
 #
@@ -23,7 +23,7 @@ PORT=${PORT:-19790}
 KEYS=${KEYS:-100000}
 BIGKEYS=${BIGKEYS:-2000000}
 MEMKEYS=${MEMKEYS:-1000000}
-ONLY=${ONLY:-mem file repl}
+ONLY=${ONLY:-machine mem file repl}
 PROCS=${PROCS:-8}
 [ "${BIG:-0}" = 1 ] && ONLY="$ONLY big"
 BIN=./bin
@@ -124,6 +124,39 @@ on_mem() {
 	stop_ktd "$pid"
 }
 
+# on_machine: how fast the machine is today, by a program measured on the day of KT's
+# figures: Redis 7.0.15 (Debian's redis-server), redis-benchmark -c 32 -d 100 get and set,
+# 43–58 k / 49–56 k req/s at ~15 µs of server CPU per operation then. Its CPU per operation
+# today over 15 µs says how much slower (above 1) or faster the machine runs than on the
+# day the KT figures were recorded; the ratios above are not adjusted by it.
+on_machine() {
+	if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null || ! command -v redis-cli >/dev/null; then
+		echo "== machine: redis-server is missing (apt-get install -y redis-server): no calibration row" >&2
+		return 0
+	fi
+	echo "== machine: Redis get/set, the same session (medians of $RUNS runs)" >&2
+	local port=$((PORT + 7)) get=() set=() cpu=()
+	redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no >"$WORK/redis.log" 2>&1 &
+	local pid=$!
+	PIDS+=("$pid")
+	for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+	for _ in $(seq "$RUNS"); do
+		local t0 t1 out
+		t0=$(cpu_ticks "$pid")
+		out=$(redis-benchmark -p "$port" -c 32 -d 100 -r "$KEYS" -n 400000 -t set,get --csv 2>/dev/null)
+		t1=$(cpu_ticks "$pid")
+		set+=("$(awk -F'"' '$2=="SET" {printf "%.0f", $4}' <<<"$out")")
+		get+=("$(awk -F'"' '$2=="GET" {printf "%.0f", $4}' <<<"$out")")
+		cpu+=("$(awk -v d=$((t1 - t0)) -v hz="$HZ" 'BEGIN {printf "%.1f", d/hz*1e6/800000}')")
+	done
+	stop_ktd "$pid"
+	local g s c
+	g=$(printf '%s\n' "${get[@]}" | median)
+	s=$(printf '%s\n' "${set[@]}" | median)
+	c=$(printf '%s\n' "${cpu[@]}" | median)
+	row "machine: Redis 7.0.15 get / set, CPU per op" "$(k "$g") / $(k "$s"), ${c} µs" "43–58 k / 49–56 k, ~15 µs (KT's first day)" "$(ratio "$c" 15)× that day's cost per op"
+}
+
 on_file() {
 	echo "== file database, synced (medians of $RUNS runs of $DURATION)" >&2
 	start_ktd "$PORT" "$WORK/file.kct"; local pid=$KPID
@@ -182,6 +215,7 @@ on_big() {
 
 for part in $ONLY; do
 	case $part in
+	machine) on_machine ;;
 	mem) on_mem ;;
 	file) on_file ;;
 	repl) on_repl ;;
