@@ -37,6 +37,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/ktdproject/ktd/internal/freeport"
 )
 
 var (
@@ -396,14 +398,14 @@ func serverEnv() []string {
 	return append(env, "LC_ALL=C")
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago
+// (outside the kernel's ephemeral range: freeport).
 func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Loopback()
 	if err != nil {
-		return 0, fmt.Errorf("fdwbridge: find a free port: %w", err)
+		return 0, fmt.Errorf("fdwbridge: %w", err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return port, nil
 }
 
 // kill sends SIGKILL to the server's process group and waits for the

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ktdproject/ktd/harness/kttest"
+	"github.com/ktdproject/ktd/internal/freeport"
 	"github.com/ktdproject/ktd/replication"
 )
 
@@ -81,12 +82,11 @@ func TestMain_Version(t *testing.T) {
 }
 
 func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Loopback()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // startChild runs ktd as a child process and waits until it accepts

@@ -14,27 +14,22 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ktdproject/ktd/internal/freeport"
 )
 
 // KillGroup sends sig to the process group led by pid (see SysProcAttr).
 func KillGroup(pid int, sig syscall.Signal) { syscall.Kill(-pid, sig) }
 
-// FreePort returns a loopback port that was free a moment ago.
-func FreePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
+// FreePort returns a loopback port that was free a moment ago, for a child
+// server, outside the kernel's ephemeral range ([freeport.Loopback]).
+func FreePort() (int, error) { return freeport.Loopback() }
 
 // LogTail returns the last n lines of the file at path, indented, for
 // error messages about a child that failed.
