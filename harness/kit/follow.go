@@ -50,7 +50,7 @@ func follow(ctx context.Context, addr string, tlsCfg *tls.Config, flags uint32, 
 	if err != nil {
 		return err
 	}
-	nc = rawtcp.Wrap(nc) // read as a replica reads its stream
+	nc = rawtcp.Wrap(nc) // read as a replica reads its stream (over TLS: left as it is)
 	defer nc.Close()
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
