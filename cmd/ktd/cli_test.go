@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -9,7 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +21,7 @@ import (
 
 	"github.com/ktdproject/ktd/harness/kttest"
 	"github.com/ktdproject/ktd/internal/freeport"
+	"github.com/ktdproject/ktd/internal/ktclient"
 	"github.com/ktdproject/ktd/replication"
 )
 
@@ -93,10 +97,16 @@ func freePort(t *testing.T) int {
 // connections.
 func startChild(t *testing.T, args ...string) (*exec.Cmd, string) {
 	t.Helper()
+	return startChildEnv(t, os.Environ(), args...)
+}
+
+// startChildEnv is startChild with the child's environment given.
+func startChildEnv(t *testing.T, env []string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
 	port := freePort(t)
 	args = append([]string{"-host", "127.0.0.1", "-port", fmt.Sprint(port), "-le"}, args...)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "KTD_TEST_ARGS="+strings.Join(args, "\x1f"))
+	cmd.Env = append(env, "KTD_TEST_ARGS="+strings.Join(args, "\x1f"))
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	if err := cmd.Start(); err != nil {
@@ -258,6 +268,70 @@ func TestMetricsEndpoint(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
+}
+
+// TestIdleServerRunsOnOneP: the ktd command runs on one P while it is
+// quiet and on all of them under load (internal/proctune), as its
+// scheduler metrics say.
+func TestIdleServerRunsOnOneP(t *testing.T) {
+	if runtime.NumCPU() < 2 {
+		t.Skip("one CPU: ktd runs on one P whatever its load")
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GOMAXPROCS=") {
+			env = append(env, kv)
+		}
+	}
+	maddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	_, addr := startChildEnv(t, env, "-metrics", maddr, "*")
+	procs := func() int {
+		resp, err := http.Get("http://" + maddr + "/metrics")
+		if err != nil {
+			return 0
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for line := range strings.Lines(string(b)) {
+			if v, ok := strings.CutPrefix(line, "go_sched_gomaxprocs_threads "); ok {
+				n, _ := strconv.Atoi(strings.TrimSpace(v))
+				return n
+			}
+		}
+		return 0
+	}
+	kttest.WaitFor(t, 10*time.Second, "an idle ktd to run on one P", func() bool { return procs() == 1 })
+
+	// Load from as many clients as there are CPUs, until ktd uses all.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range runtime.NumCPU() {
+		wg.Go(func() {
+			c, err := ktclient.Dial(context.Background(), addr, 5*time.Second, nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			calls := make([]ktclient.Call, 16)
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				for j := range calls {
+					calls[j] = ktclient.Call{Proc: "set", Params: []string{"key", fmt.Sprintf("k%d-%d", i, j), "value", "v"}}
+				}
+				if _, err := c.Pipeline(calls); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	defer func() { close(stop); wg.Wait() }()
+	kttest.WaitFor(t, 30*time.Second, "ktd under load to run on all its Ps", func() bool { return procs() > 1 })
 }
 
 // TestULogExportMatchesKT writes the sequence the real KT master was

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ktdproject/ktd/internal/gctune"
+	"github.com/ktdproject/ktd/internal/proctune"
 	"github.com/ktdproject/ktd/ktserver"
 )
 
@@ -195,7 +196,9 @@ func Run(ctx context.Context, o *Options, stdout io.Writer) error {
 	cfg.Logger = logger
 	reg := prometheus.NewRegistry()
 	if o.MetricsAddr != "" {
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		// The scheduler's figures include GOMAXPROCS (see proctune) and how
+		// long runnable goroutines waited.
+		reg.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsScheduler)), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		cfg.Registry = reg
 	}
 	logger.Log(ctx, LevelSystem, "starting ktd", append([]any{"version", Version, "addr", o.Addr(),
@@ -240,6 +243,9 @@ func Run(ctx context.Context, o *Options, stdout io.Writer) error {
 	gcCtx, stopGC := context.WithCancel(ctx)
 	defer stopGC()
 	wg.Go(func() { gctune.Run(gcCtx, 32<<20, 800, time.Second) })
+	// Run on one P while the process uses less than half a processor (see
+	// proctune), unless GOMAXPROCS is set.
+	wg.Go(func() { proctune.Run(gcCtx, 100*time.Millisecond) })
 
 	serveErr := make(chan error, 1)
 	wg.Go(func() { serveErr <- srv.Serve(ln) })
