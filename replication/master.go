@@ -42,6 +42,7 @@ type Master struct {
 	VerifyInterval time.Duration
 
 	slaves atomic.Int64 // slaves being served
+	reads  atomic.Int64 // the streamers' reads of the log
 
 	cutMu     sync.Mutex     // guards cut; held while one is taken
 	cut       *digestCut     // the newest, shared by the slaves' streamers
@@ -176,6 +177,7 @@ type masterSession struct {
 
 	// The stream.
 	pos         uint64 // the last record sent or skipped
+	seen        uint64 // every record up to seen has been sent or skipped
 	dropped     int    // records skipped since the last one sent
 	verifyEvery time.Duration
 	lastVerify  time.Time
@@ -183,6 +185,12 @@ type masterSession struct {
 	// after each idle interval without records, not after every batch.
 	lastNop        time.Time
 	coalesce, wait *time.Timer
+	// sparse: the last pause after a trickle found no new commit, so the
+	// streamer now waits for the next commit and reads it at once (unless
+	// it comes within the coalescing delay of lastSend) rather than
+	// pausing after each trickle first.
+	sparse   bool
+	lastSend time.Time
 	// cut, when set, is a digest of the databases at a cut of the log not
 	// yet passed: it is sent once every record up to it has been — to a
 	// replica that defers digests as a cut frame there, its digests later
@@ -293,18 +301,38 @@ func (s *masterSession) stream() error {
 		if err := s.sendReady(); err != nil {
 			return err
 		}
+		if s.sparse {
+			// Woken by a commit (or an idle frame's or digests' time). One
+			// within the coalescing delay of the last send means the
+			// commits come close together again: wait out the rest.
+			if rest := coalesceFor(s.m.slaves.Load()) - time.Since(s.lastSend); rest > 0 {
+				s.sparse = false
+				if !s.sleep(rest) {
+					return nil
+				}
+			}
+		}
 		// Take the wake-up channel before reading, so that a commit that
 		// lands after the read is not missed.
 		changed := s.m.Log.Changed()
-		recs, err := s.m.collect(s.pos, s.horizon())
+		upTo := s.horizon()
+		s.m.reads.Add(1)
+		recs, err := s.m.collect(s.pos, upTo)
 		if err != nil {
 			return err
+		}
+		if len(recs) < coalesceBelow {
+			// Fewer than a read's limit: every record up to upTo is in
+			// recs, and sent below before the stream waits.
+			s.seen = upTo
 		}
 		if len(recs) > 0 {
 			if err := s.sendRecords(recs); err != nil {
 				return err
 			}
-			continue
+			if len(recs) >= coalesceBelow || !s.pause(changed) {
+				continue
+			}
 		}
 		done, err := s.caughtUp(changed)
 		if done || err != nil {
@@ -341,28 +369,59 @@ func (s *masterSession) sendRecords(recs []record) error {
 	if err := s.write(); err != nil {
 		return err
 	}
-	if len(recs) < coalesceBelow {
-		// A trickle of commits: wait a moment so that the next
-		// round carries several. Under load this turns one Pebble
-		// read, one write and one wake-up per commit and slave into
-		// one per batch, for at most coalesceFor of extra lag.
-		s.coalesce.Reset(coalesceFor(s.m.slaves.Load()))
-		select {
-		case <-s.ctx.Done():
-		case <-s.coalesce.C:
-		}
-	}
+	s.lastSend = time.Now()
 	return nil
+}
+
+// pause follows a trickle of records (fewer than coalesceBelow), sent after
+// the log was last seen as changed. Under load, waiting coalesceFor before
+// the next read turns one Pebble read, one write and one wake-up per commit
+// and slave into one per batch, for at most coalesceFor of extra lag. But
+// where commits come further apart than that (a replica's own slaves, fed a
+// round every few tens of milliseconds; a master's quiet hours) the wait
+// ends in an empty read and costs a wake-up of its own: once a pause has
+// found nothing new, the streamer stops pausing and waits for the next
+// commit instead (wait reports that), until a commit comes within
+// coalesceFor of the last send again. wait is false when the log should be
+// read now.
+func (s *masterSession) pause(changed <-chan struct{}) (wait bool) {
+	delay := coalesceFor(s.m.slaves.Load())
+	if s.sparse {
+		return true
+	}
+	if !s.sleep(delay) {
+		return true // ctx is done: the stream loop ends
+	}
+	select {
+	case <-changed:
+		return false
+	default:
+		s.sparse = true
+		return true
+	}
+}
+
+// sleep waits d, or until ctx ends (false).
+func (s *masterSession) sleep(d time.Duration) bool {
+	s.coalesce.Reset(d)
+	select {
+	case <-s.ctx.Done():
+		s.coalesce.Stop()
+		return false
+	case <-s.coalesce.C:
+		return true
+	}
 }
 
 // caughtUp is the stream with nothing to send: a cut whose records have all
 // gone, an idle frame after an idle interval, then a wait for a commit, the
 // next digests or the next idle frame. done reports the slave gone.
 func (s *masterSession) caughtUp(changed <-chan struct{}) (done bool, err error) {
-	if s.cut != nil && s.cut.ts <= s.horizon() {
+	if s.cut != nil && s.cut.ts <= s.seen {
 		// Every record up to the cut has been sent. (The horizon can lag
 		// the cut while unsynced commits wait for a sync: then the cut
-		// goes once they have been streamed.)
+		// goes once they have been streamed. It is the horizon of the
+		// last read, not the log's now: commits since may be unsent.)
 		if err := s.passCut(); err != nil {
 			return false, err
 		}
@@ -397,11 +456,13 @@ func (s *masterSession) caughtUp(changed <-chan struct{}) (done bool, err error)
 // sendIdle sends an idle frame, which the slave must answer with 0xB1 (as
 // KT's master sends when a poll, every 100 ms, finds nothing), and reads the
 // answer. KT sends max(now - 1 s, last record read). ktd caps "now - 1 s" at
-// the log's horizon: a slave's position must never pass a timestamp the
-// master may still hand out, which after a restart with the clock set back
-// could be lower than now - 1 s. done reports the slave gone (EOF).
+// the horizon of its last read of the log, every record up to which has been
+// sent: a slave's position must never pass a timestamp the master may still
+// hand out, which after a restart with the clock set back could be lower
+// than now - 1 s, nor a record committed since that read. done reports the
+// slave gone (EOF).
 func (s *masterSession) sendIdle() (done bool, err error) {
-	nop := min(PureClock(time.Now())-1_000_000_000, s.horizon())
+	nop := min(PureClock(time.Now())-1_000_000_000, s.seen)
 	if s.pos > nop {
 		nop = s.pos
 	}
