@@ -243,7 +243,7 @@ func Run(ctx context.Context, o *Options, stdout io.Writer) error {
 	gcCtx, stopGC := context.WithCancel(ctx)
 	defer stopGC()
 	wg.Go(func() { gctune.Run(gcCtx, 32<<20, 800, time.Second) })
-	// Run on one P while the process uses less than half a processor (see
+	// Run on one P while the process is quiet (under a quarter of a processor; see
 	// proctune), unless GOMAXPROCS is set.
 	wg.Go(func() { proctune.Run(gcCtx, 100*time.Millisecond) })
 

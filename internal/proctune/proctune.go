@@ -8,13 +8,13 @@
 // little but is woken often spends most of its CPU on those hand-offs: a
 // replica in the PoP simulation, applying a round of ~20 writes every
 // 20 ms, used 50 µs of CPU a write with GOMAXPROCS=2 and 32–41 µs with
-// GOMAXPROCS=1; under a steady stream of large batches, 12–13.5 µs against
-// 10.4–11 µs. With one P the readied goroutine waits in the run queue until
-// the current one parks, on the same thread.
+// GOMAXPROCS=1 (two runs each, alternating). With one P the readied
+// goroutine waits in the run queue until the current one parks, on the same
+// thread.
 //
-// Run gives the process one P while it uses less than half a processor and
-// all of them as soon as it uses more: load raises it within an interval; it
-// drops back to one only after lowerAfter quiet intervals in a row.
+// Run gives the process one P once it has used less than a quarter of a
+// processor for lowerAfter intervals in a row, and all of them as soon as an
+// interval shows half a processor.
 package proctune
 
 import (

@@ -133,30 +133,28 @@ func TestRun(t *testing.T) {
 	}
 }
 
-// TestRunOnOneCPU: a process that starts with one P is left alone.
-func TestRunOnOneCPU(t *testing.T) {
-	t.Setenv("GOMAXPROCS", "")
-	f := &fake{cur: 1, last: time.Now()}
-	install(t, f)
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	Run(ctx, time.Millisecond)
-	if _, set := f.procs(); len(set) != 0 {
-		t.Fatalf("GOMAXPROCS set to %v on one CPU", set)
-	}
-}
-
-// TestRunLeavesGOMAXPROCSToTheOperator: with GOMAXPROCS in the environment,
-// Run sets nothing.
-func TestRunLeavesGOMAXPROCSToTheOperator(t *testing.T) {
-	t.Setenv("GOMAXPROCS", "2")
-	f := &fake{cur: 2, last: time.Now()}
-	install(t, f)
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	Run(ctx, time.Millisecond)
-	if _, set := f.procs(); len(set) != 0 {
-		t.Fatalf("GOMAXPROCS set to %v with GOMAXPROCS in the environment", set)
+// TestRunLeavesAlone: a process that starts with one P, or whose
+// GOMAXPROCS the operator set, is left as it is.
+func TestRunLeavesAlone(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		env   string
+		procs int
+	}{
+		{"one CPU", "", 1},
+		{"GOMAXPROCS set", "2", 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("GOMAXPROCS", tc.env)
+			f := &fake{cur: tc.procs, last: time.Now()}
+			install(t, f)
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			Run(ctx, time.Millisecond)
+			if _, set := f.procs(); len(set) != 0 {
+				t.Fatalf("GOMAXPROCS set to %v", set)
+			}
+		})
 	}
 }
 
