@@ -300,7 +300,21 @@ func TestIdleServerRunsOnOneP(t *testing.T) {
 		}
 		return 0
 	}
-	kttest.WaitFor(t, 10*time.Second, "an idle ktd to run on one P", func() bool { return procs() == 1 })
+	// Scrapes every quarter second: a scrape is work, and scraping as
+	// often as WaitFor polls would keep the child from being quiet.
+	waitProcs := func(what string, ok func(int) bool) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+			n := procs()
+			if ok(n) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("GOMAXPROCS %d after 30 s, waiting for %s", n, what)
+			}
+		}
+	}
+	waitProcs("an idle ktd to run on one P", func(n int) bool { return n == 1 })
 
 	// Load from as many clients as there are CPUs, until ktd uses all.
 	stop := make(chan struct{})
@@ -331,7 +345,7 @@ func TestIdleServerRunsOnOneP(t *testing.T) {
 		})
 	}
 	defer func() { close(stop); wg.Wait() }()
-	kttest.WaitFor(t, 30*time.Second, "ktd under load to run on all its Ps", func() bool { return procs() > 1 })
+	waitProcs("ktd under load to run on all its Ps", func(n int) bool { return n > 1 })
 }
 
 // TestULogExportMatchesKT writes the sequence the real KT master was
