@@ -2,9 +2,7 @@ package replication
 
 import (
 	"bytes"
-	"cmp"
 	"context"
-	"slices"
 	"sync"
 	"time"
 )
@@ -34,7 +32,7 @@ type Log struct {
 	// tail holds the newest committed records in timestamp order, so that
 	// slaves that keep up are served from memory, not from Pebble. Every
 	// committed record with ts >= tailFrom is in it (0: nothing yet).
-	tail      []record
+	tail      ring
 	tailBytes int
 	tailFrom  uint64
 
@@ -166,23 +164,18 @@ func (l *Log) Committed(first uint64, msgs []byte, ends []int) {
 		// are only in Pebble.
 		l.tailFrom = first
 	}
+	// One copy of the commit's messages, shared by its records.
+	msgs = bytes.Clone(msgs)
 	start := 0
 	for i, end := range ends {
-		r := record{ts: first + uint64(i), msg: bytes.Clone(msgs[start:end])}
+		l.tail.insert(record{ts: first + uint64(i), msg: msgs[start:end:end]})
+		l.tailBytes += end - start
 		start = end
-		// Commits finish nearly in order: insert from the end.
-		j := len(l.tail)
-		for j > 0 && l.tail[j-1].ts > r.ts {
-			j--
-		}
-		l.tail = slices.Insert(l.tail, j, r)
-		l.tailBytes += len(r.msg)
 	}
-	for len(l.tail) > tailMaxRecords || l.tailBytes > tailMaxBytes {
-		l.tailBytes -= len(l.tail[0].msg)
-		l.tailFrom = l.tail[0].ts + 1
-		l.tail[0] = record{}
-		l.tail = l.tail[1:]
+	for l.tail.len() > tailMaxRecords || l.tailBytes > tailMaxBytes {
+		r := l.tail.popOldest()
+		l.tailBytes -= len(r.msg)
+		l.tailFrom = r.ts + 1
 	}
 }
 
@@ -194,9 +187,8 @@ func (l *Log) fromTail(after, upTo uint64, limit int) (recs []record, ok bool) {
 	if l.tailFrom == 0 || after+1 < l.tailFrom {
 		return nil, false
 	}
-	i, _ := slices.BinarySearchFunc(l.tail, after+1, func(r record, ts uint64) int { return cmp.Compare(r.ts, ts) })
-	for ; i < len(l.tail) && l.tail[i].ts <= upTo && len(recs) < limit; i++ {
-		recs = append(recs, l.tail[i]) // msg is never modified once in the tail
+	for i := l.tail.search(after + 1); i < l.tail.len() && l.tail.at(i).ts <= upTo && len(recs) < limit; i++ {
+		recs = append(recs, *l.tail.at(i)) // msg is never modified once in the tail
 	}
 	return recs, true
 }
