@@ -385,11 +385,10 @@ func (s *masterSession) sendRecords(recs []record) error {
 // coalesceFor of the last send again. wait is false when the log should be
 // read now.
 func (s *masterSession) pause(changed <-chan struct{}) (wait bool) {
-	delay := coalesceFor(s.m.slaves.Load())
 	if s.sparse {
 		return true
 	}
-	if !s.sleep(delay) {
+	if !s.sleep(coalesceFor(s.m.slaves.Load())) {
 		return true // ctx is done: the stream loop ends
 	}
 	select {
