@@ -322,8 +322,8 @@ func (s *masterSession) stream() error {
 			return err
 		}
 		if len(recs) < coalesceBelow {
-			// Fewer than a read's limit: every record up to upTo is in
-			// recs, and sent below before the stream waits.
+			// Far fewer than a read's limit (batchLimit): every record up
+			// to upTo is in recs, and sent below before the stream waits.
 			s.seen = upTo
 		}
 		if len(recs) > 0 {
@@ -341,8 +341,8 @@ func (s *masterSession) stream() error {
 	}
 }
 
-// sendRecords sends a batch of records (and a cut passed among them), then,
-// after a trickle, waits a moment for the next commits.
+// sendRecords sends a batch of records (and a cut passed among them) and
+// notes when (lastSend, for pause).
 func (s *masterSession) sendRecords(recs []record) error {
 	for _, r := range recs {
 		if s.cut != nil && r.ts > s.cut.ts {

@@ -248,14 +248,9 @@ func TestMetricsEndpoint(t *testing.T) {
 	c.RPC("set", "key", "k", "value", "v")
 	var body string
 	kttest.WaitFor(t, 5*time.Second, "the metrics endpoint", func() bool {
-		resp, err := http.Get("http://" + maddr + "/metrics")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		body = string(b)
-		return resp.StatusCode == 200
+		var ok bool
+		body, ok = scrape(maddr)
+		return ok
 	})
 	for _, want := range []string{
 		`ktd_requests_total{code="200",procedure="set"} 1`,
@@ -268,6 +263,17 @@ func TestMetricsEndpoint(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
+}
+
+// scrape returns the body of the child's /metrics, and whether it answered 200.
+func scrape(maddr string) (string, bool) {
+	resp, err := http.Get("http://" + maddr + "/metrics")
+	if err != nil {
+		return "", false
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b), resp.StatusCode == 200
 }
 
 // TestIdleServerRunsOnOneP: the ktd command runs on one P while it is
@@ -286,13 +292,8 @@ func TestIdleServerRunsOnOneP(t *testing.T) {
 	maddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	_, addr := startChildEnv(t, env, "-metrics", maddr, "*")
 	procs := func() int {
-		resp, err := http.Get("http://" + maddr + "/metrics")
-		if err != nil {
-			return 0
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		for line := range strings.Lines(string(b)) {
+		body, _ := scrape(maddr)
+		for line := range strings.Lines(body) {
 			if v, ok := strings.CutPrefix(line, "go_sched_gomaxprocs_threads "); ok {
 				n, _ := strconv.Atoi(strings.TrimSpace(v))
 				return n
@@ -328,14 +329,14 @@ func TestIdleServerRunsOnOneP(t *testing.T) {
 			}
 			defer c.Close()
 			calls := make([]ktclient.Call, 16)
-			for n := 0; ; n++ {
+			for j := range calls {
+				calls[j] = ktclient.Call{Proc: "set", Params: []string{"key", fmt.Sprintf("k%d-%d", i, j), "value", "v"}}
+			}
+			for {
 				select {
 				case <-stop:
 					return
 				default:
-				}
-				for j := range calls {
-					calls[j] = ktclient.Call{Proc: "set", Params: []string{"key", fmt.Sprintf("k%d-%d", i, j), "value", "v"}}
 				}
 				if _, err := c.Pipeline(calls); err != nil {
 					t.Error(err)
