@@ -24,9 +24,6 @@ import (
 //     kept, its connections are closed) and the restart a New + Serve on
 //     the same directory and port. No process dies, so nothing unsynced
 //     is lost.
-//   - Only the targets of network faults (partition, latency, bandwidth)
-//     reach their upstream through a proxy; every other replica connects
-//     directly, which saves two loopback hops per replicated byte.
 //   - CPU and memory are the whole process's (the harness line), not per
 //     server.
 //

@@ -68,8 +68,12 @@ func (n *node) args() []string {
 		a = append(a, "-mtls", "-mtlsca", n.upstream.tls.CA)
 	}
 	if n.upstream != nil {
-		pa := n.proxy.Addr()
-		a = append(a, "-mhost", pa.IP.String(), "-mport", strconv.Itoa(pa.Port),
+		host, port := "127.0.0.1", n.upstream.port
+		if n.proxy != nil {
+			pa := n.proxy.Addr()
+			host, port = pa.IP.String(), pa.Port
+		}
+		a = append(a, "-mhost", host, "-mport", strconv.Itoa(port),
 			"-rts", "rts", "-bootstrap")
 		if n.nosync {
 			a = append(a, "-nosync")

@@ -188,9 +188,11 @@ func (s *sim) jsonPath() string {
 	return filepath.Join(s.cfg.OutDir, s.cfg.JSON)
 }
 
-// build lays out the topology: ports, directories, proxies. In-process,
-// only the targets of network faults get a proxy, and only the targets of
-// kills a file database.
+// build lays out the topology: ports, directories, proxies. Only the
+// targets of network faults reach their upstream through a proxy (every
+// other link is direct: a proxy's copies would cost the two cores what
+// the servers are being measured on); in-process, only the targets of
+// kills get a file database.
 func (s *sim) build(dir string) error {
 	killed, netFault := map[string]bool{}, map[string]bool{}
 	for _, ev := range s.cfg.Scenario.Events {
@@ -222,7 +224,7 @@ func (s *sim) build(dir string) error {
 		if role == roleMaster {
 			n.tls = s.tls
 		}
-		if up != nil && (!s.cfg.InProcess || netFault[name]) {
+		if up != nil && netFault[name] {
 			if n.proxy, err = newProxy(up.addr); err != nil {
 				return nil, err
 			}

@@ -151,8 +151,7 @@ func (s *sim) report(writeEnd int64, v *verification) *Report {
 	if s.cfg.InProcess {
 		r.Mode = ModeInProcess
 		r.Notes = append(r.Notes, "in-process: every server runs inside popsim (ktserver.New + Serve); CPU and memory are the whole process's (harness), not per server",
-			"in-process: a kill is a graceful Close and its restart a New on the same directory and port (the kill targets keep a file database, the other nodes an in-memory one)",
-			"in-process: only the targets of network faults reach their upstream through a proxy")
+			"in-process: a kill is a graceful Close and its restart a New on the same directory and port (the kill targets keep a file database, the other nodes an in-memory one)")
 	}
 	var writeLat []float64
 	for i := range writes {
