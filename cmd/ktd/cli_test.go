@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"github.com/ktdproject/ktd/harness/kttest"
 	"github.com/ktdproject/ktd/internal/freeport"
 	"github.com/ktdproject/ktd/internal/ktclient"
+	"github.com/ktdproject/ktd/internal/proctune"
 	"github.com/ktdproject/ktd/replication"
 )
 
@@ -29,6 +31,7 @@ import (
 // it with KTD_TEST_ARGS set to run a real ktd child process.
 func TestMain(m *testing.M) {
 	if args := os.Getenv("KTD_TEST_ARGS"); args != "" {
+		beforeServe = proctune.KeepSysmonAwake // as main does
 		os.Exit(Main(strings.Split(args, "\x1f"), os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
@@ -274,6 +277,89 @@ func scrape(maddr string) (string, bool) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b), resp.StatusCode == 200
+}
+
+// TestServerKeepsSysmonAwake: the ktd command executes itself again with
+// GODEBUG setting schedtrace (internal/proctune), in the same process, unless
+// the operator's GODEBUG sets it; the commands it starts see GODEBUG as
+// the server was given it.
+func TestServerKeepsSysmonAwake(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("Linux only")
+	}
+	var base []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GODEBUG=") && !strings.HasPrefix(kv, "KTD_REEXEC_GODEBUG=") {
+			base = append(base, kv)
+		}
+	}
+	for _, tc := range []struct {
+		name, debug string // debug: the GODEBUG given ("-": unset)
+		awake       bool   // executed again, with schedtrace
+	}{
+		{"unset", "-", true},
+		{"others kept", "madvdontneed=1", true},
+		{"operator's choice", "schedtrace=0", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := slices.Clone(base)
+			if tc.debug != "-" {
+				env = append(env, "GODEBUG="+tc.debug)
+			}
+			dir := t.TempDir()
+			script := "#!/bin/sh\nenv > " + filepath.Join(dir, "env.out") + "\n"
+			if err := os.WriteFile(filepath.Join(dir, "dump"), []byte(script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			cmd, addr := startChildEnv(t, env, "-cmd", dir, "*")
+			// /proc/PID/environ is the environment the process was last
+			// executed with: the same PID, executed again, shows GODEBUG
+			// with schedtrace.
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", cmd.Process.Pid))
+			if err != nil {
+				t.Fatal(err)
+			}
+			started := strings.Split(string(b), "\x00")
+			wantDebug := "GODEBUG=" + tc.debug
+			switch {
+			case tc.awake && tc.debug == "-":
+				wantDebug = "GODEBUG=schedtrace=2147483647"
+			case tc.awake:
+				wantDebug += ",schedtrace=2147483647"
+			}
+			debugStarted := slices.DeleteFunc(slices.Clone(started), func(kv string) bool { return !strings.Contains(kv, "GODEBUG=") })
+			if !slices.Contains(started, wantDebug) {
+				t.Errorf("the server's environment lacks %q: %q", wantDebug, debugStarted)
+			}
+			marked := slices.ContainsFunc(started, func(kv string) bool { return strings.HasPrefix(kv, "KTD_REEXEC_GODEBUG=") })
+			if marked != tc.awake {
+				t.Errorf("executed again: %v, want %v", marked, tc.awake)
+			}
+			// What a synchronize command sees: GODEBUG as given.
+			c := kttest.Dial(t, addr)
+			if r := c.RPC("synchronize", "command", "dump"); r.Code != 200 {
+				t.Fatalf("synchronize command=dump: %d %s", r.Code, r.Body)
+			}
+			b, err = os.ReadFile(filepath.Join(dir, "env.out"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var debugSeen []string
+			for line := range strings.Lines(string(b)) {
+				line = strings.TrimSuffix(line, "\n")
+				if strings.HasPrefix(line, "GODEBUG=") || strings.HasPrefix(line, "KTD_REEXEC_GODEBUG=") {
+					debugSeen = append(debugSeen, line)
+				}
+			}
+			var want []string
+			if tc.debug != "-" {
+				want = []string{"GODEBUG=" + tc.debug}
+			}
+			if !slices.Equal(debugSeen, want) {
+				t.Errorf("the command saw %q, want %q", debugSeen, want)
+			}
+		})
+	}
 }
 
 // TestIdleServerRunsOnOneP: the ktd command runs on one P while it is

@@ -6,8 +6,13 @@
 // See the README for every flag.
 package main
 
-import "os"
+import (
+	"os"
+
+	"github.com/ktdproject/ktd/internal/proctune"
+)
 
 func main() {
+	beforeServe = proctune.KeepSysmonAwake
 	os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr))
 }

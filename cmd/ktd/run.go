@@ -34,6 +34,11 @@ const Version = "0.1.0"
 // daemonEnv marks the re-executed child of -dmn.
 const daemonEnv = "KTD_DAEMON_CHILD"
 
+// beforeServe, when set, runs once Main has decided to serve: the ktd
+// command's main sets it to proctune.KeepSysmonAwake, which may execute
+// the program again (tests calling Main in-process leave it nil).
+var beforeServe func()
+
 // Main runs ktd with the command-line arguments args (without the program
 // name) and returns the process exit status.
 func Main(args []string, stdout, stderr io.Writer) int {
@@ -77,6 +82,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	if o.Daemon && os.Getenv(daemonEnv) == "" {
 		return daemonize(stderr)
+	}
+	if beforeServe != nil {
+		beforeServe()
 	}
 	if err := Run(context.Background(), o, stdout); err != nil {
 		fmt.Fprintf(stderr, "ktd: %v\n", err)

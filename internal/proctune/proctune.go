@@ -1,4 +1,8 @@
-// Package proctune runs a lightly loaded server on one processor.
+// Package proctune tunes the Go runtime of the ktd command for a server
+// that is woken often to do a little: it runs a lightly loaded server on
+// one processor (Run), and keeps the runtime's system monitor from the
+// deep sleep every round of work would wake it from (KeepSysmonAwake, in
+// sysmon.go). Both are for the command only, not for embedders.
 //
 // With more than one P, every goroutine that another one readies (a
 // socket's reader handing a batch to Pebble's commit pipeline, the WAL
