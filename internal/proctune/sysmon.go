@@ -21,10 +21,10 @@ import (
 // The runtime skips the deep sleep when GODEBUG sets schedtrace (so that
 // the trace keeps its period); sysmon then backs off to one wake-up every
 // 10 ms while nothing needs it, whatever the process does. In the PoP
-// simulation that took a replica's CPU per write from 32–35 µs to 26 µs
-// and the acknowledged writes from 1 424–1 671 to 1 769–1 824 a second
-// (alternating runs); an idle server's CPU did not change (4–5 ms a
-// second). schedtrace's period is also when the runtime prints a line of
+// simulation (six alternating pairs of runs) that took a replica's CPU per
+// write from a median of 32.9 µs to 26.2 µs and the acknowledged writes
+// from 1 603 to 1 726 a second; an idle server's CPU did not change (4–5
+// ms a second). schedtrace's period is also when the runtime prints a line of
 // scheduler figures: awakeDebug sets the longest period it takes, 2^31-1
 // ms (24.8 days), counted from the machine's boot, so a server started on
 // a machine up for longer than that prints one line beginning "SCHED" to
