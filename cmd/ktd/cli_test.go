@@ -287,12 +287,11 @@ func TestServerKeepsSysmonAwake(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("Linux only")
 	}
-	var base []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "GODEBUG=") && !strings.HasPrefix(kv, "KTD_REEXEC_GODEBUG=") {
-			base = append(base, kv)
-		}
+	// isDebug picks out GODEBUG and the re-execution's marker.
+	isDebug := func(kv string) bool {
+		return strings.HasPrefix(kv, "GODEBUG=") || strings.HasPrefix(kv, "KTD_REEXEC_GODEBUG=")
 	}
+	base := slices.DeleteFunc(os.Environ(), isDebug)
 	for _, tc := range []struct {
 		name, debug string // debug: the GODEBUG given ("-": unset)
 		awake       bool   // executed again, with schedtrace
@@ -327,11 +326,11 @@ func TestServerKeepsSysmonAwake(t *testing.T) {
 			case tc.awake:
 				wantDebug += ",schedtrace=2147483647"
 			}
-			debugStarted := slices.DeleteFunc(slices.Clone(started), func(kv string) bool { return !strings.Contains(kv, "GODEBUG=") })
-			if !slices.Contains(started, wantDebug) {
+			debugStarted := slices.DeleteFunc(started, func(kv string) bool { return !isDebug(kv) })
+			if !slices.Contains(debugStarted, wantDebug) {
 				t.Errorf("the server's environment lacks %q: %q", wantDebug, debugStarted)
 			}
-			marked := slices.ContainsFunc(started, func(kv string) bool { return strings.HasPrefix(kv, "KTD_REEXEC_GODEBUG=") })
+			marked := slices.ContainsFunc(debugStarted, func(kv string) bool { return strings.HasPrefix(kv, "KTD_REEXEC_GODEBUG=") })
 			if marked != tc.awake {
 				t.Errorf("executed again: %v, want %v", marked, tc.awake)
 			}
@@ -344,13 +343,7 @@ func TestServerKeepsSysmonAwake(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var debugSeen []string
-			for line := range strings.Lines(string(b)) {
-				line = strings.TrimSuffix(line, "\n")
-				if strings.HasPrefix(line, "GODEBUG=") || strings.HasPrefix(line, "KTD_REEXEC_GODEBUG=") {
-					debugSeen = append(debugSeen, line)
-				}
-			}
+			debugSeen := slices.DeleteFunc(strings.Split(string(b), "\n"), func(kv string) bool { return !isDebug(kv) })
 			var want []string
 			if tc.debug != "-" {
 				want = []string{"GODEBUG=" + tc.debug}
