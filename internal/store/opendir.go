@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/record"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/wal"
 )
@@ -316,13 +317,44 @@ func holdsNoData(fsys vfs.FS, path string, sf *storeFiles) bool {
 	}
 	for _, ll := range logs {
 		r := ll.OpenForRead()
-		_, _, err := r.NextRecord()
+		_, off, err := r.NextRecord()
 		r.Close()
-		if !errors.Is(err, io.EOF) {
-			return false // a record, or something unreadable: not nothing
+		if errors.Is(err, io.EOF) || zeroTail(fsys, fsys.PathJoin(path, ll.Num.String()+".log"), err, off.Physical) {
+			continue
 		}
+		return false // a record, or something unreadable: not nothing
 	}
 	return true
+}
+
+// zeroTail reports whether err, met reading a WAL at offset off, is the end of the
+// log's records in a file that holds only zeros from there on: the tail ktd writes
+// ahead of the log (internal/walfill), not a torn write or damage.
+func zeroTail(fsys vfs.FS, name string, err error, off int64) bool {
+	if !errors.Is(err, record.ErrUnexpectedEOF) {
+		return false
+	}
+	f, err := fsys.Open(name)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := f.ReadAt(buf, off)
+		for _, b := range buf[:n] {
+			if b != 0 {
+				return false
+			}
+		}
+		off += int64(n)
+		if err == io.EOF {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
 }
 
 // describeFiles summarises a listing for an error message.

@@ -575,6 +575,19 @@ func TestOpen_CreationCutShort(t *testing.T) {
 	if after := hashDir(t, dir); !maps2Equal(before, after) {
 		t.Errorf("the refused open changed the directory")
 	}
+	// Nor does a WAL written ahead with zeros (internal/walfill) hold a record.
+	wal := only(t, dir, "*.log")
+	f, err := os.OpenFile(wal, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, err := Open(Config{Spec: spec}); err == nil || !strings.Contains(err.Error(), "no OPTIONS file (the directory holds no data") {
+		t.Fatalf("Open with a zero-filled WAL: %v, want a refusal saying the directory holds no data", err)
+	}
 	// With a record in the WAL there is no such hint.
 	s := realStore(t)
 	remove(t, only(t, s.dir, "OPTIONS-*"))

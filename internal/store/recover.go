@@ -258,6 +258,9 @@ func readWALs(fsys vfs.FS, dir string, tableSeq pebble.SeqNum, rep *RecoverRepor
 				break
 			}
 			if err != nil {
+				if zeroTail(fsys, fsys.PathJoin(dir, name), err, off.Physical) {
+					break // the zeros ktd writes ahead of the log: its clean end
+				}
 				// A torn tail (a crash during a write) or damage: what follows is lost.
 				rep.skip("%s: read up to offset %d, then: %s (a write torn by a crash, or damage)", name, off.Physical, oneLine(err))
 				break

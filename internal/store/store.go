@@ -34,7 +34,9 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
+
 	"github.com/ktdproject/ktd/internal/memkv"
+	"github.com/ktdproject/ktd/internal/walfill"
 )
 
 // Key prefixes inside Pebble.
@@ -195,6 +197,9 @@ func Open(cfg Config) (*DB, error) {
 	opts.FS = cfg.FS
 	if opts.FS == nil {
 		opts.FS = vfs.Default
+	}
+	if db.sync && !cfg.ReadOnly {
+		opts.FS = walfill.FS(opts.FS)
 	}
 	pdb, lock, err := openStoreDir(spec.Path, opts, cfg.ReadOnly, logger)
 	if err != nil {

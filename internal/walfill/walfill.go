@@ -1,0 +1,155 @@
+// Package walfill keeps Pebble's write-ahead log files written with zeros ahead of
+// the log's writer, so that syncing the log does not change the file's metadata.
+//
+// A synced commit ends in an fdatasync of the WAL. When the commit appended to the
+// file, that fdatasync must also make the new file size and the newly allocated
+// blocks durable: on ext4 a journal commit, which waits for every other file's
+// dirty data in the same journal transaction (the memtable flushes and compactions
+// writing beside it) and costs about twice the CPU and latency of a sync that only
+// overwrites blocks the file already has. Pebble avoids this for WALs it recycles;
+// the first WALs of every process are new files (fallocate does not help: its
+// extents are unwritten, and writing them is a metadata change too).
+//
+// FS wraps a file system so that each WAL file (Pebble's "pebble-wal" write
+// category) is extended with zeros, synced, a few MiB ahead of the writer, in the
+// background. Pebble's log reader already treats a zeroed chunk after the last
+// record as the log's end (the same as a preallocated or recycled log), so nothing
+// changes on recovery. Every other file passes through untouched.
+package walfill
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// walCategory is the write category Pebble gives its WAL files.
+const walCategory vfs.DiskWriteCategory = "pebble-wal"
+
+const (
+	// A fill writes minFill bytes of zeros, or as many as the writer has written
+	// (a log that grew fast will grow fast again), at most maxFill; the next fill
+	// starts once the writer comes within half a fill of the zeroed end. Pebble's
+	// first logs are small (its memtables start at 256 KiB and double), so the
+	// first fills are too.
+	minFill = 1 << 20
+	maxFill = 8 << 20
+	// gap is left between the writer and a fill that starts where the writer has
+	// caught up with the zeroed end (a new log), so that the writer need not wait.
+	gap = 256 << 10
+)
+
+// FS returns fsys with its WAL files zero-filled ahead of their writer.
+func FS(fsys vfs.FS) vfs.FS { return fillFS{fsys} }
+
+type fillFS struct{ vfs.FS }
+
+// Unwrap returns the wrapped file system.
+func (fs fillFS) Unwrap() vfs.FS { return fs.FS }
+
+func (fs fillFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.Create(name, category)
+	if err != nil || category != walCategory {
+		return f, err
+	}
+	return newFile(f, 0), nil
+}
+
+func (fs fillFS) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.ReuseForWrite(oldname, newname, category)
+	if err != nil || category != walCategory {
+		return f, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return f, nil // not filled: the log works as it would without us
+	}
+	return newFile(f, st.Size()), nil
+}
+
+// file is a WAL file being written from its start, with zeros ahead of the writer.
+type file struct {
+	vfs.File
+
+	mu   sync.Mutex
+	cond sync.Cond
+	// off is the end of what the writer has written or is writing; [0, filled) holds
+	// data or zeros (a recycled log's old records count).
+	off, filled int64
+	// filling: a fill of [fillFrom, ...) is under way; the writer waits before it
+	// writes there.
+	filling  bool
+	fillFrom int64
+	// stopped: a fill failed or the file is closing; no more fills.
+	stopped bool
+	closing atomic.Bool // Close is waiting: a fill stops early
+}
+
+func newFile(f vfs.File, size int64) *file {
+	wf := &file{File: f, filled: size}
+	wf.cond.L = &wf.mu
+	return wf
+}
+
+func (f *file) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	end := f.off + int64(len(p))
+	for f.filling && end > f.fillFrom {
+		f.cond.Wait()
+	}
+	f.off = end
+	if size := min(maxFill, max(minFill, end)); !f.stopped && !f.filling && f.filled-end < size/2 {
+		from := max(f.filled, end+gap)
+		f.filling, f.fillFrom = true, from
+		go f.fill(from, from+size)
+	}
+	f.mu.Unlock()
+	n, err := f.File.Write(p)
+	if n < len(p) {
+		f.mu.Lock()
+		f.off -= int64(len(p) - n)
+		f.mu.Unlock()
+	}
+	return n, err
+}
+
+// fill writes zeros over [from, to) and syncs them, unless the file is closed meanwhile.
+func (f *file) fill(from, to int64) {
+	var err error
+	for off := from; off < to && err == nil; off += int64(len(zeros)) {
+		if f.closing.Load() {
+			break
+		}
+		_, err = f.File.WriteAt(zeros[:min(int64(len(zeros)), to-off)], off)
+	}
+	closing := f.closing.Load()
+	if err == nil && !closing {
+		err = f.File.SyncData()
+	}
+	f.mu.Lock()
+	f.filling = false
+	switch {
+	case err != nil:
+		f.stopped = true // the log goes on as an ordinary file
+	case !closing:
+		f.filled = max(f.filled, to)
+	}
+	f.cond.Broadcast()
+	f.mu.Unlock()
+}
+
+var zeros [1 << 20]byte
+
+// Close waits for a fill under way, which stops at its next MiB, to release the
+// file: a fill must never write into a file Pebble has reused or removed.
+func (f *file) Close() error {
+	f.closing.Store(true)
+	f.mu.Lock()
+	f.stopped = true
+	for f.filling {
+		f.cond.Wait()
+	}
+	f.mu.Unlock()
+	return f.File.Close()
+}
