@@ -11,8 +11,8 @@
 // extents are unwritten, and writing them is a metadata change too).
 //
 // FS wraps a file system so that each WAL file (Pebble's "pebble-wal" write
-// category) is extended with zeros, synced, a few MiB ahead of the writer, in the
-// background. Pebble's log reader already treats a zeroed chunk after the last
+// category) is extended with zeros, synced, up to a MiB and a quarter ahead of the
+// writer, in the background. Pebble's log reader already treats a zeroed chunk after the last
 // record as the log's end (the same as a preallocated or recycled log), so nothing
 // changes on recovery. Every other file passes through untouched.
 package walfill
@@ -28,13 +28,10 @@ import (
 const walCategory vfs.DiskWriteCategory = "pebble-wal"
 
 const (
-	// A fill writes minFill bytes of zeros, or as many as the writer has written
-	// (a log that grew fast will grow fast again), at most maxFill; the next fill
-	// starts once the writer comes within half a fill of the zeroed end. Pebble's
-	// first logs are small (its memtables start at 256 KiB and double), so the
-	// first fills are too.
-	minFill = 1 << 20
-	maxFill = 8 << 20
+	// fillSize is how much one fill writes; the next starts once the writer comes
+	// within half of it of the zeroed end. Larger fills (8 MiB) made the master's
+	// p99 in the PoP simulation worse: each one's sync delays the log's own.
+	fillSize = 1 << 20
 	// gap is left between the writer and a fill that starts where the writer has
 	// caught up with the zeroed end (a new log), so that the writer need not wait.
 	gap = 256 << 10
@@ -99,10 +96,10 @@ func (f *file) Write(p []byte) (int, error) {
 		f.cond.Wait()
 	}
 	f.off = end
-	if size := min(maxFill, max(minFill, end)); !f.stopped && !f.filling && f.filled-end < size/2 {
+	if !f.stopped && !f.filling && f.filled-end < fillSize/2 {
 		from := max(f.filled, end+gap)
 		f.filling, f.fillFrom = true, from
-		go f.fill(from, from+size)
+		go f.fill(from, from+fillSize)
 	}
 	f.mu.Unlock()
 	n, err := f.File.Write(p)
@@ -139,9 +136,9 @@ func (f *file) fill(from, to int64) {
 	f.mu.Unlock()
 }
 
-var zeros [1 << 20]byte
+var zeros [128 << 10]byte
 
-// Close waits for a fill under way, which stops at its next MiB, to release the
+// Close waits for a fill under way, which stops at its next 128 KiB, to release the
 // file: a fill must never write into a file Pebble has reused or removed.
 func (f *file) Close() error {
 	f.closing.Store(true)

@@ -58,7 +58,7 @@ func TestWritesAreNeverOverwritten(t *testing.T) {
 			rng := rand.New(rand.NewPCG(1, 2))
 			var want []byte
 			fills := 0
-			for len(want) < 3*maxFill {
+			for len(want) < 24*fillSize {
 				p := make([]byte, 1+rng.IntN(64<<10))
 				for i := range p {
 					p[i] = byte((len(want)+i)%251 + 1) // never zero, so a stray zero shows
@@ -250,7 +250,7 @@ func TestCloseStopsTheFill(t *testing.T) {
 	wf := f.(*file)
 	var n atomic.Int32
 	wf.File = countingZeros{wf.File, &n}
-	if _, err := f.Write(make([]byte, maxFill)); err != nil { // the next fill is maxFill long
+	if _, err := f.Write(make([]byte, 64<<10)); err != nil { // starts a fill
 		t.Fatal(err)
 	}
 	if _, err := f.Write([]byte{1}); err != nil {
@@ -266,7 +266,7 @@ func TestCloseStopsTheFill(t *testing.T) {
 	if filling {
 		t.Fatal("Close returned with a fill under way")
 	}
-	if after >= maxFill/int32(len(zeros)) {
+	if after >= fillSize/int32(len(zeros)) {
 		t.Fatalf("the fill wrote all of its %d pieces after Close began", after)
 	}
 	time.Sleep(20 * time.Millisecond)
