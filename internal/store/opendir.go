@@ -329,7 +329,7 @@ func holdsNoData(fsys vfs.FS, path string, sf *storeFiles) bool {
 
 // zeroTail reports whether err, met reading a WAL at offset off, is the end of the
 // log's records in a file that holds only zeros from there on: the tail ktd writes
-// ahead of the log (internal/walfill), not a torn write or damage.
+// ahead of the log (internal/walsync), not a torn write or damage.
 func zeroTail(fsys vfs.FS, name string, err error, off int64) bool {
 	if !errors.Is(err, record.ErrUnexpectedEOF) {
 		return false

@@ -575,7 +575,7 @@ func TestOpen_CreationCutShort(t *testing.T) {
 	if after := hashDir(t, dir); !maps2Equal(before, after) {
 		t.Errorf("the refused open changed the directory")
 	}
-	// Nor does a WAL written ahead with zeros (internal/walfill) hold a record.
+	// Nor does a WAL written ahead with zeros (internal/walsync) hold a record.
 	wal := only(t, dir, "*.log")
 	f, err := os.OpenFile(wal, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {

@@ -235,7 +235,7 @@ func TestRecover_CrashedStore(t *testing.T) {
 }
 
 // TestRecover_ZeroFilledWALEndsCleanly: a synced store's WAL is written ahead with
-// zeros (internal/walfill); recovering a copy taken while it is open reads every
+// zeros (internal/walsync); recovering a copy taken while it is open reads every
 // record and reports the zeros as the log's end, not as a torn write.
 func TestRecover_ZeroFilledWALEndsCleanly(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "live.kct")

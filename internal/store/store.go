@@ -36,7 +36,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/ktdproject/ktd/internal/memkv"
-	"github.com/ktdproject/ktd/internal/walfill"
+	"github.com/ktdproject/ktd/internal/walsync"
 )
 
 // Key prefixes inside Pebble.
@@ -199,7 +199,7 @@ func Open(cfg Config) (*DB, error) {
 		opts.FS = vfs.Default
 	}
 	if db.sync && !cfg.ReadOnly {
-		opts.FS = walfill.FS(opts.FS)
+		opts.FS = walsync.FS(opts.FS)
 	}
 	pdb, lock, err := openStoreDir(spec.Path, opts, cfg.ReadOnly, logger)
 	if err != nil {

@@ -1,4 +1,4 @@
-package walfill
+package walsync
 
 import (
 	"bytes"
@@ -129,11 +129,25 @@ func TestOtherFilesPassThrough(t *testing.T) {
 	}
 }
 
-// TestPebbleRecoversFilledWALs: Pebble on the filled file system writes WALs with
-// zeros after their last record; a copy of the directory taken while the DB is open
-// (what a crash leaves) opens with every synced write, as does the directory itself
-// after a clean close.
+// TestPebbleRecoversFilledWALs, with syncs through io_uring and without: Pebble on
+// the filled file system writes WALs with zeros after their last record; a copy of
+// the directory taken while the DB is open (what a crash leaves) opens with every
+// synced write, as does the directory itself after a clean close.
 func TestPebbleRecoversFilledWALs(t *testing.T) {
+	for _, off := range []bool{false, true} {
+		t.Run(fmt.Sprintf("io_uring=%v", !off), func(t *testing.T) {
+			was := ringOff.Swap(off)
+			t.Cleanup(func() { ringOff.Store(was) })
+			before := ringSyncs()
+			pebbleRecoversFilledWALs(t)
+			if n := ringSyncs() - before; off && n != 0 || !off && syncRing() != nil && n == 0 {
+				t.Fatalf("%d syncs through io_uring", n)
+			}
+		})
+	}
+}
+
+func pebbleRecoversFilledWALs(t *testing.T) {
 	dir := t.TempDir()
 	db, err := pebble.Open(dir, &pebble.Options{FS: FS(vfs.Default), MemTableSize: 4 << 20})
 	if err != nil {

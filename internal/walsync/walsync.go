@@ -1,23 +1,31 @@
-// Package walfill keeps Pebble's write-ahead log files written with zeros ahead of
-// the log's writer, so that syncing the log does not change the file's metadata.
+// Package walsync makes the syncs of Pebble's write-ahead log files cheaper, the
+// syncs every synced commit waits for. FS wraps a file system so that each WAL file
+// (Pebble's "pebble-wal" write category) is
 //
-// A synced commit ends in an fdatasync of the WAL. When the commit appended to the
-// file, that fdatasync must also make the new file size and the newly allocated
-// blocks durable: on ext4 a journal commit, which waits for every other file's
-// dirty data in the same journal transaction (the memtable flushes and compactions
-// writing beside it) and costs about twice the CPU and latency of a sync that only
-// overwrites blocks the file already has. Pebble avoids this for WALs it recycles;
-// the first WALs of every process are new files (fallocate does not help: its
-// extents are unwritten, and writing them is a metadata change too).
+//   - written ahead with zeros: extended with zeros, synced, up to a MiB and a quarter
+//     ahead of the writer, in the background. A sync of a commit that appended to the
+//     file must also make the file's new size and blocks durable: on ext4 a journal
+//     commit, which waits for every other file's dirty data in the same transaction
+//     (the memtable flushes and compactions beside it). A sync that only overwrites
+//     blocks the file already has costs less. Pebble recycles WAL files for this
+//     reason, but a process's first logs are new files (and fallocate does not help:
+//     writing its unwritten extents is a metadata change too). Pebble's log reader
+//     already takes a zeroed chunk after the last record for the log's end, as for a
+//     preallocated or recycled log, so nothing changes on recovery;
+//   - synced through io_uring where the kernel allows it: the sync runs on one of the
+//     kernel's workers and its completion reaches the waiting goroutine through the
+//     network poller. A goroutine in fdatasync(2) holds its P for the sync's duration
+//     (half a millisecond and more), long enough for the runtime's monitor to take the
+//     P and hand it to another thread, and to keep polling every 20 µs while syncs
+//     follow each other; a goroutine waiting on the poller holds nothing. Where
+//     io_uring is missing or refused (an old kernel, a seccomp filter, or
+//     KTD_NO_IO_URING=1 in the environment), fdatasync(2) as before.
 //
-// FS wraps a file system so that each WAL file (Pebble's "pebble-wal" write
-// category) is extended with zeros, synced, up to a MiB and a quarter ahead of the
-// writer, in the background. Pebble's log reader already treats a zeroed chunk after the last
-// record as the log's end (the same as a preallocated or recycled log), so nothing
-// changes on recovery. Every other file passes through untouched.
-package walfill
+// Every other file passes through untouched.
+package walsync
 
 import (
+	"os"
 	"sync"
 	"sync/atomic"
 
@@ -37,10 +45,20 @@ const (
 	gap = 256 << 10
 )
 
-// FS returns fsys with its WAL files zero-filled ahead of their writer.
-func FS(fsys vfs.FS) vfs.FS { return fillFS{fsys} }
+// ringOff: KTD_NO_IO_URING=1 in the environment (or a test) turns io_uring off.
+var ringOff atomic.Bool
 
-type fillFS struct{ vfs.FS }
+func init() { ringOff.Store(os.Getenv("KTD_NO_IO_URING") == "1") }
+
+// FS returns fsys with its WAL files zero-filled ahead of their writer.
+// Syncs go through io_uring only when fsys is vfs.Default: another file system's
+// files may not be the operating system's, or may do something of their own when synced.
+func FS(fsys vfs.FS) vfs.FS { return fillFS{fsys, fsys == vfs.Default} }
+
+type fillFS struct {
+	vfs.FS
+	osFiles bool // fsys is vfs.Default: its files are the operating system's
+}
 
 // Unwrap returns the wrapped file system.
 func (fs fillFS) Unwrap() vfs.FS { return fs.FS }
@@ -50,7 +68,7 @@ func (fs fillFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, 
 	if err != nil || category != walCategory {
 		return f, err
 	}
-	return newFile(f, 0), nil
+	return newFile(f, 0, fs.osFiles), nil
 }
 
 func (fs fillFS) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCategory) (vfs.File, error) {
@@ -62,7 +80,7 @@ func (fs fillFS) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCa
 	if err != nil {
 		return f, nil // not filled: the log works as it would without us
 	}
-	return newFile(f, st.Size()), nil
+	return newFile(f, st.Size(), fs.osFiles), nil
 }
 
 // file is a WAL file being written from its start, with zeros ahead of the writer.
@@ -81,10 +99,11 @@ type file struct {
 	// stopped: a fill failed or the file is closing; no more fills.
 	stopped bool
 	closing atomic.Bool // Close is waiting: a fill stops early
+	osFile  bool        // File is an operating system file, which io_uring can sync
 }
 
-func newFile(f vfs.File, size int64) *file {
-	wf := &file{File: f, filled: size}
+func newFile(f vfs.File, size int64, osFile bool) *file {
+	wf := &file{File: f, filled: size, osFile: osFile}
 	wf.cond.L = &wf.mu
 	return wf
 }
@@ -122,7 +141,7 @@ func (f *file) fill(from, to int64) {
 	}
 	closing := f.closing.Load()
 	if err == nil && !closing {
-		err = f.File.SyncData()
+		err = f.SyncData()
 	}
 	f.mu.Lock()
 	f.filling = false
@@ -149,4 +168,14 @@ func (f *file) Close() error {
 	}
 	f.mu.Unlock()
 	return f.File.Close()
+}
+
+// SyncData syncs the file's data, through the process's io_uring when there is one.
+func (f *file) SyncData() error {
+	if r := syncRing(); r != nil && f.osFile && f.File.Fd() != vfs.InvalidFd {
+		if ok, err := r.fdatasync(f.File.Fd()); ok {
+			return err
+		}
+	}
+	return f.File.SyncData()
 }

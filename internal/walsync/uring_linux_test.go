@@ -1,0 +1,79 @@
+//go:build linux
+
+package walsync
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+)
+
+// TestRingSyncs: the io_uring syncs files, reports a sync's error as fdatasync(2)
+// would, and takes more syncs at once than its queues hold.
+func TestRingSyncs(t *testing.T) {
+	r := syncRing()
+	if r == nil {
+		t.Skip("io_uring is unavailable here (an old kernel or a seccomp filter); files are synced with fdatasync(2)")
+	}
+	dir := t.TempDir()
+	var files []*os.File
+	for i := range 8 {
+		f, err := os.Create(filepath.Join(dir, string(rune('a'+i))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.Write([]byte("some data")); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	ok, err := r.fdatasync(files[0].Fd())
+	if !ok || err != nil {
+		t.Fatalf("sync of a file: submitted %v, %v", ok, err)
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	defer pw.Close()
+	if ok, err := r.fdatasync(pw.Fd()); !ok || !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("sync of a pipe: submitted %v, %v; want fdatasync's EINVAL", ok, err)
+	}
+	n := 4 * cap(r.slots)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			if ok, err := r.fdatasync(files[i%len(files)].Fd()); !ok || err != nil {
+				errs <- errors.Join(errors.New("not submitted"), err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("one of %d concurrent syncs: %v", n, err)
+	}
+	r.mu.Lock()
+	left := len(r.waiters)
+	r.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d syncs still waiting after all returned", left)
+	}
+}
+
+// ringSyncs counts the syncs submitted to the ring so far (0 while it is off).
+func ringSyncs() uint64 {
+	r := syncRing()
+	if r == nil {
+		return 0
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.next
+}
