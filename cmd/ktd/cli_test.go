@@ -560,3 +560,46 @@ func TestHealth(t *testing.T) {
 		t.Fatalf("health with two addresses: %d", code)
 	}
 }
+
+// TestServerSyncsThroughIOURing: a ktd serving a synced file database syncs its WAL
+// through an io_uring (an io_uring descriptor among its open files once a set has been
+// acknowledged), unless KTD_NO_IO_URING=1 says not to.
+func TestServerSyncsThroughIOURing(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("Linux only")
+	}
+	base := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "KTD_NO_IO_URING=") })
+	for _, off := range []bool{false, true} {
+		t.Run(fmt.Sprintf("KTD_NO_IO_URING=%v", off), func(t *testing.T) {
+			env := slices.Clone(base)
+			if off {
+				env = append(env, "KTD_NO_IO_URING=1")
+			}
+			cmd, addr := startChildEnv(t, env, filepath.Join(t.TempDir(), "db.kct"))
+			c := kttest.Dial(t, addr)
+			for i := range 10 {
+				if r := c.RPC("set", "key", fmt.Sprint("k", i), "value", "v"); r.Code != 200 {
+					t.Fatalf("set: %d %s", r.Code, r.Body)
+				}
+			}
+			ring := false
+			fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", cmd.Process.Pid))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, fd := range fds {
+				l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", cmd.Process.Pid, fd.Name()))
+				ring = ring || l == "anon_inode:[io_uring]"
+			}
+			if !off && !ring {
+				if _, _, e := syscall.Syscall(425, 1, 0, 0); e == syscall.ENOSYS || e == syscall.EPERM {
+					t.Skipf("io_uring is unavailable here (%v); the server syncs with fdatasync", e)
+				}
+				t.Fatal("no io_uring among the server's open files after synced sets")
+			}
+			if off && ring {
+				t.Fatal("an io_uring among the server's open files with KTD_NO_IO_URING=1")
+			}
+		})
+	}
+}

@@ -22,6 +22,7 @@ const (
 	sqeAsync        = 1 << 4 // IOSQE_ASYNC: straight to the kernel's workers
 	registerEventfd = 4      // IORING_REGISTER_EVENTFD
 	featSingleMmap  = 1      // IORING_FEAT_SINGLE_MMAP
+	featRWCurPos    = 1 << 3 // IORING_FEAT_RW_CUR_POS: Linux 5.6, which has IOSQE_ASYNC
 
 	offSQRing = 0
 	offCQRing = 0x8000000
@@ -129,8 +130,8 @@ func newRing() (*ring, error) {
 		syscall.Close(r.fd)
 		return nil, err
 	}
-	if p.features&featSingleMmap == 0 {
-		return fail(errors.New("walsync: io_uring without a single mapping"))
+	if p.features&featSingleMmap == 0 || p.features&featRWCurPos == 0 {
+		return fail(errors.New("walsync: io_uring older than Linux 5.6"))
 	}
 	size := max(int(p.sqOff.array+p.sqEntries*4), int(p.cqOff.cqes+p.cqEntries*uint32(unsafe.Sizeof(cqe{}))))
 	rings, err := syscall.Mmap(r.fd, offSQRing, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED|syscall.MAP_POPULATE)

@@ -16,7 +16,7 @@ import (
 func TestRingSyncs(t *testing.T) {
 	r := syncRing()
 	if r == nil {
-		t.Skip("io_uring is unavailable here (an old kernel or a seccomp filter); files are synced with fdatasync(2)")
+		t.Skip("io_uring is unavailable here (an old kernel, a seccomp filter) or KTD_NO_IO_URING=1 turned it off; files are synced with fdatasync(2)")
 	}
 	dir := t.TempDir()
 	var files []*os.File
