@@ -9,7 +9,24 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"unsafe"
 )
+
+// TestRingLayout: the structures shared with the kernel have its sizes.
+func TestRingLayout(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		got, want uintptr
+	}{
+		{"io_uring_sqe", unsafe.Sizeof(sqe{}), 64},
+		{"io_uring_cqe", unsafe.Sizeof(cqe{}), 16},
+		{"io_uring_params", unsafe.Sizeof(uringParams{}), 120},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: %d bytes, the kernel's is %d", c.name, c.got, c.want)
+		}
+	}
+}
 
 // TestRingSyncs: the io_uring syncs files, reports a sync's error as fdatasync(2)
 // would, and takes more syncs at once than its queues hold.
