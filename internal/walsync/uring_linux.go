@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -29,6 +30,7 @@ const (
 	offSQEs   = 0x10000000
 
 	ringEntries = 64
+	maxTries    = 100 // interrupted or refused for now: then fdatasync(2)
 )
 
 type sqringOffsets struct {
@@ -180,12 +182,12 @@ func (r *ring) fdatasync(fd uintptr) (bool, error) {
 	r.sqArray[i] = i
 	atomic.StoreUint32(r.sqTail, tail+1)
 	r.waiters[id] = ch
-	for {
+	for try := 0; ; try++ {
 		_, _, e := syscall.Syscall6(sysIOUringEnter, uintptr(r.fd), 1, 0, 0, 0, 0)
 		if e == 0 || atomic.LoadUint32(r.sqHead) != tail {
 			break // submitted (an interrupted call may have submitted it too)
 		}
-		if e != syscall.EINTR && e != syscall.EAGAIN {
+		if e != syscall.EINTR && e != syscall.EAGAIN || try == maxTries {
 			// Not submitted: take the entry back; the kernel has not read it.
 			atomic.StoreUint32(r.sqTail, tail)
 			delete(r.waiters, id)
@@ -209,7 +211,8 @@ func (r *ring) reap() {
 		tail := atomic.LoadUint32(r.cqTail)
 		if head == tail {
 			if _, err := r.efd.Read(buf[:]); err != nil {
-				return
+				// Never seen; the waiters must not hang, so poll the queue instead.
+				time.Sleep(time.Millisecond)
 			}
 			continue
 		}
