@@ -54,7 +54,7 @@ func TestWritesAreNeverOverwritten(t *testing.T) {
 				t.Fatalf("a WAL file is a %T, not filled", f)
 			}
 			// Slow fills, so that the writer catches up with them and must wait.
-			wf.File = slowZeros{wf.File}
+			wf.File = slowZeros{wf.File, 5 * time.Millisecond, new(atomic.Int32)}
 			rng := rand.New(rand.NewPCG(1, 2))
 			var want []byte
 			fills := 0
@@ -234,23 +234,16 @@ func zeroTail(t *testing.T, dir string) bool {
 	return false
 }
 
-// slowZeros is a file whose WriteAt (only fills use it) takes 5 ms.
-type slowZeros struct{ vfs.File }
+// slowZeros is a file whose WriteAt (only fills use it) takes delay; n counts the calls.
+type slowZeros struct {
+	vfs.File
+	delay time.Duration
+	n     *atomic.Int32
+}
 
 func (f slowZeros) WriteAt(p []byte, off int64) (int, error) {
-	time.Sleep(5 * time.Millisecond)
-	return f.File.WriteAt(p, off)
-}
-
-// countingZeros counts the WriteAt calls of fills and makes each take 25 ms.
-type countingZeros struct {
-	vfs.File
-	n *atomic.Int32
-}
-
-func (f countingZeros) WriteAt(p []byte, off int64) (int, error) {
 	f.n.Add(1)
-	time.Sleep(25 * time.Millisecond)
+	time.Sleep(f.delay)
 	return f.File.WriteAt(p, off)
 }
 
@@ -263,7 +256,7 @@ func TestCloseStopsTheFill(t *testing.T) {
 	}
 	wf := f.(*file)
 	var n atomic.Int32
-	wf.File = countingZeros{wf.File, &n}
+	wf.File = slowZeros{wf.File, 25 * time.Millisecond, &n}
 	if _, err := f.Write(make([]byte, 64<<10)); err != nil { // starts a fill
 		t.Fatal(err)
 	}
