@@ -2,7 +2,6 @@ package replication
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -589,21 +588,23 @@ func (r *Replica) add(run *applyRun, f Frame) error {
 		r.logger().Warn("transaction interrupted by another origin's record: applying it unbatched", "missing", run.group)
 		run.group = 0
 	}
-	var ch store.Change
-	switch m.Op {
-	case OpSet:
-		ch = store.Change{Op: store.OpSet, Key: bytes.Clone(m.Key), Value: bytes.Clone(m.Value)}
-	case OpRemove:
-		ch = store.Change{Op: store.OpRemove, Key: bytes.Clone(m.Key)}
-	case OpClear:
-		ch = store.Change{Op: store.OpClear}
-	default:
+	if m.Op != OpSet && m.Op != OpRemove && m.Op != OpClear {
 		return nil
 	}
 	if len(run.changes) > 0 && (run.db != int(m.DBID) || run.sid != m.SID) {
 		if err := run.flush(r.DBs); err != nil {
 			return err
 		}
+	}
+	// Copied only now: the flush above empties the run's buffer.
+	var ch store.Change
+	switch m.Op {
+	case OpSet:
+		ch = store.Change{Op: store.OpSet, Key: run.own(m.Key), Value: run.own(m.Value)}
+	case OpRemove:
+		ch = store.Change{Op: store.OpRemove, Key: run.own(m.Key)}
+	case OpClear:
+		ch = store.Change{Op: store.OpClear}
 	}
 	run.db, run.sid, run.ts = int(m.DBID), m.SID, f.TS
 	run.changes = append(run.changes, ch)
@@ -624,11 +625,25 @@ type applyRun struct {
 	sid     uint16
 	ts      uint64
 	changes []store.Change
-	group   int // records still expected of the transaction being gathered
+	group   int    // records still expected of the transaction being gathered
+	buf     []byte // the changes' keys and values (a frame's buffer is reused)
 }
 
 // maxRun bounds a run, and with it the size of one batch.
 const maxRun = 1000
+
+// maxRunBuf is the largest run buffer kept for the next run; a larger one
+// (a run of big records) is left to the collector.
+const maxRunBuf = 4 << 20
+
+// own copies b, a key or value of a frame, into the run's buffer and returns
+// the copy. The buffer only grows until the run is applied: a reallocation
+// leaves the earlier copies where they are, and nothing is written over them.
+func (a *applyRun) own(b []byte) []byte {
+	start := len(a.buf)
+	a.buf = append(a.buf, b...)
+	return a.buf[start:len(a.buf):len(a.buf)]
+}
 
 func (a *applyRun) full() bool { return len(a.changes) >= maxRun }
 
@@ -637,7 +652,13 @@ func (a *applyRun) flush(dbs []*store.DB) error {
 		return nil // an incomplete transaction waits for the rest
 	}
 	err := dbs[a.db].ApplyReplicated(a.changes, a.sid, a.ts)
+	clear(a.changes) // no reference into buf outlives the run
 	a.changes = a.changes[:0]
+	if cap(a.buf) > maxRunBuf {
+		a.buf = nil
+	} else {
+		a.buf = a.buf[:0]
+	}
 	return err
 }
 

@@ -301,7 +301,8 @@ var replPosKey = []byte{prefixMeta, 'r', 't', 's'}
 // resumes from whatever survived and its master sends the rest again. Relogged records
 // are streamed on to this server's own slaves only once a later sync covered them (the
 // ULog hook is told the commit was not synced), so no slave ever holds what a crash of
-// this server could lose.
+// this server could lose. Nothing keeps a reference to changes' keys and values once it
+// returns: the caller may reuse their memory.
 func (db *DB) ApplyReplicated(changes []Change, originSID uint16, pos uint64) error {
 	return db.applyChanges(changes, originSID, &pos, pebble.NoSync)
 }
