@@ -68,10 +68,9 @@ func TestMaster_SparseCommitsReadOnce(t *testing.T) {
 		t.Errorf("%d reads of the log for %d commits %v apart, want about one each", n, sparse, 10*coalesceDelay)
 	}
 
-	// Dense: a commit every ~0.1 ms. After each trickle the streamer
-	// waits coalesceDelay, so it reads at most once per coalesceDelay (and
-	// once per batch of coalesceBelow or more): without that, once per
-	// commit.
+	// Dense: a commit every ~0.1 ms. After each round the streamer waits
+	// coalesceDelay, so it reads at most once per coalesceDelay (and once
+	// per read cut short by its limit): without that, once per commit.
 	const dense = 1000
 	before = m.reads.Load()
 	start := time.Now()
@@ -83,7 +82,46 @@ func TestMaster_SparseCommitsReadOnce(t *testing.T) {
 	}
 	waitFor(t, "the dense commits on the replica", has(fmt.Sprint("d", dense-1)))
 	elapsed := time.Since(start)
-	if n, most := m.reads.Load()-before, int64(elapsed/coalesceDelay)+dense/coalesceBelow+10; n > most {
+	if n, most := m.reads.Load()-before, int64(elapsed/coalesceDelay)+dense/batchLimit+10; n > most {
 		t.Errorf("%d reads of the log for %d commits in %v, want at most %d", n, dense, elapsed, most)
+	}
+
+	// Busy: a commit of busyRound records every ~0.5 ms. Every round holds
+	// busyRound records or more, so the streamer reads at most once per
+	// coalesceBusy: without that, once per coalesceDelay.
+	const bursts = 400
+	before = m.reads.Load()
+	start = time.Now()
+	for i := range bursts {
+		time.Sleep(500 * time.Microsecond)
+		recs := make([]store.Record, busyRound)
+		for j := range recs {
+			recs[j] = store.Record{Key: fmt.Appendf(nil, "b%d-%d", i, j), Value: []byte("x"), XT: store.NoXT}
+		}
+		if _, err := mdb.SetBulk(recs, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the busy commits on the replica", has(fmt.Sprintf("b%d-%d", bursts-1, busyRound-1)))
+	elapsed = time.Since(start)
+	if n, most := m.reads.Load()-before, int64(elapsed/coalesceBusy)+10; n > most {
+		t.Errorf("%d reads of the log for %d commits of %d records in %v, want at most %d", n, bursts, busyRound, elapsed, most)
+	}
+}
+
+func TestPauseAfter(t *testing.T) {
+	for _, c := range []struct {
+		n      int
+		slaves int64
+		want   time.Duration
+	}{
+		{1, 1, coalesceDelay}, {busyRound - 1, 1, coalesceDelay},
+		{busyRound, 1, coalesceBusy}, {batchLimit, 2, coalesceBusy},
+		{1, 8, 8 * time.Millisecond}, {busyRound, 8, 8 * time.Millisecond},
+		{busyRound, 23, coalesceMax},
+	} {
+		if got := pauseAfter(c.n, c.slaves); got != c.want {
+			t.Errorf("pauseAfter(%d, %d) = %v, want %v", c.n, c.slaves, got, c.want)
+		}
 	}
 }
