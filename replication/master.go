@@ -348,8 +348,8 @@ func (s *masterSession) stream() error {
 			if err := s.sendRecords(recs); err != nil {
 				return err
 			}
-			// A read cut short by its limit is a backlog: read on at once.
 			s.delay = pauseAfter(len(recs), s.m.slaves.Load())
+			// A read cut short by its limit is a backlog: read on at once.
 			if !complete || !s.pause(changed) {
 				continue
 			}
@@ -396,7 +396,7 @@ func (s *masterSession) sendRecords(recs []record) error {
 // pause follows a round that sent every record committed, after the log
 // was last seen as changed. Under load, waiting s.delay before
 // the next read turns one Pebble read, one write and one wake-up per commit
-// and slave into one per batch, for at most coalesceFor of extra lag. But
+// and slave into one per batch, for at most s.delay of extra lag. But
 // where commits come further apart than that (a replica's own slaves, fed a
 // round every few tens of milliseconds; a master's quiet hours) the wait
 // ends in an empty read and costs a wake-up of its own: once a pause has
