@@ -588,7 +588,15 @@ func (r *Replica) add(run *applyRun, f Frame) error {
 		r.logger().Warn("transaction interrupted by another origin's record: applying it unbatched", "missing", run.group)
 		run.group = 0
 	}
-	if m.Op != OpSet && m.Op != OpRemove && m.Op != OpClear {
+	var ch store.Change
+	switch m.Op {
+	case OpSet:
+		ch = store.Change{Op: store.OpSet, Key: m.Key, Value: m.Value}
+	case OpRemove:
+		ch = store.Change{Op: store.OpRemove, Key: m.Key}
+	case OpClear:
+		ch = store.Change{Op: store.OpClear}
+	default:
 		return nil
 	}
 	if len(run.changes) > 0 && (run.db != int(m.DBID) || run.sid != m.SID) {
@@ -596,15 +604,9 @@ func (r *Replica) add(run *applyRun, f Frame) error {
 			return err
 		}
 	}
-	// Copied only now: the flush above empties the run's buffer.
-	var ch store.Change
-	switch m.Op {
-	case OpSet:
-		ch = store.Change{Op: store.OpSet, Key: run.own(m.Key), Value: run.own(m.Value)}
-	case OpRemove:
-		ch = store.Change{Op: store.OpRemove, Key: run.own(m.Key)}
-	case OpClear:
-		ch = store.Change{Op: store.OpClear}
+	// Copied out of the frame only now: the flush above empties the run's buffer.
+	if ch.Op != store.OpClear {
+		ch.Key, ch.Value = run.own(ch.Key), run.own(ch.Value)
 	}
 	run.db, run.sid, run.ts = int(m.DBID), m.SID, f.TS
 	run.changes = append(run.changes, ch)
