@@ -92,6 +92,7 @@ func New(cfg Config) (*Server, error) {
 	ulog := s.repl.init(s)
 	s.loadRestoreManifest()
 
+	openFiles := store.OpenFilesShare(store.OpenFilesLimit(), len(cfg.DBs))
 	for i, arg := range cfg.DBs {
 		spec, err := store.ParseSpec(arg)
 		if err != nil {
@@ -112,6 +113,8 @@ func New(cfg Config) (*Server, error) {
 			CacheSize: cfg.CacheSize,
 			ULog:      ulog,
 			DBID:      uint16(i),
+			// Room for every sstable of a database of tens of millions of keys.
+			MaxOpenFiles: openFiles,
 		})
 		if err != nil {
 			s.closeDBs()

@@ -2,8 +2,8 @@ package store
 
 // EngineMetrics returns a few of Pebble's own figures for the database,
 // by name, for export as metrics: disk usage, memtable and block cache
-// sizes, compaction and flush counts, L0 files, read amplification and
-// the WAL's size.
+// sizes, compaction and flush counts, L0 files, read amplification, the
+// WAL's size and the file cache's tables, hits and misses.
 func (db *DB) EngineMetrics() map[string]float64 {
 	if db.rlock() != nil {
 		return nil
@@ -31,5 +31,10 @@ func (db *DB) EngineMetrics() map[string]float64 {
 		"read_amplification":   float64(m.ReadAmp()),
 		"wal_bytes":            float64(m.WAL.Size),
 		"table_iterators_open": float64(m.TableIters),
+		// An sstable opened for a read because the file cache had no room for it
+		// is a miss: a steady rate of them means MaxOpenFiles is too small.
+		"file_cache_tables": float64(m.FileCache.TableCount),
+		"file_cache_hits":   float64(m.FileCache.Hits),
+		"file_cache_misses": float64(m.FileCache.Misses),
 	}
 }

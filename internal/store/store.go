@@ -72,6 +72,10 @@ type Config struct {
 	CacheSize int64            // Pebble block cache bytes of a file DB, unless Spec.CacheSize is set; 0 = 64 MiB
 	ULog      ULog             // update-log hook; nil: no update log
 	DBID      uint16           // this database's index, stamped on its ulog messages
+	// MaxOpenFiles bounds the files a file DB keeps open, its sstables' readers
+	// (Pebble's file cache) nearly all of them; 0 = Pebble's 1 000. A database with
+	// more sstables than that closes and reopens them on reads: see OpenFilesShare.
+	MaxOpenFiles int
 }
 
 // DB is one KT database stored in Pebble. All methods are safe for concurrent use.
@@ -194,6 +198,7 @@ func Open(cfg Config) (*DB, error) {
 	defer cache.Unref() // the DB holds its own reference
 	opts := pebbleOptions(cache, logger, spec.Path)
 	opts.MemTableSize = memTableSize
+	opts.MaxOpenFiles = cfg.MaxOpenFiles // Pebble's default when 0
 	opts.FS = cfg.FS
 	if opts.FS == nil {
 		opts.FS = vfs.Default
