@@ -74,3 +74,36 @@ func TestOpen_RecountInParts(t *testing.T) {
 		t.Errorf("reopened: %d expiring records queued, want %d", got, wantQueued)
 	}
 }
+
+// After a clear, whose range deletion leaves the deleted records in the sstables until
+// compactions drop them, the key directory is not sized for them: maps keep their room.
+func TestRecountPlan_NoSizingAfterClear(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.kct")
+	db := openTest(t, path, nil)
+	for k := range 2000 {
+		mustSet(t, db, fmt.Sprintf("k%05d", k), "value", XTMax)
+	}
+	if err := db.pebbleDB().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if records, _ := db.recountPlan(dataBounds(nil), 1); records != 2000 {
+		t.Fatalf("before the clear: an estimate of %d records, want 2000", records)
+	}
+	if err := db.Clear(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.pebbleDB().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openTest(t, path, nil)
+	if records, _ := db.recountPlan(dataBounds(nil), 1); records != 0 {
+		t.Errorf("after a clear: an estimate of %d records, want none", records)
+	}
+	if db.Count() != 0 {
+		t.Errorf("after a clear: count %d", db.Count())
+	}
+	checkKeydir(t, db)
+}

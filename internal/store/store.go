@@ -341,7 +341,7 @@ func (db *DB) scanRecords(r *pebble.IterOptions, now time.Time) (n, size int64, 
 	return n, size, errors.Join(it.Error(), it.Close())
 }
 
-// recountParallelMin is the estimated record count from which recount scans in parts,
+// recountParallelMin is the sstable entry count from which recount scans in parts,
 // and recountParts how many (tests change both).
 var (
 	recountParallelMin = 1 << 18
@@ -350,14 +350,15 @@ var (
 
 // recountPlan returns an estimate of the records within bounds, for sizing the key
 // directory, and the keys that split them into up to parts ranges of about as many
-// records each (none below recountParallelMin records); 0 and no splits when it cannot
+// records each (none below recountParallelMin entries); 0 and no splits when it cannot
 // tell (an on-memory database). Both come from the properties of the sstables that hold
-// records: the estimate is their entries less twice their deletions (a deletion and what
-// it deletes), and at least the fullest level's; a record overwritten in a higher level
-// counts once per version, a few percent more in a compacted LSM (each level is a tenth
-// of the next), and none in a load in key order, whose tables hold disjoint ranges. The
-// splits are the sstables' smallest keys where their entries, in key order, pass each
-// part's share.
+// records. The estimate is their entries less twice their deletions (a deletion and what
+// it deletes): a record overwritten in a higher level counts once per version, a few
+// percent more in a compacted LSM (each level is a tenth of the next) and nothing more
+// in a load in key order, whose tables hold disjoint ranges. It is 0 (no sizing) when a
+// range deletion (a clear) is among them: the records it deleted may still be in the
+// tables, and the directory would keep the room made for them. The splits are the
+// sstables' smallest keys where their entries, in key order, pass each part's share.
 func (db *DB) recountPlan(bounds *pebble.IterOptions, parts int) (records int, splits [][]byte) {
 	p := db.pebbleDB()
 	if p == nil {
@@ -372,26 +373,22 @@ func (db *DB) recountPlan(bounds *pebble.IterOptions, parts int) (records int, s
 		entries uint64
 	}
 	var tables []table
-	var entries, deletions, fullest uint64
+	var entries, deletions, rangeDels uint64
 	for _, level := range levels {
-		var n uint64
 		for _, t := range level {
 			if t.Properties == nil {
 				continue
 			}
 			entries += t.Properties.NumEntries
 			deletions += t.Properties.NumDeletions
-			n += t.Properties.NumEntries - min(t.Properties.NumDeletions, t.Properties.NumEntries)
+			rangeDels += t.Properties.NumRangeDeletions
 			tables = append(tables, table{t.Smallest.UserKey, t.Properties.NumEntries})
 		}
-		fullest = max(fullest, n)
 	}
-	est := fullest
-	if entries > 2*deletions {
-		est = max(est, entries-2*deletions)
+	if rangeDels == 0 && entries > 2*deletions {
+		records = int(min(entries-2*deletions, 1<<40))
 	}
-	records = int(min(est, 1<<40))
-	if records < recountParallelMin || parts < 2 || entries == 0 {
+	if entries < uint64(recountParallelMin) || parts < 2 {
 		return records, nil
 	}
 	slices.SortFunc(tables, func(a, b table) int { return bytes.Compare(a.start, b.start) })
