@@ -10,22 +10,31 @@ import (
 func TestPercent(t *testing.T) {
 	const mb = 1 << 20
 	for _, tc := range []struct {
-		live uint64
-		want int
+		live, scan uint64
+		want       int
 	}{
-		{0, 800},
-		{4 * mb, 800},   // a tiny heap: spaced out as far as allowed
-		{10 * mb, 540},  // grows to about 64 MiB
-		{32 * mb, 100},  // half the floor: the default
-		{60 * mb, 100},  // up to 64 MiB: the default
-		{16 * mb, 300},  // grows to about 64 MiB
-		{96 * mb, 66},   // grows by 64 MiB
-		{128 * mb, 50},  // grows by half
-		{200 * mb, 50},  // an on-memory database of 1 M records
-		{1024 * mb, 50}, // never below half
+		{0, 0, 800},
+		{4 * mb, 4 * mb, 800},      // a tiny heap: spaced out as far as allowed
+		{10 * mb, 10 * mb, 540},    // grows to about 64 MiB
+		{32 * mb, 32 * mb, 100},    // half the floor: the default
+		{60 * mb, 60 * mb, 100},    // up to 64 MiB: the default
+		{16 * mb, 16 * mb, 300},    // grows to about 64 MiB
+		{96 * mb, 96 * mb, 66},     // grows by 64 MiB
+		{128 * mb, 128 * mb, 50},   // grows by half
+		{200 * mb, 200 * mb, 50},   // all of it scanned: by half
+		{1024 * mb, 1024 * mb, 50}, // never below half of what is scanned
+		{200 * mb, 60 * mb, 32},    // an on-memory database of 1 M records: by 64 MiB
+		{1024 * mb, 300 * mb, 29},  // by what is scanned
+		{1024 * mb, 50 * mb, 6},    // a file database's key directory, 20 M keys: by 64 MiB
+		{1024 * mb, 0, 6},          // nothing to scan: by 64 MiB
+		{16 * mb, 0, 300},          // small: the floor still rules
+		{96 * mb, 10 * mb, 66},     // up to 128 MiB: by 64 MiB whatever is scanned
+		{2048 * mb, 2048 * mb, 50}, // all scanned, large: by half
+		{2048 * mb, 1500 * mb, 50}, // more than half scanned: by half
+		{2048 * mb, 800 * mb, 39},  // less: by what is scanned
 	} {
-		if got := Percent(tc.live, 64*mb, 800); got != tc.want {
-			t.Errorf("Percent(%d MiB) = %d, want %d", tc.live/mb, got, tc.want)
+		if got := Percent(tc.live, tc.scan, 64*mb, 800); got != tc.want {
+			t.Errorf("Percent(%d MiB, scan %d MiB) = %d, want %d", tc.live/mb, tc.scan/mb, got, tc.want)
 		}
 	}
 }
