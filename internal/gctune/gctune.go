@@ -50,7 +50,9 @@ func Percent(live, scan, floor uint64, maxPercent int) int {
 	}
 	toFloor := int(float64(floor)/float64(live)*100) - 100
 	growth := max(min(live/2, scan), min(live, bigHeap))
-	p := int(float64(growth) / float64(live) * 100)
+	// At least 1: GOGC 0 would collect without pause (a live heap past 6.4 GiB
+	// whose 64 MiB of growth rounds to 0 %).
+	p := max(int(float64(growth)/float64(live)*100), 1)
 	return min(max(p, toFloor), maxPercent)
 }
 

@@ -32,6 +32,7 @@ func TestPercent(t *testing.T) {
 		{2048 * mb, 2048 * mb, 50}, // all scanned, large: by half
 		{2048 * mb, 1500 * mb, 50}, // more than half scanned: by half
 		{2048 * mb, 800 * mb, 39},  // less: by what is scanned
+		{10240 * mb, 50 * mb, 1},   // huge and nearly all unscanned: GOGC 1, never 0
 	} {
 		if got := Percent(tc.live, tc.scan, 64*mb, 800); got != tc.want {
 			t.Errorf("Percent(%d MiB, scan %d MiB) = %d, want %d", tc.live/mb, tc.scan/mb, got, tc.want)

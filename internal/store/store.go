@@ -373,12 +373,13 @@ func (db *DB) recountPlan(bounds *pebble.IterOptions, parts int) (records int, s
 		entries uint64
 	}
 	var tables []table
-	var entries, deletions, rangeDels uint64
+	var entries, deletions, rangeDels, size uint64
 	for _, level := range levels {
 		for _, t := range level {
 			if t.Properties == nil {
 				continue
 			}
+			size += t.Size
 			entries += t.Properties.NumEntries
 			deletions += t.Properties.NumDeletions
 			rangeDels += t.Properties.NumRangeDeletions
@@ -386,7 +387,9 @@ func (db *DB) recountPlan(bounds *pebble.IterOptions, parts int) (records int, s
 		}
 	}
 	if rangeDels == 0 && entries > 2*deletions {
-		records = int(min(entries-2*deletions, 1<<40))
+		// Bounded by the tables' size (an entry takes more than 8 bytes of a table),
+		// whatever the properties say.
+		records = int(min(entries-2*deletions, size/8))
 	}
 	if entries < uint64(recountParallelMin) || parts < 2 {
 		return records, nil
