@@ -84,12 +84,14 @@ func (kd *keydir) reset() {
 // presize empties the directory and makes room in each shard for its part of about n
 // entries (a quarter more, for the shards' uneven shares), so that a scan of n records
 // fills maps that never grow: a Go map that grows moves its entries to larger tables
-// and, just after, is half empty. The caller holds db.mu exclusively.
+// and, just after, is half empty. Below one entry a shard, it is reset. The caller holds
+// db.mu exclusively.
 func (kd *keydir) presize(n int) {
-	if kd == nil {
+	per := n / kdShards * 5 / 4
+	if kd == nil || per == 0 {
+		kd.reset()
 		return
 	}
-	per := n / kdShards * 5 / 4
 	for i := range kd.shards {
 		kd.shards[i].m = make(map[kdKey]kdEntry, per)
 	}

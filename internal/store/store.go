@@ -280,11 +280,7 @@ func (db *DB) closeLock() error {
 func (db *DB) recount() error {
 	bounds := dataBounds(nil)
 	records, splits := db.recountPlan(bounds, recountParts())
-	if records > 0 {
-		db.kd.presize(records)
-	} else {
-		db.kd.reset()
-	}
+	db.kd.presize(records)
 	now := db.now()
 	type part struct {
 		n, size int64
