@@ -8,42 +8,55 @@ import (
 
 // keydir is a database's in-memory directory of its records: for every key present in
 // Pebble (expired records included, until swept), the length of its stored form and its
-// absolute expiry, under a 128-bit keyed hash of the key. It lets a write learn what it
+// absolute expiry, under 96 bits of a keyed hash of the key. It lets a write learn what it
 // replaces — and so keep Count and Size exact, and decide add/replace/remove — without
 // reading Pebble first, which used to be half the cost of a set.
 //
 // A key's entry is only changed by a writer holding the key's stripe lock (or db.mu
 // exclusively: Open, Clear, LoadSnapshot), so entries agree with the records. The
-// directory is split into kdShards maps, each with a mutex of its own; a key's shard is
+// directory is split into kdShards tables, each with a mutex of its own; a key's shard is
 // chosen by its bytes without the last two, so that keys written in order (a bulk load
-// of "00000001", "00000002", …) mostly share a shard whose map stays in the CPU's cache,
-// instead of each costing a cache miss in a map of its own.
+// of "00000001", "00000002", …) mostly share a shard whose table stays in the CPU's
+// cache, instead of each costing a cache miss in a table of its own.
 //
-// Exactness: two keys are confused only if both 64-bit halves of their hash collide. The
-// seeds are random per process, so the probability that any two of n keys collide is
-// about n²/2^129 (10⁻²⁴ at 20 M keys), far below that of a memory error, and clients
-// cannot aim for a collision without the seeds.
+// Exactness: two keys are confused only if the 96 bits the directory keeps of their
+// hashes (one 64-bit hash and half of a second, independent one) are equal. The seeds
+// are random per process, so the probability that any two of n keys collide is about
+// n²/2^97 (2.5·10⁻¹⁵ at 20 M keys, 6·10⁻¹² at a billion), far below that of a memory
+// error, and clients cannot aim for a collision without the seeds.
 //
-// Cost: a 16-byte hash and an 8-byte entry per key in a Go map, 24-byte slots: about
-// 28 bytes per key when a shard's map is full, up to 57 just after it grew (53 measured
-// at 2^20 keys, BenchmarkKeydirMemory); at open the maps are made at about their size
-// (presize), which at 20 M keys took the resident memory from ~1.2 to ~1.0 GiB. Entries
-// are fixed-size, so the cost does not depend on key or value sizes.
+// Cost: each shard is an open-addressing table of its own (Robin Hood hashing, linear
+// probes, deletion by shifting back), 20 bytes a slot: the stripe hash (8 bytes), the high
+// half of the second hash (4) and the entry (8). A table grows by half when nine tenths
+// of it are full, so it is 60–90 % full, 22–33 bytes a key (27.4 measured at 2^20 keys,
+// BenchmarkKeydirMemory; a Go map of the full hashes took 45); at open the tables are
+// made at about their size (presize). Entries are fixed-size, so the cost does not
+// depend on key or value sizes, and the tables hold no pointers: the garbage collector
+// never scans them.
 type keydir struct {
 	seed   maphash.Seed // second hash half and the shard hash; the first half is the stripe hash
 	shards [kdShards]kdShard
 }
 
-// kdShard is one map of the directory and its lock.
+// kdShard is one table of the directory and its lock. A slot is empty when its fp is 0.
 type kdShard struct {
-	mu sync.Mutex
-	m  map[kdKey]kdEntry
+	mu   sync.Mutex
+	fp   []uint64 // the stripe hash of the slot's key (kdFP), 0 for an empty slot
+	meta []kdMeta // the rest of the slot: parallel to fp
+	n    int      // entries
+}
+
+// kdMeta is a slot's high half of the second hash and the entry.
+type kdMeta struct {
+	h2 uint32
+	e  kdEntry
 }
 
 // kdShards is the number of directory shards.
 const kdShards = 1024
 
-// kdKey is a key's 128-bit hash: the stripe hash and a second, independent one.
+// kdKey is a key's 128-bit hash: the stripe hash and a second, independent one. The
+// directory identifies a key by 96 of them: h1 and the high half of h2.
 type kdKey struct{ h1, h2 uint64 }
 
 // kdEntry is what the directory knows of one record.
@@ -56,13 +69,20 @@ type kdEntry struct {
 // absolute expiry past uint32 are stored as it.
 const kdNever = math.MaxUint32
 
+// kdMinSlots is the size a table starts at; kdMaxLoad the share of it, in tenths,
+// filled before it grows by half.
+const (
+	kdMinSlots = 8
+	kdMaxLoad  = 9
+)
+
 func newKeydir() *keydir {
 	kd := &keydir{seed: maphash.MakeSeed()}
 	kd.reset()
 	return kd
 }
 
-// reset empties the directory, keeping the maps' room for what comes next (a cleared
+// reset empties the directory, keeping the tables' room for what comes next (a cleared
 // database is usually filled again). The caller holds db.mu exclusively.
 //
 // reset, put and del do nothing on a nil directory: an on-memory database has none (its
@@ -72,29 +92,38 @@ func (kd *keydir) reset() {
 		return
 	}
 	for i := range kd.shards {
-		sh := &kd.shards[i]
-		if sh.m == nil {
-			sh.m = make(map[kdKey]kdEntry)
-		} else {
-			clear(sh.m)
-		}
+		kd.shards[i].resetShard()
 	}
 }
 
+// resetShard empties the table, keeping its room.
+func (sh *kdShard) resetShard() {
+	clear(sh.fp)
+	clear(sh.meta)
+	sh.n = 0
+}
+
 // presize empties the directory and makes room in each shard for its part of about n
-// entries (a quarter more, for the shards' uneven shares), so that a scan of n records
-// fills maps that never grow: a Go map that grows moves its entries to larger tables
-// and, just after, is half empty. Below one entry a shard, it is reset. The caller holds
-// db.mu exclusively.
+// entries, so that a scan of n records fills tables that seldom grow: each is made four
+// fifths full at its mean share, and a shard whose share is more than an eighth above it
+// grows by half once (a small table: 20 000 entries at 20 M keys). Below one entry a
+// shard, it is reset. The caller holds db.mu exclusively.
 func (kd *keydir) presize(n int) {
-	per := n / kdShards * 5 / 4
+	per := n / kdShards
 	if kd == nil || per == 0 {
 		kd.reset()
 		return
 	}
 	for i := range kd.shards {
-		kd.shards[i].m = make(map[kdKey]kdEntry, per)
+		kd.shards[i].presizeShard(per)
 	}
+}
+
+// presizeShard empties the table and makes it the size that holds n entries four fifths
+// full.
+func (sh *kdShard) presizeShard(n int) {
+	slots := max(n*5/4+1, kdMinSlots)
+	sh.fp, sh.meta, sh.n = make([]uint64, slots), make([]kdMeta, slots), 0
 }
 
 // hash returns the directory key of key and its shard. h1 is the stripe hash.
@@ -107,23 +136,135 @@ func (kd *keydir) hash(seed maphash.Seed, key []byte) (kdKey, int) {
 		int(maphash.Bytes(kd.seed, prefix) % kdShards)
 }
 
+// kdFP is the value a slot holds for h1: h1 itself, except that 0 marks an empty slot
+// and so stands for 1 (two keys whose hashes differ only there are one in 2^96).
+func kdFP(h1 uint64) uint64 {
+	return max(h1, 1)
+}
+
+// home returns the slot a key whose slot value is fp belongs in: the high half of fp
+// scaled to the table's size.
+func (sh *kdShard) home(fp uint64) int {
+	return int((fp >> 32) * uint64(len(sh.fp)) >> 32)
+}
+
+// dist returns how far slot i is from home slot h, going forward and wrapping.
+func (sh *kdShard) dist(i, h int) int {
+	if i >= h {
+		return i - h
+	}
+	return i + len(sh.fp) - h
+}
+
+// find returns the slot of h, or -1. The caller holds sh.mu.
+func (sh *kdShard) find(h kdKey) int {
+	if sh.n == 0 {
+		return -1
+	}
+	fp, h2 := kdFP(h.h1), uint32(h.h2>>32)
+	i := sh.home(fp)
+	for d := 0; ; d++ {
+		f := sh.fp[i]
+		// A slot nearer its own home than we are to ours ends the probe: Robin Hood
+		// insertion would have put h here.
+		if f == 0 || sh.dist(i, sh.home(f)) < d {
+			return -1
+		}
+		if f == fp && sh.meta[i].h2 == h2 {
+			return i
+		}
+		if i++; i == len(sh.fp) {
+			i = 0
+		}
+	}
+}
+
+// insert adds h, absent, with entry e, growing the table first if it is full. The
+// caller holds sh.mu.
+func (sh *kdShard) insert(h kdKey, e kdEntry) {
+	if (sh.n+1)*10 > len(sh.fp)*kdMaxLoad {
+		sh.grow(max(len(sh.fp)+len(sh.fp)/2, kdMinSlots))
+	}
+	sh.place(kdFP(h.h1), kdMeta{h2: uint32(h.h2 >> 32), e: e})
+	sh.n++
+}
+
+// place puts a slot's contents in the table, displacing (and placing again) any entry
+// nearer its home than the one being placed is. There is an empty slot.
+func (sh *kdShard) place(fp uint64, m kdMeta) {
+	i := sh.home(fp)
+	for d := 0; ; d++ {
+		f := sh.fp[i]
+		if f == 0 {
+			sh.fp[i], sh.meta[i] = fp, m
+			return
+		}
+		if od := sh.dist(i, sh.home(f)); od < d {
+			sh.fp[i], fp = fp, f
+			sh.meta[i], m = m, sh.meta[i]
+			d = od
+		}
+		if i++; i == len(sh.fp) {
+			i = 0
+		}
+	}
+}
+
+// remove empties slot i, shifting the entries after it that are away from their home
+// back by one. The caller holds sh.mu.
+func (sh *kdShard) remove(i int) {
+	for {
+		j := i + 1
+		if j == len(sh.fp) {
+			j = 0
+		}
+		f := sh.fp[j]
+		if f == 0 || sh.home(f) == j {
+			sh.fp[i], sh.meta[i] = 0, kdMeta{}
+			break
+		}
+		sh.fp[i], sh.meta[i] = f, sh.meta[j]
+		i = j
+	}
+	sh.n--
+}
+
+// grow moves the table's entries to a table of slots slots.
+func (sh *kdShard) grow(slots int) {
+	fp, meta := sh.fp, sh.meta
+	sh.fp, sh.meta = make([]uint64, slots), make([]kdMeta, slots)
+	for i, f := range fp {
+		if f != 0 {
+			sh.place(f, meta[i])
+		}
+	}
+}
+
 // lookup returns the entry under h in shard.
 func (kd *keydir) lookup(shard int, h kdKey) (kdEntry, bool) {
 	sh := &kd.shards[shard]
 	sh.mu.Lock()
-	e, ok := sh.m[h]
+	var e kdEntry
+	i := sh.find(h)
+	if i >= 0 {
+		e = sh.meta[i].e
+	}
 	sh.mu.Unlock()
-	return e, ok
+	return e, i >= 0
 }
 
 // store sets the entry under h in shard (present) or removes it.
 func (kd *keydir) store(shard int, h kdKey, e kdEntry, present bool) {
 	sh := &kd.shards[shard]
 	sh.mu.Lock()
-	if present {
-		sh.m[h] = e
-	} else {
-		delete(sh.m, h)
+	i := sh.find(h)
+	switch {
+	case i >= 0 && present:
+		sh.meta[i].e = e
+	case i >= 0:
+		sh.remove(i)
+	case present:
+		sh.insert(h, e)
 	}
 	sh.mu.Unlock()
 }
@@ -173,7 +314,7 @@ func (kd *keydir) del(seed maphash.Seed, key []byte) {
 func (kd *keydir) len() int {
 	n := 0
 	for i := range kd.shards {
-		n += len(kd.shards[i].m)
+		n += kd.shards[i].n
 	}
 	return n
 }

@@ -229,6 +229,121 @@ func TestKeydir_Entry(t *testing.T) {
 	}
 }
 
+// TestKdShard_Model runs random inserts, updates, removals, resets and presizes on one
+// shard's table against a Go map, with hashes drawn from few values so that keys share
+// home slots, probe runs wrap around the table's end and removals shift runs back; after
+// each step every key the map holds must be found with its entry, every other key not,
+// and the count agree. Keys that differ only in the bits the table does not keep (the
+// low half of h2) are the same key to it, as documented, so the model keys by the rest.
+func TestKdShard_Model(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 9))
+	type id struct {
+		fp uint64
+		h2 uint32
+	}
+	var universe []kdKey
+	for range 300 {
+		// h1 from a few home regions (its high half) and few low bits, 0 included
+		// (stored as 1); h2's high half from a few values, its low half noise.
+		h1 := uint64(rng.IntN(4))<<62 | uint64(rng.IntN(3))<<32 | uint64(rng.IntN(40))
+		h2 := uint64(rng.IntN(3))<<32 | uint64(rng.Uint32())
+		universe = append(universe, kdKey{h1, h2})
+	}
+	universe = append(universe, kdKey{0, 5 << 32}, kdKey{1, 5 << 32}) // one key to the table
+	sh := &kdShard{}
+	// Only h1 0 and 1 are one to the table: 2 and 3 are two keys.
+	for _, h1 := range []uint64{0, 1, 2, 3} {
+		if sh.find(kdKey{h1, 7 << 32}) < 0 {
+			sh.insert(kdKey{h1, 7 << 32}, kdEntry{})
+		}
+	}
+	if sh.n != 3 {
+		t.Fatalf("h1 0, 1, 2, 3: %d entries, want 3", sh.n)
+	}
+	model := map[id]kdEntry{{1, 7}: {}, {2, 7}: {}, {3, 7}: {}}
+	idOf := func(h kdKey) id { return id{kdFP(h.h1), uint32(h.h2 >> 32)} }
+	check := func(step int) {
+		t.Helper()
+		if sh.n != len(model) {
+			t.Fatalf("step %d: %d entries, want %d", step, sh.n, len(model))
+		}
+		for _, h := range universe {
+			i := sh.find(h)
+			want, ok := model[idOf(h)]
+			if (i >= 0) != ok || ok && sh.meta[i].e != want {
+				t.Fatalf("step %d: find(%x) = %d, want present %v %+v", step, h, i, ok, want)
+			}
+		}
+		used := 0
+		for _, f := range sh.fp {
+			if f != 0 {
+				used++
+			}
+		}
+		if used != sh.n {
+			t.Fatalf("step %d: %d slots used for %d entries", step, used, sh.n)
+		}
+	}
+	for step := range 20000 {
+		h := universe[rng.IntN(len(universe))]
+		switch r := rng.IntN(1000); {
+		case r < 2:
+			sh.presizeShard(rng.IntN(200))
+			clear(model)
+		case r < 4:
+			sh.resetShard()
+			clear(model)
+		case r < 600:
+			e := kdEntry{size: uint32(step), xt: uint32(rng.IntN(3))}
+			if i := sh.find(h); i >= 0 {
+				sh.meta[i].e = e
+			} else {
+				sh.insert(h, e)
+			}
+			model[idOf(h)] = e
+		default:
+			if i := sh.find(h); i >= 0 {
+				sh.remove(i)
+			}
+			delete(model, idOf(h))
+		}
+		check(step)
+	}
+}
+
+// BenchmarkKeydirOps measures the directory's operations at 1 M keys: the inserts of a
+// load, then a write's lookup and store of a present key.
+func BenchmarkKeydirOps(b *testing.B) {
+	const n = 1 << 20
+	seed := maphash.MakeSeed()
+	kd := newKeydir()
+	hashes := make([]kdKey, n)
+	shards := make([]int, n)
+	var key []byte
+	for i := range n {
+		key = fmt.Appendf(key[:0], "k%08d", i)
+		hashes[i], shards[i] = kd.hash(seed, key)
+	}
+	b.Run("insert", func(b *testing.B) {
+		for b.Loop() {
+			kd.reset()
+			for i := range n {
+				kd.store(shards[i], hashes[i], entryFor(105, XTMax), true)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/key")
+	})
+	rng := rand.New(rand.NewPCG(1, 1))
+	b.Run("update", func(b *testing.B) {
+		for b.Loop() {
+			i := rng.IntN(n)
+			e, _ := kd.lookup(shards[i], hashes[i])
+			e.size++
+			kd.store(shards[i], hashes[i], e, true)
+		}
+	})
+}
+
 // BenchmarkKeydirMemory reports the directory's heap cost per key at 1 M keys.
 func BenchmarkKeydirMemory(b *testing.B) {
 	const n = 1 << 20
