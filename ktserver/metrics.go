@@ -138,8 +138,10 @@ func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
 	for i, db := range c.s.dbs {
 		idx, name := strconv.Itoa(i), db.Spec().Name
-		ch <- prometheus.MustNewConstMetric(descRecords, prometheus.GaugeValue, float64(db.Count()), idx, name)
-		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(db.Size()), idx, name)
+		if db.Ready() { // a large database counts its records after it opens: no figure until then
+			ch <- prometheus.MustNewConstMetric(descRecords, prometheus.GaugeValue, float64(db.Count()), idx, name)
+			ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(db.Size()), idx, name)
+		}
 		for k, v := range db.EngineMetrics() {
 			ch <- prometheus.MustNewConstMetric(descPebble, prometheus.GaugeValue, v, idx, name, k)
 		}

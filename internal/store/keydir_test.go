@@ -22,6 +22,9 @@ func checkKeydir(t testing.TB, db *DB) {
 		}
 		return
 	}
+	if err := db.awaitDir(); err != nil {
+		t.Fatal(err)
+	}
 	db.mu.Lock() // exclusive: the directory is stable
 	defer db.mu.Unlock()
 	it, err := db.pdb.NewIter(dataBounds(nil))

@@ -540,11 +540,10 @@ func (db *DB) Clear() error {
 	if db.readOnly {
 		return ErrNoPermission
 	}
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	if db.closed {
-		return ErrClosed
+	if err := db.xlock(); err != nil {
+		return err
 	}
+	defer db.mu.Unlock()
 	t := db.newTxn(true)
 	defer t.close()
 	defer t.abandon()

@@ -216,12 +216,11 @@ func (db *DB) LoadSnapshot(dir string) error {
 	if err != nil {
 		return sysErr("iterator", err)
 	}
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	if db.closed {
+	if err := db.xlock(); err != nil {
 		it.Close()
-		return ErrClosed
+		return err
 	}
+	defer db.mu.Unlock()
 	err = copyKeys(it, db.pdb, db.writeOpts())
 	if err = errors.Join(err, it.Close()); err != nil {
 		return sysErr("load snapshot", err)

@@ -125,6 +125,14 @@ type core struct {
 	count atomic.Int64 // records, including expired ones not yet swept
 	size  atomic.Int64 // sum of len(key)+len(stored value)
 
+	// dirDone is closed once the key directory, count and size are built: when Open
+	// returns, or when the scan that Open left running for a large database ends
+	// (dirErr is its error, set before). Writers, Count and Size wait for it; reads do
+	// not. dirStop asks a running scan to give up (Close).
+	dirDone chan struct{}
+	dirErr  error
+	dirStop atomic.Bool
+
 	// kd is the directory of every record's size and expiry (keydir.go), so that writes
 	// know what they replace without reading it. On-memory databases have none: memkv
 	// answers a point read about as fast as the directory would, without its 28–57 bytes
@@ -152,9 +160,13 @@ type core struct {
 // *DamageError (errors.Is ErrDamaged) and leaves every file as it was (see opendir.go).
 // With ReadOnly, a file DB is opened in Pebble's read-only mode, which writes nothing
 // (so a read-only directory can be served), and must exist. In-memory types live in a
-// memkv B-tree of their own, empty at open. Count and Size are computed by a scan (in
-// parts on as many goroutines for a large database, all done when Open returns); Open
-// leaves no goroutines of its own running.
+// memkv B-tree of their own, empty at open. Count, Size and the key directory are
+// computed by a scan of the records (in parts on as many goroutines for a large
+// database), about a second of one core per million records. Below backgroundScanMin
+// records the scan is done when Open returns, and a scan that fails fails the Open. A
+// larger database is returned at once with the scan still running: reads are served
+// meanwhile, writers, Count and Size wait for it (Ready says whether they would), and if
+// it fails every write returns its error; Close stops it.
 func Open(cfg Config) (*DB, error) {
 	spec := cfg.Spec
 	if spec.Type == 0 {
@@ -186,6 +198,7 @@ func Open(cfg Config) (*DB, error) {
 
 	if spec.InMemory {
 		db.pdb = memKV{memkv.New()}
+		db.dirDone = closedChan
 		return db, nil
 	}
 	cacheSize := cfg.CacheSize
@@ -213,15 +226,81 @@ func Open(cfg Config) (*DB, error) {
 		return nil, err
 	}
 	db.pdb, db.lock = pebbleKV{pdb}, lock
+	if records, _ := db.recountPlan(dataBounds(nil), 1); records >= backgroundScanMin {
+		// A large database: serve reads while the scan builds the directory.
+		db.dirDone = make(chan struct{})
+		logger.Info("store: scanning the records in the background; writes wait for the scan", "db", spec.Path, "records", records)
+		hook := backgroundScanHook
+		go func() {
+			start := time.Now()
+			err := hook()
+			if err == nil {
+				err = db.recount()
+			}
+			if err != nil {
+				if db.dirStop.Load() {
+					err = ErrClosed
+				} else {
+					err = openScanError(spec.Path, err)
+					logger.Error("store: the scan of the records failed; the database refuses writes", "db", spec.Path, "err", err)
+				}
+				db.dirErr = err
+			} else {
+				logger.Info("store: records scanned", "db", spec.Path, "records", db.count.Load(), "elapsed", time.Since(start).Round(time.Millisecond))
+			}
+			close(db.dirDone)
+		}()
+		return db, nil
+	}
+	db.dirDone = closedChan
 	if err := db.recount(); err != nil {
 		pdb.Close()
 		db.closeLock()
-		if pebble.IsCorruptionError(err) {
-			return nil, fmt.Errorf("store: open %s: %s (a damaged sstable: ktd recover can rebuild the store from what can be read)", spec.Path, oneLine(err))
-		}
-		return nil, fmt.Errorf("store: open %s: %s", spec.Path, oneLine(err))
+		return nil, openScanError(spec.Path, err)
 	}
 	return db, nil
+}
+
+// openScanError is the error of a scan of the records at open that failed.
+func openScanError(path string, err error) error {
+	if pebble.IsCorruptionError(err) {
+		return fmt.Errorf("store: open %s: %s (a damaged sstable: ktd recover can rebuild the store from what can be read)", path, oneLine(err))
+	}
+	return fmt.Errorf("store: open %s: %s", path, oneLine(err))
+}
+
+// backgroundScanMin is the number of records (as the sstables' properties estimate it)
+// from which Open leaves the scan running and returns: about a second of one core's work
+// per million (tests change it).
+var backgroundScanMin = 1 << 20
+
+// backgroundScanHook runs before a scan that Open left running (tests hold the scan
+// back with it, or make it fail).
+var backgroundScanHook = func() error { return nil }
+
+// closedChan is a closed channel: a directory built when Open returns.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+// awaitDir waits until the key directory, count and size are built and returns the
+// scan's error, if it failed (or ErrClosed if Close stopped it).
+func (db *DB) awaitDir() error {
+	<-db.dirDone
+	return db.dirErr
+}
+
+// Ready reports whether the database's key directory, count and size are built, so that
+// writes, Count and Size proceed without waiting (see Open).
+func (db *DB) Ready() bool {
+	select {
+	case <-db.dirDone:
+		return true
+	default:
+		return false
+	}
 }
 
 // memTableCharge is what a DB's memtables take from its Pebble cache. Pebble charges
@@ -325,6 +404,9 @@ func (db *DB) scanRecords(r *pebble.IterOptions, now time.Time) (n, size int64, 
 		return 0, 0, err
 	}
 	for it.First(); it.Valid(); it.Next() {
+		if n%4096 == 0 && db.dirStop.Load() {
+			return n, size, errors.Join(ErrClosed, it.Close())
+		}
 		key, stored := it.Key()[1:], it.Value()
 		n++
 		size += int64(len(key)) + int64(len(stored))
@@ -419,6 +501,8 @@ func (db *DB) Close() error {
 	if db.tx != nil {
 		return ErrTxUnsupported
 	}
+	db.dirStop.Store(true) // a scan still running gives up: its writers get ErrClosed
+	<-db.dirDone
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	if db.closed {
@@ -436,6 +520,7 @@ func (db *DB) Spec() Spec { return db.spec }
 
 // Count returns the number of records, including expired ones not yet swept.
 func (db *DB) Count() int64 {
+	<-db.dirDone
 	if db.tx != nil {
 		return max(0, db.count.Load()+db.tx.dCount)
 	}
@@ -446,6 +531,7 @@ func (db *DB) Count() int64 {
 // is the 5-byte expiry plus the user value unless Persistent), including expired records
 // not yet swept.
 func (db *DB) Size() int64 {
+	<-db.dirDone
 	if db.tx != nil {
 		return max(0, db.size.Load()+db.tx.dSize)
 	}
@@ -524,12 +610,30 @@ func (db *DB) reader() reader {
 	return db.pdb
 }
 
-// wlock is rlock for writers: it also refuses writes on a read-only database.
+// wlock is rlock for writers: it also refuses writes on a read-only database, and waits
+// for the key directory (awaitDir).
 func (db *DB) wlock() error {
 	if db.readOnly {
 		return ErrNoPermission
 	}
+	if err := db.awaitDir(); err != nil {
+		return err
+	}
 	return db.rlock()
+}
+
+// xlock takes db.mu exclusively for a writer (Clear, a snapshot's load), once the key
+// directory is built: a scan still running holds no lock.
+func (db *DB) xlock() error {
+	if err := db.awaitDir(); err != nil {
+		return err
+	}
+	db.mu.Lock()
+	if db.closed {
+		db.mu.Unlock()
+		return ErrClosed
+	}
+	return nil
 }
 
 // nowUnix returns the current time in epoch seconds from the injected clock.

@@ -314,12 +314,14 @@ func (db *DB) applyChanges(changes []Change, sid uint16, pos *uint64, opts *pebb
 	db = db.autocommit()
 	hasClear := slices.ContainsFunc(changes, func(c Change) bool { return c.Op == OpClear })
 	if hasClear {
-		db.mu.Lock()
-		defer db.mu.Unlock()
-		if db.closed {
-			return ErrClosed
+		if err := db.xlock(); err != nil {
+			return err
 		}
+		defer db.mu.Unlock()
 	} else {
+		if err := db.awaitDir(); err != nil {
+			return err
+		}
 		if err := db.rlock(); err != nil {
 			return err
 		}
