@@ -129,9 +129,10 @@ type core struct {
 	// returns, or when the scan that Open left running for a large database ends
 	// (dirErr is its error, set before). Writers, Count and Size wait for it; reads do
 	// not. dirStop asks a running scan to give up (Close).
-	dirDone chan struct{}
-	dirErr  error
-	dirStop atomic.Bool
+	dirDone  chan struct{}
+	dirErr   error
+	dirStop  atomic.Bool
+	dirReady atomic.Bool // dirDone is closed: every write reads this, not the channel
 
 	// kd is the directory of every record's size and expiry (keydir.go), so that writes
 	// know what they replace without reading it. On-memory databases have none: memkv
@@ -199,6 +200,7 @@ func Open(cfg Config) (*DB, error) {
 	if spec.InMemory {
 		db.pdb = memKV{memkv.New()}
 		db.dirDone = closedChan
+		db.dirReady.Store(true)
 		return db, nil
 	}
 	cacheSize := cfg.CacheSize
@@ -248,11 +250,13 @@ func Open(cfg Config) (*DB, error) {
 			} else {
 				logger.Info("store: records scanned", "db", spec.Path, "records", db.count.Load(), "elapsed", time.Since(start).Round(time.Millisecond))
 			}
+			db.dirReady.Store(true)
 			close(db.dirDone)
 		}()
 		return db, nil
 	}
 	db.dirDone = closedChan
+	db.dirReady.Store(true)
 	if err := db.recount(); err != nil {
 		pdb.Close()
 		db.closeLock()
@@ -288,20 +292,15 @@ var closedChan = func() chan struct{} {
 // awaitDir waits until the key directory, count and size are built and returns the
 // scan's error, if it failed (or ErrClosed if Close stopped it).
 func (db *DB) awaitDir() error {
-	<-db.dirDone
+	if !db.dirReady.Load() {
+		<-db.dirDone
+	}
 	return db.dirErr
 }
 
 // Ready reports whether the database's key directory, count and size are built, so that
 // writes, Count and Size proceed without waiting (see Open).
-func (db *DB) Ready() bool {
-	select {
-	case <-db.dirDone:
-		return true
-	default:
-		return false
-	}
-}
+func (db *DB) Ready() bool { return db.dirReady.Load() }
 
 // memTableCharge is what a DB's memtables take from its Pebble cache. Pebble charges
 // every memtable it allocates to the block cache (Cache.Reserve): the mutable one and,
@@ -502,7 +501,7 @@ func (db *DB) Close() error {
 		return ErrTxUnsupported
 	}
 	db.dirStop.Store(true) // a scan still running gives up: its writers get ErrClosed
-	<-db.dirDone
+	_ = db.awaitDir()      // however it ended
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	if db.closed {
@@ -520,7 +519,7 @@ func (db *DB) Spec() Spec { return db.spec }
 
 // Count returns the number of records, including expired ones not yet swept.
 func (db *DB) Count() int64 {
-	<-db.dirDone
+	_ = db.awaitDir() // a failed scan's writes fail; its figures are what it left
 	if db.tx != nil {
 		return max(0, db.count.Load()+db.tx.dCount)
 	}
@@ -531,7 +530,7 @@ func (db *DB) Count() int64 {
 // is the 5-byte expiry plus the user value unless Persistent), including expired records
 // not yet swept.
 func (db *DB) Size() int64 {
-	<-db.dirDone
+	_ = db.awaitDir()
 	if db.tx != nil {
 		return max(0, db.size.Load()+db.tx.dSize)
 	}
