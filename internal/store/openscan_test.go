@@ -141,4 +141,7 @@ func TestOpen_FailedScanRefusesWrites(t *testing.T) {
 		}
 	}
 	wantGet(t, db, "k0001", "v", 0)
+	if db.Count() != 0 || db.Size() != 0 {
+		t.Errorf("after a failed scan Count/Size = %d/%d, want 0/0", db.Count(), db.Size())
+	}
 }

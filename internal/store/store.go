@@ -136,7 +136,7 @@ type core struct {
 
 	// kd is the directory of every record's size and expiry (keydir.go), so that writes
 	// know what they replace without reading it. On-memory databases have none: memkv
-	// answers a point read about as fast as the directory would, without its 28–57 bytes
+	// answers a point read about as fast as the directory would, without its 22–33 bytes
 	// per key (txn.lookupStore).
 	kd *keydir
 
@@ -519,7 +519,7 @@ func (db *DB) Spec() Spec { return db.spec }
 
 // Count returns the number of records, including expired ones not yet swept.
 func (db *DB) Count() int64 {
-	_ = db.awaitDir() // a failed scan's writes fail; its figures are what it left
+	_ = db.awaitDir() // after a failed scan, 0 (its writes fail)
 	if db.tx != nil {
 		return max(0, db.count.Load()+db.tx.dCount)
 	}
