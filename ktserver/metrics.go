@@ -113,6 +113,7 @@ type dbCollector struct{ s *Server }
 var (
 	descRecords = prometheus.NewDesc("ktd_db_records", "Records in the database, expired ones not yet swept included.", []string{"db", "name"}, nil)
 	descBytes   = prometheus.NewDesc("ktd_db_bytes", "Bytes of keys and stored values in the database.", []string{"db", "name"}, nil)
+	descReady   = prometheus.NewDesc("ktd_db_ready", "1 once the database's records are counted (writes, status and report wait until then; reads do not), 0 while a large database is counted after it opened.", []string{"db", "name"}, nil)
 	descPebble  = prometheus.NewDesc("ktd_pebble_metric", "Pebble engine metrics of the database.", []string{"db", "name", "metric"}, nil)
 
 	descSlaves    = prometheus.NewDesc("ktd_repl_slaves", "Slaves this server is streaming its update log to.", nil, nil)
@@ -127,6 +128,7 @@ var (
 func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descRecords
 	ch <- descBytes
+	ch <- descReady
 	ch <- descPebble
 	ch <- descSlaves
 	ch <- descPosition
@@ -138,10 +140,13 @@ func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
 	for i, db := range c.s.dbs {
 		idx, name := strconv.Itoa(i), db.Spec().Name
+		ready := 0.0
 		if db.Ready() { // a large database counts its records after it opens: no figure until then
+			ready = 1
 			ch <- prometheus.MustNewConstMetric(descRecords, prometheus.GaugeValue, float64(db.Count()), idx, name)
 			ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(db.Size()), idx, name)
 		}
+		ch <- prometheus.MustNewConstMetric(descReady, prometheus.GaugeValue, ready, idx, name)
 		for k, v := range db.EngineMetrics() {
 			ch <- prometheus.MustNewConstMetric(descPebble, prometheus.GaugeValue, v, idx, name, k)
 		}

@@ -326,6 +326,7 @@ func TestServer_Metrics(t *testing.T) {
 		"ktd_requests_total{code=200,procedure=rest_get}": 1,
 		"ktd_requests_total{code=200,procedure=set}":      1,
 		"ktd_db_records{db=0,name=+}":                     1,
+		"ktd_db_ready{db=0,name=+}":                       1,
 		"ktd_open_connections{}":                          1,
 	} {
 		if got := found[k]; got != want {
