@@ -76,10 +76,10 @@ const (
 	kdMaxLoad  = 9
 )
 
+// newKeydir returns an empty directory: its tables are made by the first insert of each
+// shard, or by presize.
 func newKeydir() *keydir {
-	kd := &keydir{seed: maphash.MakeSeed()}
-	kd.reset()
-	return kd
+	return &keydir{seed: maphash.MakeSeed()}
 }
 
 // reset empties the directory, keeping the tables' room for what comes next (a cleared

@@ -228,7 +228,8 @@ func Open(cfg Config) (*DB, error) {
 		return nil, err
 	}
 	db.pdb, db.lock = pebbleKV{pdb}, lock
-	if records, _ := db.recountPlan(dataBounds(nil), 1); records >= backgroundScanMin {
+	records, splits := db.recountPlan(dataBounds(nil), recountParts())
+	if records >= backgroundScanMin {
 		// A large database: serve reads while the scan builds the directory.
 		db.dirDone = make(chan struct{})
 		logger.Info("store: scanning the records in the background; writes wait for the scan", "db", spec.Path, "records", records)
@@ -237,7 +238,7 @@ func Open(cfg Config) (*DB, error) {
 			start := time.Now()
 			err := hook()
 			if err == nil {
-				err = db.recount()
+				err = db.recountAs(records, splits)
 			}
 			if err != nil {
 				if db.dirStop.Load() {
@@ -257,7 +258,7 @@ func Open(cfg Config) (*DB, error) {
 	}
 	db.dirDone = closedChan
 	db.dirReady.Store(true)
-	if err := db.recount(); err != nil {
+	if err := db.recountAs(records, splits); err != nil {
 		pdb.Close()
 		db.closeLock()
 		return nil, openScanError(spec.Path, err)
@@ -353,11 +354,16 @@ func (db *DB) closeLock() error {
 //
 // A large database is scanned in parts, one per processor, each over a key range of its
 // own (the directory's shards and the expiry queue have locks of their own): the scan is
-// what a file database's open spends, about a second per million records on one core,
-// most of it in the directory's map inserts.
+// what a file database's open spends, about a second per million records on one core.
 func (db *DB) recount() error {
+	return db.recountAs(db.recountPlan(dataBounds(nil), recountParts()))
+}
+
+// recountAs is recount with its plan made (recountPlan): the records to size the key
+// directory for and the keys that split the scan into parts. Open makes the plan once,
+// to choose whether to wait for the scan as well.
+func (db *DB) recountAs(records int, splits [][]byte) error {
 	bounds := dataBounds(nil)
-	records, splits := db.recountPlan(bounds, recountParts())
 	db.kd.presize(records)
 	now := db.now()
 	type part struct {
