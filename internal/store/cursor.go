@@ -287,7 +287,7 @@ func (c *Cursor) read(fn func(cur *current), step bool) error {
 			return err
 		}
 		found := false
-		err := db.getStored(c.key, func(stored []byte, ok bool) {
+		err := db.readStored(c.key, false, func(stored []byte, ok bool) {
 			if !ok {
 				return
 			}

@@ -19,7 +19,7 @@ func (db *DB) EngineMetrics() map[string]float64 {
 		}
 	}
 	m := p.Metrics()
-	return map[string]float64{
+	out := map[string]float64{
 		"disk_usage_bytes":     float64(m.DiskSpaceUsage()),
 		"memtable_bytes":       float64(m.MemTable.Size),
 		"block_cache_bytes":    float64(m.BlockCache.Size),
@@ -37,4 +37,13 @@ func (db *DB) EngineMetrics() map[string]float64 {
 		"file_cache_hits":   float64(m.FileCache.Hits),
 		"file_cache_misses": float64(m.FileCache.Misses),
 	}
+	if db.rc != nil {
+		// The row cache: reads it answered, reads that went to Pebble, what it holds.
+		records, bytes := db.rc.stats()
+		out["row_cache_hits"] = float64(db.rc.hits.Load())
+		out["row_cache_misses"] = float64(db.rc.misses.Load())
+		out["row_cache_records"] = float64(records)
+		out["row_cache_bytes"] = float64(bytes)
+	}
+	return out
 }

@@ -63,132 +63,8 @@ func TestKeydir_Model(t *testing.T) {
 			}
 			db := openTest(t, path, clock, func(c *Config) { c.NoSync = true })
 			rng := rand.New(rand.NewPCG(1, uint64(len(arg))))
-			key := func() []byte { return fmt.Appendf(nil, "k%02d", rng.IntN(40)) }
-			xt := func() int64 {
-				switch rng.IntN(4) {
-				case 0:
-					return int64(1 + rng.IntN(5)) // expires soon
-				case 1:
-					return -(testNow + 3)
-				default:
-					return NoXT
-				}
-			}
-			val := func() []byte { return make([]byte, rng.IntN(30)) }
-			bulkLen := func() int { // now and then past pendIndexAt, with keys repeated
-				if rng.IntN(4) == 0 {
-					return rng.IntN(60)
-				}
-				return rng.IntN(8)
-			}
 			for step := 0; step < 3000; step++ {
-				var what string
-				switch op := rng.IntN(16); op {
-				case 0, 1, 2:
-					what = "set"
-					mustSet(t, db, string(key()), string(val()), xt())
-				case 3:
-					what = "add"
-					db.Add(key(), val(), xt())
-				case 4:
-					what = "replace"
-					db.Replace(key(), val(), xt())
-				case 5:
-					what = "append"
-					db.Append(key(), val(), xt())
-				case 6:
-					what = "remove"
-					db.Remove(key())
-				case 7:
-					what = "seize"
-					db.Seize(key())
-				case 8:
-					what = "increment"
-					db.Increment(key(), 1, 0, xt())
-				case 9:
-					what = "set_bulk"
-					var recs []Record
-					for range bulkLen() {
-						recs = append(recs, Record{Key: key(), Value: val(), XT: xt()})
-					}
-					if _, err := db.SetBulk(recs, true); err != nil {
-						t.Fatal(err)
-					}
-				case 10:
-					what = "remove_bulk"
-					var ks [][]byte
-					for range bulkLen() {
-						ks = append(ks, key())
-					}
-					if _, err := db.RemoveBulk(ks, true); err != nil {
-						t.Fatal(err)
-					}
-				case 11:
-					what = "apply"
-					var chs []Change
-					for range 1 + rng.IntN(6) {
-						switch rng.IntN(8) {
-						case 0:
-							chs = append(chs, Change{Op: OpClear})
-						case 1, 2:
-							chs = append(chs, Change{Op: OpRemove, Key: key()})
-						default:
-							chs = append(chs, Change{Op: OpSet, Key: key(), Value: db.encodeStored(val(), absXT(xt(), clock.Now().Unix()))})
-						}
-					}
-					if rng.IntN(10) == 0 {
-						chs = []Change{{Op: OpClear}}
-					}
-					if err := db.ApplyReplicated(chs, 9, uint64(step)); err != nil {
-						t.Fatal(err)
-					}
-				case 12:
-					what = "transaction"
-					tx, err := db.Begin()
-					if err != nil {
-						t.Fatal(err)
-					}
-					v := tx.DB()
-					for range 1 + rng.IntN(5) {
-						switch rng.IntN(3) {
-						case 0:
-							v.Remove(key())
-						case 1:
-							v.Append(key(), val(), xt())
-						default:
-							v.Set(key(), val(), xt())
-						}
-					}
-					if rng.IntN(3) == 0 {
-						tx.Abort()
-					} else if err := tx.Commit(); err != nil {
-						t.Fatal(err)
-					}
-				case 13:
-					what = "cursor"
-					c := db.Cursor()
-					if c.Jump(key()) == nil {
-						if rng.IntN(2) == 0 {
-							c.Remove()
-						} else {
-							c.SetValue(val(), xt(), false)
-						}
-					}
-					c.Close()
-				case 14:
-					what = "sweep"
-					clock.Advance(int64(rng.IntN(3)))
-					if err := db.Vacuum(0); err != nil {
-						t.Fatal(err)
-					}
-				case 15:
-					if rng.IntN(20) == 0 {
-						what = "clear"
-						if err := db.Clear(); err != nil {
-							t.Fatal(err)
-						}
-					}
-				}
+				what := randomWrite(t, db, clock, rng, step)
 				if t.Failed() {
 					t.Fatalf("step %d (%s)", step, what)
 				}
@@ -199,6 +75,138 @@ func TestKeydir_Model(t *testing.T) {
 			checkCounts(t, db)
 		})
 	}
+}
+
+// randomWrite does one random write of any kind — single-key writes, bulk writes,
+// replicated batches with clears, transactions committed and aborted, cursor writes,
+// expiry sweeps, a clear now and then — over 40 keys, and says which.
+func randomWrite(t testing.TB, db *DB, clock *fakeClock, rng *rand.Rand, step int) (what string) {
+	t.Helper()
+	key := func() []byte { return fmt.Appendf(nil, "k%02d", rng.IntN(40)) }
+	xt := func() int64 {
+		switch rng.IntN(4) {
+		case 0:
+			return int64(1 + rng.IntN(5)) // expires soon
+		case 1:
+			return -(testNow + 3)
+		default:
+			return NoXT
+		}
+	}
+	val := func() []byte { return make([]byte, rng.IntN(30)) }
+	bulkLen := func() int { // now and then past pendIndexAt, with keys repeated
+		if rng.IntN(4) == 0 {
+			return rng.IntN(60)
+		}
+		return rng.IntN(8)
+	}
+	switch op := rng.IntN(16); op {
+	case 0, 1, 2:
+		what = "set"
+		mustSet(t, db, string(key()), string(val()), xt())
+	case 3:
+		what = "add"
+		db.Add(key(), val(), xt())
+	case 4:
+		what = "replace"
+		db.Replace(key(), val(), xt())
+	case 5:
+		what = "append"
+		db.Append(key(), val(), xt())
+	case 6:
+		what = "remove"
+		db.Remove(key())
+	case 7:
+		what = "seize"
+		db.Seize(key())
+	case 8:
+		what = "increment"
+		db.Increment(key(), 1, 0, xt())
+	case 9:
+		what = "set_bulk"
+		var recs []Record
+		for range bulkLen() {
+			recs = append(recs, Record{Key: key(), Value: val(), XT: xt()})
+		}
+		if _, err := db.SetBulk(recs, true); err != nil {
+			t.Fatal(err)
+		}
+	case 10:
+		what = "remove_bulk"
+		var ks [][]byte
+		for range bulkLen() {
+			ks = append(ks, key())
+		}
+		if _, err := db.RemoveBulk(ks, true); err != nil {
+			t.Fatal(err)
+		}
+	case 11:
+		what = "apply"
+		var chs []Change
+		for range 1 + rng.IntN(6) {
+			switch rng.IntN(8) {
+			case 0:
+				chs = append(chs, Change{Op: OpClear})
+			case 1, 2:
+				chs = append(chs, Change{Op: OpRemove, Key: key()})
+			default:
+				chs = append(chs, Change{Op: OpSet, Key: key(), Value: db.encodeStored(val(), absXT(xt(), clock.Now().Unix()))})
+			}
+		}
+		if rng.IntN(10) == 0 {
+			chs = []Change{{Op: OpClear}}
+		}
+		if err := db.ApplyReplicated(chs, 9, uint64(step)); err != nil {
+			t.Fatal(err)
+		}
+	case 12:
+		what = "transaction"
+		tx, err := db.Begin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := tx.DB()
+		for range 1 + rng.IntN(5) {
+			switch rng.IntN(3) {
+			case 0:
+				v.Remove(key())
+			case 1:
+				v.Append(key(), val(), xt())
+			default:
+				v.Set(key(), val(), xt())
+			}
+		}
+		if rng.IntN(3) == 0 {
+			tx.Abort()
+		} else if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	case 13:
+		what = "cursor"
+		c := db.Cursor()
+		if c.Jump(key()) == nil {
+			if rng.IntN(2) == 0 {
+				c.Remove()
+			} else {
+				c.SetValue(val(), xt(), false)
+			}
+		}
+		c.Close()
+	case 14:
+		what = "sweep"
+		clock.Advance(int64(rng.IntN(3)))
+		if err := db.Vacuum(0); err != nil {
+			t.Fatal(err)
+		}
+	case 15:
+		if rng.IntN(20) == 0 {
+			what = "clear"
+			if err := db.Clear(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return what
 }
 
 // TestKeydir_Reopen checks that a reopened file database rebuilds its directory.

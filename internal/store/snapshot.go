@@ -222,6 +222,9 @@ func (db *DB) LoadSnapshot(dir string) error {
 	}
 	defer db.mu.Unlock()
 	err = copyKeys(it, db.pdb, db.writeOpts())
+	if db.rc != nil {
+		db.rc.reset() // copyKeys wrote past commitAs; no reader runs meanwhile
+	}
 	if err = errors.Join(err, it.Close()); err != nil {
 		return sysErr("load snapshot", err)
 	}

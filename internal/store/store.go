@@ -140,6 +140,10 @@ type core struct {
 	// per key (txn.lookupStore).
 	kd *keydir
 
+	// rc keeps recently read records of a file database (rowcache.go); nil for an
+	// on-memory one, whose memkv is as fast.
+	rc *rowCache
+
 	// sweepMu serialises Sweep; sweepPos is the user key where the current pass over the
 	// keys continues (nil = no pass in progress).
 	sweepMu  sync.Mutex
@@ -211,6 +215,10 @@ func Open(cfg Config) (*DB, error) {
 		cacheSize = defaultCacheSize
 	}
 	memTableSize := uint64(fileMemTableSize)
+	db.rc = newRowCache(cacheSize / cacheShare)
+	if db.rc != nil {
+		cacheSize -= cacheSize / cacheShare
+	}
 	cache := pebble.NewCache(cacheSize + memTableCharge(memTableSize))
 	defer cache.Unref() // the DB holds its own reference
 	opts := pebbleOptions(cache, logger, spec.Path)
@@ -705,8 +713,23 @@ func (db *DB) lockKeys(keys [][]byte) func() {
 // getStored reads the stored form of key and calls fn with it (nil, false when absent).
 // stored is valid only during fn.
 func (db *DB) getStored(key []byte, fn func(stored []byte, found bool)) error {
+	return db.readStored(key, true, fn)
+}
+
+// readStored is getStored, keeping what it reads from Pebble in the row cache if fill
+// (a cursor's walk over the records does not: it would push out what others read).
+func (db *DB) readStored(key []byte, fill bool, fn func(stored []byte, found bool)) error {
 	if db.tx != nil {
 		return db.tx.getStored(key, fn)
+	}
+	var tok rcToken
+	if db.rc != nil {
+		v, ok, t := db.rc.get(key)
+		if ok {
+			fn(v, true)
+			return nil
+		}
+		tok = t
 	}
 	v, closer, err := db.pdb.Get(dataKey(key))
 	if errors.Is(err, pebble.ErrNotFound) {
@@ -715,6 +738,9 @@ func (db *DB) getStored(key []byte, fn func(stored []byte, found bool)) error {
 	}
 	if err != nil {
 		return sysErr("get", err)
+	}
+	if fill && db.rc != nil {
+		db.rc.fill(tok, key, v)
 	}
 	fn(v, true)
 	return closeQuietly(closer)
@@ -1216,6 +1242,11 @@ func (db *DB) commitAs(b kvBatch, changes []Change, sid uint16, dCount, dSize in
 		db.count.Add(dCount)
 		db.size.Add(dSize)
 		return nil
+	}
+	if db.rc != nil {
+		// Readers must not keep or add what b replaces (rowcache.go).
+		mask := db.rc.begin(b)
+		defer db.rc.end(mask)
 	}
 	if pb, ok := b.(*pebble.Batch); ok && later != nil && opts.GetSync() {
 		// A Pebble batch comes from the Pebble store.
