@@ -496,13 +496,36 @@ func (db *DB) GetEach(keys [][]byte, fn func(i int, rec Record, found bool)) err
 		return err
 	}
 	defer db.mu.RUnlock()
+	now := db.nowUnix()
+	if len(keys) == 1 && db.tx == nil {
+		// One key (a binary client's single get): one read is a consistent view of
+		// it, cheaper than a snapshot and an iterator, and the row cache may hold it.
+		var rec Record
+		found := false
+		err := db.getStored(keys[0], func(stored []byte, ok bool) {
+			if !ok {
+				return
+			}
+			val, xt := db.decodeStored(stored)
+			if !expired(xt, now) {
+				rec, found = Record{Key: keys[0], Value: slices.Clone(val), XT: xt}, true
+			}
+		})
+		if err != nil {
+			return err
+		}
+		if found && db.lru != nil {
+			db.lru.touchIfPresent(keys[0])
+		}
+		fn(0, rec, found)
+		return nil
+	}
 	var r reader = db.tx.readerOrNil()
 	if r == nil {
 		snap := db.pdb.NewSnapshot()
 		defer snap.Close()
 		r = snap
 	}
-	now := db.nowUnix()
 	type hit struct {
 		value []byte
 		xt    int64

@@ -274,3 +274,68 @@ func TestRowCache_Concurrent(t *testing.T) {
 		t.Fatal("no read was the row cache's")
 	}
 }
+
+// TestGetEach_OneKey: a single-key bulk get (a binary client's get) reads through the
+// row cache and answers as the snapshot path does: found, absent, expired, and in a
+// transaction its own write.
+func TestGetEach_OneKey(t *testing.T) {
+	clock := newClock(testNow)
+	db := openTest(t, filepath.Join(t.TempDir(), "g.kct"), clock)
+	mustSet(t, db, "a", "va", NoXT)
+	mustSet(t, db, "e", "ve", 5)
+	one := func(d *DB, key string) (Record, bool) {
+		t.Helper()
+		var got Record
+		var found bool
+		calls := 0
+		if err := d.GetEach([][]byte{[]byte(key)}, func(i int, rec Record, ok bool) {
+			calls++
+			if i != 0 {
+				t.Fatalf("GetEach(%q) called back for index %d", key, i)
+			}
+			got, found = rec, ok
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if calls != 1 {
+			t.Fatalf("GetEach(%q): %d calls back", key, calls)
+		}
+		return got, found
+	}
+	for range 2 {
+		if rec, ok := one(db, "a"); !ok || string(rec.Value) != "va" || string(rec.Key) != "a" || rec.XT != XTMax {
+			t.Fatalf("a: %+v, %v", rec, ok)
+		}
+	}
+	if db.rc.hits.Load() == 0 {
+		t.Fatal("the second single-key bulk get was not the row cache's")
+	}
+	if rec, ok := one(db, "e"); !ok || rec.XT != testNow+5 {
+		t.Fatalf("e before its expiry: %+v, %v", rec, ok)
+	}
+	clock.Advance(10)
+	if _, ok := one(db, "e"); ok {
+		t.Fatal("an expired record was found")
+	}
+	if _, ok := one(db, "absent"); ok {
+		t.Fatal("an absent key was found")
+	}
+	mustSet(t, db, "a", "va2", NoXT)
+	if rec, _ := one(db, "a"); string(rec.Value) != "va2" {
+		t.Fatalf("after a write: %q", rec.Value)
+	}
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Abort()
+	if err := tx.DB().Set([]byte("a"), []byte("in tx"), NoXT); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := one(tx.DB(), "a"); string(rec.Value) != "in tx" {
+		t.Fatalf("in the transaction: %q", rec.Value)
+	}
+	if rec, _ := one(db, "a"); string(rec.Value) != "va2" {
+		t.Fatalf("outside the transaction: %q", rec.Value)
+	}
+}
