@@ -717,7 +717,8 @@ func (db *DB) getStored(key []byte, fn func(stored []byte, found bool)) error {
 }
 
 // readStored is getStored, keeping what it reads from Pebble in the row cache if fill
-// (a cursor's walk over the records does not: it would push out what others read).
+// (a cursor's walk over the records does not: it would push out what others read; nor
+// does a write's read of what it replaces).
 func (db *DB) readStored(key []byte, fill bool, fn func(stored []byte, found bool)) error {
 	if db.tx != nil {
 		return db.tx.getStored(key, fn)
@@ -1029,7 +1030,7 @@ func (t *txn) old(key []byte, fn func(stored []byte, found bool)) error {
 			return nil
 		}
 	}
-	return t.db.getStored(key, fn)
+	return t.db.readStored(key, false, fn) // not kept: the write replaces it
 }
 
 // dataKey returns the Pebble key of a user key in t's scratch buffer (valid until the
