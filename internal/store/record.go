@@ -489,8 +489,8 @@ func (db *DB) GetBulk(keys [][]byte) ([]Record, error) {
 // GetEach looks up every key from one consistent snapshot and calls fn for
 // each, in request order, with the live record (XT absolute) or found ==
 // false when the key is absent or expired. rec.Key is the caller's keys[i];
-// rec.Value is a copy owned by the caller, shared by the records of a key
-// asked for more than once.
+// rec.Value is a copy owned by the caller (the records of a key asked for more
+// than once may share it).
 func (db *DB) GetEach(keys [][]byte, fn func(i int, rec Record, found bool)) error {
 	if err := db.rlock(); err != nil {
 		return err
@@ -520,6 +520,30 @@ func (db *DB) GetEach(keys [][]byte, fn func(i int, rec Record, found bool)) err
 		fn(0, rec, found)
 		return nil
 	}
+	if db.tx == nil && db.rc != nil {
+		// Several keys the row cache holds, all current at one moment: as the snapshot.
+		if stored, ok := db.rc.getAll(keys); ok {
+			for i, k := range keys {
+				val, xt := db.decodeStored(stored[i])
+				if expired(xt, now) {
+					fn(i, Record{}, false)
+					continue
+				}
+				if db.lru != nil {
+					db.lru.touchIfPresent(k)
+				}
+				fn(i, Record{Key: k, Value: slices.Clone(val), XT: xt}, true)
+			}
+			return nil
+		}
+	}
+	var toks map[string]rcToken // taken before the snapshot, for the row cache's fill
+	if db.tx == nil && db.rc != nil {
+		toks = make(map[string]rcToken, len(keys))
+		for _, k := range keys {
+			toks[string(k)] = db.rc.token(k)
+		}
+	}
 	var r reader = db.tx.readerOrNil()
 	if r == nil {
 		snap := db.pdb.NewSnapshot()
@@ -532,6 +556,9 @@ func (db *DB) GetEach(keys [][]byte, fn func(i int, rec Record, found bool)) err
 	}
 	hits := make(map[string]hit, len(keys))
 	err := lookupMany(r, keys, func(key, stored []byte) {
+		if toks != nil {
+			db.rc.fill(toks[string(key)], key, stored)
+		}
 		val, xt := db.decodeStored(stored)
 		if !expired(xt, now) {
 			hits[string(key)] = hit{slices.Clone(val), xt}

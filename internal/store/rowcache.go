@@ -115,6 +115,66 @@ func (c *rowCache) get(key []byte) ([]byte, bool, rcToken) {
 	return nil, false, t
 }
 
+// getAll returns the stored forms of every key (each valid as get's), all current at
+// one moment, or false if it does not hold one of them or a write to one of their shards
+// began meanwhile. A write to several keys drops them all before it is applied and none
+// can be added again until it is visible, so if no shard's generation changed from its
+// first lookup to the last check, every record read was current at that check.
+func (c *rowCache) getAll(keys [][]byte) ([][]byte, bool) {
+	var seen uint64
+	var gens [rcShards]uint64
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		si := maphash.Bytes(c.seed, k) % rcShards
+		s := &c.shards[si]
+		s.mu.Lock()
+		if seen&(1<<si) == 0 {
+			gens[si], seen = s.gen, seen|1<<si
+		}
+		j, ok := s.m[string(k)]
+		if ok {
+			sl := &s.slots[j]
+			sl.ref = true
+			out[i] = sl.kv[sl.klen:]
+		}
+		s.mu.Unlock()
+		if !ok {
+			c.misses.Add(uint64(len(keys)))
+			return nil, false
+		}
+		if getAllHook != nil {
+			getAllHook(i)
+		}
+	}
+	for si := range c.shards {
+		if seen&(1<<si) == 0 {
+			continue
+		}
+		s := &c.shards[si]
+		s.mu.Lock()
+		g := s.gen
+		s.mu.Unlock()
+		if g != gens[si] {
+			c.misses.Add(uint64(len(keys)))
+			return nil, false
+		}
+	}
+	c.hits.Add(uint64(len(keys)))
+	return out, true
+}
+
+// token returns what get would for key, without looking it up: for a read of several
+// keys (from a snapshot taken after it) that may fill.
+func (c *rowCache) token(key []byte) rcToken {
+	s := c.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return rcToken{shard: s, gen: s.gen, ok: s.pending == 0}
+}
+
+// getAllHook, when a test sets it, runs after getAll's lookup of keys[i].
+var getAllHook func(i int)
+
 // fill adds key's stored form, read from Pebble after get gave t, unless a write to
 // the shard began or was under way since.
 func (c *rowCache) fill(t rcToken, key, stored []byte) {

@@ -67,6 +67,13 @@ func TestRowCache_Model(t *testing.T) {
 				for range 8 {
 					db.Get(fmt.Appendf(nil, "k%02d", rng.IntN(40)))
 				}
+				// Bulk gets fill the cache from their snapshot, and read all from it.
+				for range 2 {
+					ks := [][]byte{fmt.Appendf(nil, "k%02d", rng.IntN(40)), fmt.Appendf(nil, "k%02d", rng.IntN(40))}
+					if err := db.GetEach(ks, func(int, Record, bool) {}); err != nil {
+						t.Fatal(err)
+					}
+				}
 				checkRowCache(t, db)
 				if t.Failed() {
 					t.Fatalf("step %d (%s)", step, what)
@@ -337,5 +344,111 @@ func TestGetEach_OneKey(t *testing.T) {
 	}
 	if rec, _ := one(db, "a"); string(rec.Value) != "va2" {
 		t.Fatalf("outside the transaction: %q", rec.Value)
+	}
+}
+
+// TestRowCache_BulkGetAtomic: a bulk get the row cache serves sees each atomic write of
+// several keys whole, and nothing older than a write acknowledged before it began, while
+// writers rewrite pairs of keys in one batch and readers fill the cache with gets.
+func TestRowCache_BulkGetAtomic(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "b.kct"), nil, func(c *Config) { c.NoSync = true })
+	const pairs, writes = 4, 5000
+	pair := func(p int) [][]byte { return [][]byte{fmt.Appendf(nil, "a%d", p), fmt.Appendf(nil, "b%d", p)} }
+	var acked [pairs]atomic.Int64
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for p := range pairs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ks := pair(p)
+			for n := int64(1); n <= writes; n++ {
+				v := strconv.AppendInt(nil, n, 10)
+				if _, err := db.SetBulk([]Record{{Key: ks[0], Value: v, XT: NoXT}, {Key: ks[1], Value: v, XT: NoXT}}, true); err != nil {
+					t.Error(err)
+					return
+				}
+				acked[p].Store(n)
+			}
+		}()
+	}
+	var readers sync.WaitGroup
+	for r := range 4 {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			rng := rand.New(rand.NewPCG(uint64(r), 11))
+			for !stop.Load() {
+				p := rng.IntN(pairs)
+				ks := pair(p)
+				db.Get(ks[0])
+				db.Get(ks[1])
+				floor := acked[p].Load()
+				var got [2]int64
+				err := db.GetEach(ks, func(i int, rec Record, ok bool) {
+					if ok {
+						got[i], _ = strconv.ParseInt(string(rec.Value), 10, 64)
+					}
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if got[0] != got[1] || got[0] < floor {
+					t.Errorf("pair %d: bulk get saw %d and %d after write %d was acknowledged", p, got[0], got[1], floor)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	stop.Store(true)
+	readers.Wait()
+	checkRowCache(t, db)
+	ks := pair(0)
+	db.Get(ks[0])
+	db.Get(ks[1])
+	h0 := db.rc.hits.Load()
+	if err := db.GetEach(ks, func(int, Record, bool) {}); err != nil {
+		t.Fatal(err)
+	}
+	if db.rc.hits.Load()-h0 != 2 {
+		t.Fatal("a bulk get of two keys the row cache holds was not its")
+	}
+}
+
+// TestRowCache_GetAllTorn: a write of two keys that lands between a bulk get's lookups
+// of them, and a read that adds the second one's new record, make the bulk get fall
+// back instead of answering one old and one new record.
+func TestRowCache_GetAllTorn(t *testing.T) {
+	p, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c := newRowCache(1 << 20)
+	a, b := []byte("a"), []byte("b")
+	put := func(key []byte, v string) {
+		_, _, tok := c.get(key)
+		c.fill(tok, key, []byte(v))
+	}
+	put(a, "1")
+	put(b, "1")
+	if got, ok := c.getAll([][]byte{a, b}); !ok || string(got[0]) != "1" || string(got[1]) != "1" {
+		t.Fatalf("both held: %q, %v", got, ok)
+	}
+	getAllHook = func(i int) {
+		if i != 0 {
+			return
+		}
+		wb := p.NewBatch()
+		wb.Set(dataKey(a), []byte("2"), nil)
+		wb.Set(dataKey(b), []byte("2"), nil)
+		c.end(c.begin(wb))
+		put(b, "2") // a reader's get after the write
+	}
+	defer func() { getAllHook = nil }()
+	if got, ok := c.getAll([][]byte{a, b}); ok {
+		t.Fatalf("a bulk get across a write answered %q", got)
 	}
 }
