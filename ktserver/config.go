@@ -197,8 +197,9 @@ type Config struct {
 	// host. Default nil: plain TCP.
 	ReplTLS *tls.Config
 
-	// CacheSize is the Pebble block cache of each file database, in bytes;
-	// zero means the store's default.
+	// CacheSize is the cache of each file database, in bytes: Pebble's block
+	// cache and, an eighth of it, the row cache of records recently read;
+	// zero means the store's default (64 MiB).
 	CacheSize int64
 
 	// ServerHeader is the value of the Server response header.

@@ -33,7 +33,7 @@ type Spec struct {
 	CapSize    int64             // capsiz likewise, -1 if unset
 	KTCapCount int64             // ktcapcnt/ktcapcount/ktcap_count, -1 if unset
 	KTCapSize  int64             // ktcapsiz/ktcapsize/ktcap_size, -1 if unset
-	CacheSize  int64             // msiz or pccap (KC's memory for caching the file): the Pebble block cache of a file DB; 0 if unset
+	CacheSize  int64             // msiz or pccap (KC's memory for caching the file): the cache of a file DB (Pebble's blocks and the row cache); 0 if unset
 	Ignored    []string          // params accepted but meaningless on Pebble, in argument order
 }
 

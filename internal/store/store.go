@@ -49,10 +49,11 @@ const (
 	prefixULogEnd byte = 0x03 // first byte after the update log
 )
 
-// Default Pebble tuning of a file database: its block cache is 64 MiB, KC's
-// default msiz (mapped region) and pccap (page cache), unless its argument
-// sets either or the server's Config.CacheSize says otherwise. (On-memory
-// databases are not in Pebble: memkv.)
+// Default Pebble tuning of a file database: its cache is 64 MiB, KC's default
+// msiz (mapped region) and pccap (page cache), unless its argument sets either
+// or the server's Config.CacheSize says otherwise; an eighth of it is the row
+// cache (rowcache.go), the rest Pebble's block cache. (On-memory databases are
+// not in Pebble: memkv.)
 const (
 	defaultCacheSize = 64 << 20
 	fileMemTableSize = 32 << 20
@@ -70,7 +71,7 @@ type Config struct {
 	Now       func() time.Time // clock for expiry; nil = time.Now
 	Logger    *slog.Logger     // nil = discard
 	FS        vfs.FS           // nil = vfs.Default; file DBs only (in-memory DBs are in memkv)
-	CacheSize int64            // Pebble block cache bytes of a file DB, unless Spec.CacheSize is set; 0 = 64 MiB
+	CacheSize int64            // cache bytes of a file DB (Pebble's blocks, an eighth for the row cache), unless Spec.CacheSize is set; 0 = 64 MiB
 	ULog      ULog             // update-log hook; nil: no update log
 	DBID      uint16           // this database's index, stamped on its ulog messages
 	// MaxOpenFiles bounds the files a file DB keeps open, its sstables' readers
