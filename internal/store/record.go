@@ -497,52 +497,51 @@ func (db *DB) GetEach(keys [][]byte, fn func(i int, rec Record, found bool)) err
 	}
 	defer db.mu.RUnlock()
 	now := db.nowUnix()
+	// live is the value and expiry of a stored form, ok if the record is live.
+	live := func(stored []byte) (val []byte, xt int64, ok bool) {
+		val, xt = db.decodeStored(stored)
+		return val, xt, !expired(xt, now)
+	}
+	// answer calls fn for keys[i] with val, a copy the caller owns.
+	answer := func(i int, val []byte, xt int64, ok bool) {
+		if !ok {
+			fn(i, Record{}, false)
+			return
+		}
+		if db.lru != nil {
+			db.lru.touchIfPresent(keys[i])
+		}
+		fn(i, Record{Key: keys[i], Value: val, XT: xt}, true)
+	}
 	if len(keys) == 1 && db.tx == nil {
 		// One key (a binary client's single get): one read is a consistent view of
 		// it, cheaper than a snapshot and an iterator, and the row cache may hold it.
-		var rec Record
-		found := false
-		err := db.getStored(keys[0], func(stored []byte, ok bool) {
-			if !ok {
-				return
-			}
-			val, xt := db.decodeStored(stored)
-			if !expired(xt, now) {
-				rec, found = Record{Key: keys[0], Value: slices.Clone(val), XT: xt}, true
+		var val []byte
+		var xt int64
+		var ok bool
+		err := db.getStored(keys[0], func(stored []byte, found bool) {
+			if found {
+				val, xt, ok = live(stored)
+				val = slices.Clone(val)
 			}
 		})
 		if err != nil {
 			return err
 		}
-		if found && db.lru != nil {
-			db.lru.touchIfPresent(keys[0])
-		}
-		fn(0, rec, found)
+		answer(0, val, xt, ok)
 		return nil
 	}
+	var toks *rcTokens // taken before the snapshot, for the row cache's fill
 	if db.tx == nil && db.rc != nil {
 		// Several keys the row cache holds, all current at one moment: as the snapshot.
 		if stored, ok := db.rc.getAll(keys); ok {
-			for i, k := range keys {
-				val, xt := db.decodeStored(stored[i])
-				if expired(xt, now) {
-					fn(i, Record{}, false)
-					continue
-				}
-				if db.lru != nil {
-					db.lru.touchIfPresent(k)
-				}
-				fn(i, Record{Key: k, Value: slices.Clone(val), XT: xt}, true)
+			for i := range keys {
+				val, xt, ok := live(stored[i])
+				answer(i, slices.Clone(val), xt, ok)
 			}
 			return nil
 		}
-	}
-	var toks map[string]rcToken // taken before the snapshot, for the row cache's fill
-	if db.tx == nil && db.rc != nil {
-		toks = make(map[string]rcToken, len(keys))
-		for _, k := range keys {
-			toks[string(k)] = db.rc.token(k)
-		}
+		toks = db.rc.tokens(keys)
 	}
 	var r reader = db.tx.readerOrNil()
 	if r == nil {
@@ -557,10 +556,9 @@ func (db *DB) GetEach(keys [][]byte, fn func(i int, rec Record, found bool)) err
 	hits := make(map[string]hit, len(keys))
 	err := lookupMany(r, keys, func(key, stored []byte) {
 		if toks != nil {
-			db.rc.fill(toks[string(key)], key, stored)
+			db.rc.fill(toks[db.rc.index(key)], key, stored)
 		}
-		val, xt := db.decodeStored(stored)
-		if !expired(xt, now) {
+		if val, xt, ok := live(stored); ok {
 			hits[string(key)] = hit{slices.Clone(val), xt}
 		}
 	})
@@ -569,14 +567,7 @@ func (db *DB) GetEach(keys [][]byte, fn func(i int, rec Record, found bool)) err
 	}
 	for i, k := range keys {
 		h, ok := hits[string(k)]
-		if !ok {
-			fn(i, Record{}, false)
-			continue
-		}
-		if db.lru != nil {
-			db.lru.touchIfPresent(k)
-		}
-		fn(i, Record{Key: k, Value: h.value, XT: h.xt}, true)
+		answer(i, h.value, h.xt, ok)
 	}
 	return nil
 }

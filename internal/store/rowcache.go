@@ -92,8 +92,14 @@ func newRowCache(budget int64) *rowCache {
 	return c
 }
 
-func (c *rowCache) shard(key []byte) *rcShard {
-	return &c.shards[maphash.Bytes(c.seed, key)%rcShards]
+// index is the number of key's shard.
+func (c *rowCache) index(key []byte) uint64 { return maphash.Bytes(c.seed, key) % rcShards }
+
+func (c *rowCache) shard(key []byte) *rcShard { return &c.shards[c.index(key)] }
+
+// tokenLocked is what a read that misses remembers for fill. The caller holds s.mu.
+func (s *rcShard) tokenLocked() rcToken {
+	return rcToken{shard: s, gen: s.gen, ok: s.pending == 0}
 }
 
 // get returns the stored form of key, valid for as long as the caller keeps it (it is
@@ -109,7 +115,7 @@ func (c *rowCache) get(key []byte) ([]byte, bool, rcToken) {
 		c.hits.Add(1)
 		return v, true, rcToken{}
 	}
-	t := rcToken{shard: s, gen: s.gen, ok: s.pending == 0}
+	t := s.tokenLocked()
 	s.mu.Unlock()
 	c.misses.Add(1)
 	return nil, false, t
@@ -125,7 +131,7 @@ func (c *rowCache) getAll(keys [][]byte) ([][]byte, bool) {
 	var gens [rcShards]uint64
 	out := make([][]byte, len(keys))
 	for i, k := range keys {
-		si := maphash.Bytes(c.seed, k) % rcShards
+		si := c.index(k)
 		s := &c.shards[si]
 		s.mu.Lock()
 		if seen&(1<<si) == 0 {
@@ -163,13 +169,22 @@ func (c *rowCache) getAll(keys [][]byte) ([][]byte, bool) {
 	return out, true
 }
 
-// token returns what get would for key, without looking it up: for a read of several
-// keys (from a snapshot taken after it) that may fill.
-func (c *rowCache) token(key []byte) rcToken {
-	s := c.shard(key)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return rcToken{shard: s, gen: s.gen, ok: s.pending == 0}
+// rcTokens are the tokens of a read of several keys, one per shard (the read's snapshot
+// is taken after them): fill key with t[c.index(key)].
+type rcTokens [rcShards]rcToken
+
+// tokens returns the tokens of the shards of keys, as get would give them on a miss.
+func (c *rowCache) tokens(keys [][]byte) *rcTokens {
+	t := new(rcTokens)
+	for _, k := range keys {
+		if i := c.index(k); t[i].shard == nil {
+			s := &c.shards[i]
+			s.mu.Lock()
+			t[i] = s.tokenLocked()
+			s.mu.Unlock()
+		}
+	}
+	return t
 }
 
 // getAllHook, when a test sets it, runs after getAll's lookup of keys[i].
@@ -282,7 +297,7 @@ func (c *rowCache) begin(b kvBatch) uint64 {
 				continue
 			}
 			key := ukey[1:]
-			i := maphash.Bytes(c.seed, key) % rcShards
+			i := c.index(key)
 			s := &c.shards[i]
 			s.mu.Lock()
 			if j, ok := s.m[string(key)]; ok {
