@@ -97,6 +97,18 @@ func (c *rowCache) index(key []byte) uint64 { return maphash.Bytes(c.seed, key) 
 
 func (c *rowCache) shard(key []byte) *rcShard { return &c.shards[c.index(key)] }
 
+// lookupLocked returns the stored form of key if the shard holds it, marking it read.
+// The caller holds s.mu.
+func (s *rcShard) lookupLocked(key []byte) ([]byte, bool) {
+	i, ok := s.m[string(key)]
+	if !ok {
+		return nil, false
+	}
+	sl := &s.slots[i]
+	sl.ref = true
+	return sl.kv[sl.klen:], true
+}
+
 // tokenLocked is what a read that misses remembers for fill. The caller holds s.mu.
 func (s *rcShard) tokenLocked() rcToken {
 	return rcToken{shard: s, gen: s.gen, ok: s.pending == 0}
@@ -107,10 +119,7 @@ func (s *rcShard) tokenLocked() rcToken {
 func (c *rowCache) get(key []byte) ([]byte, bool, rcToken) {
 	s := c.shard(key)
 	s.mu.Lock()
-	if i, ok := s.m[string(key)]; ok {
-		sl := &s.slots[i]
-		sl.ref = true
-		v := sl.kv[sl.klen:]
+	if v, ok := s.lookupLocked(key); ok {
 		s.mu.Unlock()
 		c.hits.Add(1)
 		return v, true, rcToken{}
@@ -137,12 +146,8 @@ func (c *rowCache) getAll(keys [][]byte) ([][]byte, bool) {
 		if seen&(1<<si) == 0 {
 			gens[si], seen = s.gen, seen|1<<si
 		}
-		j, ok := s.m[string(k)]
-		if ok {
-			sl := &s.slots[j]
-			sl.ref = true
-			out[i] = sl.kv[sl.klen:]
-		}
+		v, ok := s.lookupLocked(k)
+		out[i] = v
 		s.mu.Unlock()
 		if !ok {
 			c.misses.Add(uint64(len(keys)))
